@@ -1,0 +1,1 @@
+//! The MailQueue operator.

@@ -1,0 +1,1 @@
+//! The email message model Mailman pickles, and its flattening to wire bytes.

@@ -1,0 +1,1 @@
+//! Mailman queue directories: names, slices, entries, and every rename in a queue.

@@ -1,0 +1,1 @@
+//! mailqueue-runner: the binary wiring queue format, switchboard, delivery and operations.
