@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Makes (or reuses) the Pythons the tests compare against, and prints `export` lines:
+#   eval "$(tests/tools/python-env.sh)"
+# MQ_PY3: a Python 3.11 venv with Mailman 3 and aiosmtpd (PyPI), cached outside the clone.
+# MQ_PY2: Python 2.7 (pyenv), for Mailman 2.1's cPickle and email package.
+set -euo pipefail
+cache=${MQ_CACHE:-$HOME/.cache/mailqueue-operator}
+mailman_version=3.3.10
+aiosmtpd_version=1.4.6
+venv="$cache/py3-mailman-$mailman_version"
+
+find_python() { # version prefix
+    local v
+    for v in "$HOME/.pyenv/versions/$1"*/bin/python; do
+        [ -x "$v" ] && { echo "$v"; return 0; }
+    done
+    command -v "python$1" 2>/dev/null || return 1
+}
+
+py3=$(find_python 3.11) || { echo "python-env: Python 3.11 not found (pyenv or PATH)" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mailman, aiosmtpd' 2>/dev/null; then
+    echo "python-env: creating $venv (mailman $mailman_version, aiosmtpd $aiosmtpd_version)" >&2
+    rm -rf "$venv.tmp"
+    "$py3" -m venv "$venv.tmp"
+    "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check \
+        "mailman==$mailman_version" "aiosmtpd==$aiosmtpd_version" >&2
+    rm -rf "$venv"
+    mv "$venv.tmp" "$venv"
+    # A venv records its own path in scripts; the python binary itself works after the move.
+fi
+
+py2=$(find_python 2.7) || { echo "python-env: Python 2.7 not found; install it with 'pyenv install 2.7.18'" >&2; exit 1; }
+echo "export MQ_PY3=$venv/bin/python"
+echo "export MQ_PY2=$py2"
