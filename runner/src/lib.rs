@@ -1,1 +1,5 @@
-//! mailqueue-runner: the binary wiring queue format, switchboard, delivery and operations.
+//! mailqueue-runner: the binary's library. The queue format lives in `mailqueue-pickle`,
+//! `mailqueue-message` and `mailqueue-queue`; this crate wires them to SMTP delivery,
+//! the queue operations and the command line.
+pub mod cli;
+pub mod cmd;
