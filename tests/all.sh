@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# Installs or builds everything it needs by itself:
+#   - Rust crates (cargo, from crates.io),
+#   - Python 3.11 with Mailman 3 and aiosmtpd (PyPI) and Python 2.7 (pyenv): tests/tools/python-env.sh,
+#   - Postfix's smtp-sink (Debian): tests/tools/smtp-sink.sh,
+#   - etcd, kube-apiserver, kube-controller-manager, kubectl, helm from Go modules:
+#     tests/build-k8s.sh (cached in ~/.cache/mailqueue-operator, keyed by version).
+# Tiers: fast (unit, integration, control-plane e2e) then slow (crash loops, large queues),
+# marked `#[ignore]` in the code and run here with `--ignored`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+step "toolchains and test servers"
+eval "$(tests/tools/python-env.sh)"
+export MQ_PY2 MQ_PY3
+if [ -x tests/tools/smtp-sink.sh ]; then
+    MQ_SMTP_SINK="$(tests/tools/smtp-sink.sh)"
+    export MQ_SMTP_SINK
+fi
+MQ_K8S_BIN="$(tests/build-k8s.sh | sed -n 's/^MQ_K8S_BIN=//p' | tail -n1)"
+export MQ_K8S_BIN
+echo "python3: $MQ_PY3; python2: $MQ_PY2; k8s: $MQ_K8S_BIN; smtp-sink: ${MQ_SMTP_SINK:-none}"
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "generated CRD matches the code"
+cargo run --quiet --locked -p mailqueue-operator --bin crdgen > /tmp/mq-crd.$$.yaml
+diff -u crds/mailqueue.dev_mailqueues.yaml /tmp/mq-crd.$$.yaml || {
+    echo "crds/ is stale: run 'cargo run -p mailqueue-operator --bin crdgen > crds/mailqueue.dev_mailqueues.yaml'" >&2
+    exit 1
+}
+rm -f /tmp/mq-crd.$$.yaml
+
+if [ -d charts/mailqueue-operator ]; then
+    step "helm lint"
+    "$MQ_K8S_BIN/helm" lint charts/mailqueue-operator
+fi
+
+step "tests: fast tier"
+cargo test --workspace --locked
+
+step "tests: slow tier (crash loops, large queues, chaos)"
+cargo test --workspace --locked -- --ignored
