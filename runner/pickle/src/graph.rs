@@ -1,0 +1,332 @@
+//! The object graph a pickle builds while it is read. Python objects are mutable and
+//! shared through the memo: a list appended to after it was memoised, or an instance
+//! that `BUILD` fills in later, must look the same everywhere it is referenced. So the
+//! reader keeps every object once, in an arena, refers to it by index, mutates it in
+//! place, and only turns the finished graph into a `Value` tree at the end.
+//!
+//! Limits that keep hostile input harmless (all errors, never panics):
+//! - the tree is at most [`MAX_DEPTH`] levels deep (conversion recurses, and so does
+//!   dropping a `Value`); an object that contains itself is reported as a cycle;
+//! - sharing can make a small pickle expand into an exponentially large tree: the
+//!   expansion is charged by approximate heap bytes and stops at
+//!   [`expansion_limit`] of the input size;
+//! - copies and key comparisons while reading (a `set` built from a list, duplicate
+//!   dict keys) are charged to a work budget proportional to the input size.
+
+use crate::error::Error;
+use crate::value::{Object, Value};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// Deepest nesting of containers and objects accepted, in the pickle's MARK stack and in
+/// the resulting tree. Mailman's messages nest a few levels per MIME level.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Bytes of `Value` tree a pickle of `input_len` bytes may expand to: 16 times the input
+/// plus 16 MiB. An unshared tree is about as large as its pickle.
+pub fn expansion_limit(input_len: usize) -> usize {
+    input_len.saturating_mul(16).saturating_add(16 << 20)
+}
+
+/// Steps of copy/compare work allowed while reading `input_len` bytes.
+pub fn work_limit(input_len: usize) -> usize {
+    input_len.saturating_mul(16).saturating_add(1 << 20)
+}
+
+pub type Id = usize;
+
+#[derive(Debug)]
+pub enum Node {
+    /// Scalars, strings, `datetime`s and class references: never mutated.
+    Leaf(Value),
+    List(Vec<Id>),
+    Tuple(Vec<Id>),
+    Dict(Keyed<(Id, Id)>),
+    Set(Keyed<Id>),
+    FrozenSet(Keyed<Id>),
+    Object(ObjectNode),
+}
+
+#[derive(Debug)]
+pub struct ObjectNode {
+    pub module: String,
+    pub name: String,
+    /// A `Tuple` node; shared rather than copied, as Python passes the tuple itself.
+    pub args: Option<Id>,
+    pub state: Option<Id>,
+    pub list_items: Vec<Id>,
+    pub dict_items: Vec<(Id, Id)>,
+}
+
+impl ObjectNode {
+    pub fn new(module: String, name: String, args: Option<Id>) -> Self {
+        ObjectNode { module, name, args, state: None, list_items: Vec::new(), dict_items: Vec::new() }
+    }
+}
+
+/// Items of a dict or set, with a hash index over the keys so that an equal key
+/// replaces (dict) or is ignored (set), as in Python, in constant time.
+#[derive(Debug, Default)]
+pub struct Keyed<T> {
+    pub items: Vec<T>,
+    index: HashMap<u64, Vec<usize>>,
+}
+
+impl Node {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Leaf(v) => match v {
+                Value::None => "None",
+                Value::Bool(_) => "bool",
+                Value::Int(_) | Value::BigInt(_) => "int",
+                Value::Float(_) => "float",
+                Value::Bytes(_) => "byte string",
+                Value::Str(_) => "text string",
+                Value::DateTime(_) => "datetime",
+                Value::Global { .. } => "class reference",
+                _ => "value",
+            },
+            Node::List(_) => "list",
+            Node::Tuple(_) => "tuple",
+            Node::Dict(_) => "dict",
+            Node::Set(_) => "set",
+            Node::FrozenSet(_) => "frozenset",
+            Node::Object(_) => "object",
+        }
+    }
+}
+
+/// All objects of one pickle, with the offset of the opcode that created each.
+#[derive(Debug)]
+pub struct Arena {
+    nodes: Vec<(Node, usize)>,
+    work: usize,
+    work_limit: usize,
+}
+
+impl Arena {
+    pub fn new(input_len: usize) -> Self {
+        Arena { nodes: Vec::new(), work: 0, work_limit: work_limit(input_len) }
+    }
+
+    pub fn add(&mut self, node: Node, at: usize) -> Id {
+        self.nodes.push((node, at));
+        self.nodes.len() - 1
+    }
+
+    pub fn get(&self, id: Id) -> &Node {
+        &self.nodes[id].0
+    }
+
+    pub fn get_mut(&mut self, id: Id) -> &mut Node {
+        &mut self.nodes[id].0
+    }
+
+    pub fn charge(&mut self, steps: usize) -> Result<(), Error> {
+        self.work = self.work.saturating_add(steps);
+        if self.work > self.work_limit {
+            return Err(Error::TooMuchWork { limit: self.work_limit });
+        }
+        Ok(())
+    }
+
+    /// A hash for Python's key equality on the values a dict key can hold here:
+    /// text, bytes, numbers (`True == 1 == 1.0`), None. Other keys hash by identity.
+    fn key_hash(&self, id: Id) -> u64 {
+        let mut h = DefaultHasher::new();
+        match self.get(id) {
+            Node::Leaf(v) => match v {
+                Value::Str(s) => (0u8, s.as_wtf8()).hash(&mut h),
+                Value::Bytes(b) => (1u8, b).hash(&mut h),
+                Value::Int(i) => (2u8, i).hash(&mut h),
+                Value::Bool(b) => (2u8, i64::from(*b)).hash(&mut h),
+                Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (2u8, *f as i64).hash(&mut h),
+                Value::None => 3u8.hash(&mut h),
+                _ => (4u8, id).hash(&mut h),
+            },
+            _ => (4u8, id).hash(&mut h),
+        }
+        h.finish()
+    }
+
+    fn keys_equal(&mut self, a: Id, b: Id) -> Result<bool, Error> {
+        if a == b {
+            return Ok(true);
+        }
+        let (Node::Leaf(x), Node::Leaf(y)) = (self.get(a), self.get(b)) else {
+            return Ok(false);
+        };
+        let cost = match (x, y) {
+            (Value::Str(s), Value::Str(t)) => s.as_wtf8().len().min(t.as_wtf8().len()),
+            (Value::Bytes(s), Value::Bytes(t)) => s.len().min(t.len()),
+            _ => 1,
+        };
+        let equal = match (x, y) {
+            (Value::Str(s), Value::Str(t)) => s == t,
+            (Value::Bytes(s), Value::Bytes(t)) => s == t,
+            (Value::None, Value::None) => true,
+            _ => match (as_number(x), as_number(y)) {
+                (Some(p), Some(q)) => p == q,
+                _ => false,
+            },
+        };
+        self.charge(cost)?;
+        Ok(equal)
+    }
+
+    /// Where `key` already is among `keyed`'s items, by Python equality.
+    fn find_key<T>(&mut self, keyed: &Keyed<T>, key: Id, key_of: impl Fn(&T) -> Id) -> Result<(u64, Option<usize>), Error> {
+        let hash = self.key_hash(key);
+        if let Some(positions) = keyed.index.get(&hash) {
+            for &pos in positions {
+                if let Some(item) = keyed.items.get(pos) {
+                    if self.keys_equal(key_of(item), key)? {
+                        return Ok((hash, Some(pos)));
+                    }
+                }
+            }
+        }
+        Ok((hash, None))
+    }
+
+    /// `d[key] = value` on the dict node `dict`.
+    pub fn dict_set(&mut self, dict: Id, key: Id, value: Id) -> Result<(), Error> {
+        let mut keyed = match self.get_mut(dict) {
+            Node::Dict(k) => std::mem::take(k),
+            _ => return Ok(()),
+        };
+        let result = self.find_key(&keyed, key, |(k, _)| *k);
+        if let Ok((hash, found)) = result {
+            match found.and_then(|pos| keyed.items.get_mut(pos)) {
+                Some(item) => item.1 = value,
+                None => {
+                    keyed.index.entry(hash).or_default().push(keyed.items.len());
+                    keyed.items.push((key, value));
+                }
+            }
+        }
+        if let Node::Dict(k) = self.get_mut(dict) {
+            *k = keyed;
+        }
+        result.map(|_| ())
+    }
+
+    /// `s.add(item)` on the set or frozenset node `set`.
+    pub fn set_add(&mut self, set: Id, item: Id) -> Result<(), Error> {
+        let mut keyed = match self.get_mut(set) {
+            Node::Set(k) | Node::FrozenSet(k) => std::mem::take(k),
+            _ => return Ok(()),
+        };
+        let result = self.find_key(&keyed, item, |k| *k);
+        if let Ok((hash, None)) = result {
+            keyed.index.entry(hash).or_default().push(keyed.items.len());
+            keyed.items.push(item);
+        }
+        if let Node::Set(k) | Node::FrozenSet(k) = self.get_mut(set) {
+            *k = keyed;
+        }
+        result.map(|_| ())
+    }
+
+    /// The finished tree under `root`.
+    pub fn to_value(&self, root: Id, input_len: usize) -> Result<Value, Error> {
+        let mut expander = Expander {
+            arena: self,
+            on_path: vec![false; self.nodes.len()],
+            spent: 0,
+            limit: expansion_limit(input_len),
+        };
+        expander.expand(root, 0)
+    }
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+struct Expander<'a> {
+    arena: &'a Arena,
+    on_path: Vec<bool>,
+    spent: usize,
+    limit: usize,
+}
+
+impl Expander<'_> {
+    fn spend(&mut self, bytes: usize) -> Result<(), Error> {
+        self.spent = self.spent.saturating_add(bytes).saturating_add(size_of::<Value>());
+        if self.spent > self.limit {
+            return Err(Error::TooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+
+    fn expand(&mut self, id: Id, depth: usize) -> Result<Value, Error> {
+        if depth > MAX_DEPTH {
+            return Err(Error::TooDeep { limit: MAX_DEPTH });
+        }
+        let Some((node, at)) = self.arena.nodes.get(id) else {
+            return Err(Error::malformed("reference to an object that was never created", 0));
+        };
+        if let Node::Leaf(v) = node {
+            return self.leaf(v);
+        }
+        if std::mem::replace(&mut self.on_path[id], true) {
+            return Err(Error::Cycle { at: *at });
+        }
+        self.spend(0)?;
+        let value = match node {
+            Node::Leaf(v) => self.leaf(v)?,
+            Node::List(items) => Value::List(self.expand_all(items, depth)?),
+            Node::Tuple(items) => Value::Tuple(self.expand_all(items, depth)?),
+            Node::Set(k) => Value::Set(self.expand_all(&k.items, depth)?),
+            Node::FrozenSet(k) => Value::FrozenSet(self.expand_all(&k.items, depth)?),
+            Node::Dict(k) => Value::Dict(self.expand_pairs(&k.items, depth)?),
+            Node::Object(o) => {
+                let args = match o.args {
+                    Some(args) => match self.expand(args, depth + 1)? {
+                        Value::Tuple(items) => items,
+                        other => vec![other],
+                    },
+                    None => Vec::new(),
+                };
+                let state = o.state.map(|s| self.expand(s, depth + 1)).transpose()?;
+                Value::Object(Box::new(Object {
+                    module: o.module.clone(),
+                    name: o.name.clone(),
+                    args,
+                    state,
+                    list_items: self.expand_all(&o.list_items, depth)?,
+                    dict_items: self.expand_pairs(&o.dict_items, depth)?,
+                }))
+            }
+        };
+        self.on_path[id] = false;
+        Ok(value)
+    }
+
+    fn leaf(&mut self, v: &Value) -> Result<Value, Error> {
+        self.spend(match v {
+            Value::Bytes(b) => b.len(),
+            Value::Str(s) => s.as_wtf8().len(),
+            Value::Global { module, name } => module.len() + name.len(),
+            _ => 0,
+        })?;
+        Ok(v.clone())
+    }
+
+    fn expand_all(&mut self, ids: &[Id], depth: usize) -> Result<Vec<Value>, Error> {
+        ids.iter().map(|&i| self.expand(i, depth + 1)).collect()
+    }
+
+    fn expand_pairs(&mut self, pairs: &[(Id, Id)], depth: usize) -> Result<Vec<(Value, Value)>, Error> {
+        pairs
+            .iter()
+            .map(|&(k, v)| Ok((self.expand(k, depth + 1)?, self.expand(v, depth + 1)?)))
+            .collect()
+    }
+}
