@@ -158,8 +158,8 @@ fn bad(part: &PartPath, problem: impl Into<String>) -> Error {
 pub fn message_from_value(v: &Value, version: Version) -> Result<Message, Error> {
     match (v, version) {
         (Value::Object(o), _) => message_from_object(o, &PartPath::default()),
-        (Value::Str(s), Version::Mailman3) => Ok(crate::py3::parser::parse(s)),
-        (Value::Bytes(b), Version::Mailman2) => Ok(crate::py2::parser::parse(b)),
+        (Value::Str(s), Version::Mailman3) => crate::py3::parser::parse(s),
+        (Value::Bytes(b), Version::Mailman2) => crate::py2::parser::parse(b),
         (other, _) => Err(bad(
             &PartPath::default(),
             format!("the pickled message is a {}, not an email message", kind(other)),

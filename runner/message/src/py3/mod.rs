@@ -1,11 +1,31 @@
 //! Mailman 3 on Python 3.11: its parser for text entries and `smtplib.send_message`'s
 //! flattening with `BytesGenerator` under the compat32 policy.
 
+mod charset;
+mod generator;
+mod header;
+mod params;
 pub mod parser;
+mod pystr;
 
-use crate::model::{Error, Message, PartPath};
+use crate::model::{Error, Message, PartPath, Text};
 
-/// What `SMTP.send_message` puts in DATA for `msg` (before dot-stuffing).
-pub fn delivery_bytes(_msg: &Message) -> Result<Vec<u8>, Error> {
-    Err(Error::Unrepresentable { part: PartPath::default(), problem: "not implemented yet".into() })
+/// What `SMTP.send_message` puts in DATA for `msg` (before dot-stuffing): a shallow copy
+/// without top-level `Bcc`/`Resent-Bcc`, flattened, ending in CRLF.
+pub fn delivery_bytes(msg: &Message) -> Result<Vec<u8>, Error> {
+    let resent_dates = msg.headers.iter().filter(|(n, _)| params::name_is(n, "resent-date")).count();
+    if resent_dates > 1 {
+        return Err(Error::Unrepresentable {
+            part: PartPath::default(),
+            problem: "message has more than one 'Resent-' header block (smtplib refuses it)".into(),
+        });
+    }
+    let is_bcc = |n: &Text| params::name_is(n, "bcc") || params::name_is(n, "resent-bcc");
+    let mut out = Vec::new();
+    generator::flatten(msg, &PartPath::default(), generator::MAX_LINE_LENGTH, &is_bcc, &mut out)?;
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(out)
 }
+

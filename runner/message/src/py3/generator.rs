@@ -1,0 +1,264 @@
+//! Python 3.11's `email.generator.BytesGenerator` under the compat32 policy with
+//! `linesep='\r\n'`, as `smtplib.SMTP.send_message` runs it (`mangle_from_` true).
+
+use super::header::Header;
+use super::params;
+use crate::model::{Error, HeaderValue, Message, PartPath, Payload, Text};
+use mailqueue_pickle::PyStr;
+
+const NL: &[u8] = b"\r\n";
+/// compat32's `max_line_length`.
+pub const MAX_LINE_LENGTH: usize = 78;
+
+fn bad(part: &PartPath, problem: impl Into<String>) -> Error {
+    Error::Unrepresentable { part: part.clone(), problem: problem.into() }
+}
+
+/// `flatten(msg, unixfrom=False)`: headers folded at `maxlen` (0: unfolded), then body.
+/// `skip_header` drops fields the caller removed from its shallow copy.
+pub fn flatten(
+    msg: &Message,
+    part: &PartPath,
+    maxlen: usize,
+    skip_header: &dyn Fn(&Text) -> bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    // Python renders the body first, so a body error wins; the order is unobservable.
+    let mut body = Vec::new();
+    dispatch(msg, part, maxlen, &mut body)?;
+    for (name, value) in msg.headers.iter().filter(|(n, _)| !skip_header(n)) {
+        fold_binary(name, value, maxlen, part, out)?;
+    }
+    out.extend_from_slice(NL);
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+/// compat32 `fold_binary`: `Name: value` refolded, or written as is when the value holds
+/// 8-bit octets (surrogates), which compat32 never splits.
+fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath, out: &mut Vec<u8>) -> Result<(), Error> {
+    let name_s = py3_str(name, part, "a header name")?;
+    let field = name_s.to_string_lossy();
+    let mut line = Vec::new();
+    line.extend_from_slice(&encode_ascii(&name_s, part, &format!("header name {field}"))?);
+    line.extend_from_slice(b": ");
+    let header = match value {
+        HeaderValue::Text(t) => {
+            let v = py3_str(t, part, &format!("header {field}"))?;
+            match v.as_str() {
+                None => {
+                    line.extend_from_slice(&encode_ascii(&v, part, &format!("header {field}"))?);
+                    None
+                }
+                Some(s) => Some(Header::from_str(s, &field)),
+            }
+        }
+        HeaderValue::Header(h) => Some(Header::from_obj(h)),
+    };
+    if let Some(h) = header {
+        let encoded = h
+            .and_then(|h| h.encode(maxlen, "\r\n"))
+            .map_err(|e| bad(part, format!("header {field}: {e}")))?;
+        if !encoded.is_ascii() {
+            return Err(bad(part, format!("header {field}: folded value is not ASCII")));
+        }
+        line.extend_from_slice(encoded.as_bytes());
+    }
+    line.extend_from_slice(NL);
+    out.extend_from_slice(&line);
+    Ok(())
+}
+
+/// `_dispatch`: the handler is chosen by the content type's name.
+fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    let ctype = params::content_type(msg);
+    let (main, sub) = ctype
+        .split_once('/')
+        .ok_or_else(|| bad(part, format!("default content type {ctype:?} has no subtype")))?;
+    let specific = format!("{main}_{sub}").replace('-', "_");
+    let generic = main.replace('-', "_");
+    for name in [specific.as_str(), generic.as_str()] {
+        match name {
+            "text" => return handle_text(msg, part, out),
+            "multipart" => return handle_multipart(msg, part, maxlen, out),
+            // Signed parts must stay byte-exact, so nothing below is refolded.
+            "multipart_signed" => return handle_multipart(msg, part, 0, out),
+            "message_delivery_status" => return handle_delivery_status(msg, part, maxlen, out),
+            "message" => return handle_message(msg, part, maxlen, out),
+            _ => {}
+        }
+    }
+    handle_text(msg, part, out)
+}
+
+/// `_handle_text` (also `_writeBody`): `From ` mangled, line endings made CRLF.
+fn handle_text(msg: &Message, part: &PartPath, out: &mut Vec<u8>) -> Result<(), Error> {
+    match &msg.payload {
+        Payload::None => Ok(()),
+        Payload::Text(t) => {
+            let s = py3_str(t, part, "the body")?;
+            write_lines(&mangle_from(s.as_wtf8()), part, "the body", out)
+        }
+        Payload::Parts(_) => Err(bad(part, "a non-multipart part holds sub-parts (Python: string payload expected)")),
+        Payload::Other => Err(bad(part, "the body is neither text nor a list of parts")),
+    }
+}
+
+fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    let subparts = match &msg.payload {
+        Payload::None => &[][..],
+        // A multipart that could not be parsed keeps its body as one string, written as is.
+        Payload::Text(t) => {
+            let s = py3_str(t, part, "the body")?;
+            out.extend_from_slice(&encode_ascii(&s, part, "the body")?);
+            return Ok(());
+        }
+        Payload::Parts(p) => &p[..],
+        Payload::Other => return Err(bad(part, "the multipart body is neither text nor a list of parts")),
+    };
+    let mut texts = Vec::with_capacity(subparts.len());
+    for (i, p) in subparts.iter().enumerate() {
+        let mut buf = Vec::new();
+        flatten(p, &child(part, i), maxlen, &|_| false, &mut buf)?;
+        texts.push(buf);
+    }
+    let boundary = match params::boundary(msg) {
+        Some(b) if !b.is_empty() => b,
+        // Python would invent a random boundary here; no byte-exact answer exists.
+        _ => return Err(bad(part, "multipart has sub-parts but no boundary parameter")),
+    };
+    let boundary = boundary.as_bytes();
+    if let Some(pre) = &msg.preamble {
+        let s = py3_str(pre, part, "the preamble")?;
+        write_lines(&mangle_from(s.as_wtf8()), part, "the preamble", out)?;
+        out.extend_from_slice(NL);
+    }
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary);
+    out.extend_from_slice(NL);
+    for (i, t) in texts.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(NL);
+            out.extend_from_slice(b"--");
+            out.extend_from_slice(boundary);
+            out.extend_from_slice(NL);
+        }
+        out.extend_from_slice(t);
+    }
+    out.extend_from_slice(NL);
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary);
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(NL);
+    if let Some(epi) = &msg.epilogue {
+        let s = py3_str(epi, part, "the epilogue")?;
+        write_lines(&mangle_from(s.as_wtf8()), part, "the epilogue", out)?;
+    }
+    Ok(())
+}
+
+/// `_handle_message_delivery_status`: header blocks, each without its final line end.
+fn handle_delivery_status(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    let Payload::Parts(blocks) = &msg.payload else {
+        return Err(bad(part, "a message/delivery-status part does not hold header blocks"));
+    };
+    for (i, b) in blocks.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(NL);
+        }
+        let mut buf = Vec::new();
+        flatten(b, &child(part, i), maxlen, &|_| false, &mut buf)?;
+        if buf.ends_with(NL) {
+            buf.truncate(buf.len() - NL.len());
+        }
+        out.extend_from_slice(&buf);
+    }
+    Ok(())
+}
+
+/// `_handle_message`: the attached message, or a text payload written unchanged.
+fn handle_message(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    match &msg.payload {
+        Payload::Parts(p) => {
+            let first = p.first().ok_or_else(|| bad(part, "a message/* part holds an empty list"))?;
+            flatten(first, &child(part, 0), maxlen, &|_| false, out)
+        }
+        Payload::Text(t) => {
+            let s = py3_str(t, part, "the body")?;
+            match s.as_str() {
+                Some(a) if a.is_ascii() => {
+                    out.extend_from_slice(a.as_bytes());
+                    Ok(())
+                }
+                _ => Err(bad(part, "a message/* part has a text body that is not ASCII")),
+            }
+        }
+        Payload::None | Payload::Other => Err(bad(part, "a message/* part has no attached message")),
+    }
+}
+
+fn child(part: &PartPath, i: usize) -> PartPath {
+    let mut p = part.0.clone();
+    p.push(i + 1);
+    PartPath(p)
+}
+
+/// `fcre.sub('>From ', s)`: `From ` at the start or after a LF (not after a lone CR).
+fn mangle_from(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for (i, &c) in s.iter().enumerate() {
+        if (i == 0 || s[i - 1] == b'\n') && s[i..].starts_with(b"From ") {
+            out.push(b'>');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `_write_lines`: every CRLF, CR or LF becomes CRLF; a last line without one stays so.
+fn write_lines(wtf8: &[u8], part: &PartPath, what: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    let s = PyStr::from_wtf8(wtf8.to_vec()).map_err(|e| bad(part, format!("{what}: {e}")))?;
+    let bytes = encode_ascii(&s, part, what)?;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' => {
+                out.extend_from_slice(NL);
+                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            }
+            b'\n' => {
+                out.extend_from_slice(NL);
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `s.encode('ascii', 'surrogateescape')`: 8-bit octets kept as surrogates come back.
+fn encode_ascii(s: &PyStr, part: &PartPath, what: &str) -> Result<Vec<u8>, Error> {
+    s.encode_surrogateescape().map_err(|cp| {
+        bad(part, format!("{what} has the character U+{cp:04X}, which Python cannot write as bytes here"))
+    })
+}
+
+fn py3_str(t: &Text, part: &PartPath, what: &str) -> Result<PyStr, Error> {
+    match t {
+        Text::Str(s) => Ok(s.clone()),
+        Text::Bytes(_) => Err(bad(part, format!("{what} is a byte string, which Python 3's generator cannot write"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mangles_only_after_lf() {
+        assert_eq!(mangle_from(b"From a\nFrom b\rFrom c"), b">From a\n>From b\rFrom c");
+    }
+}
