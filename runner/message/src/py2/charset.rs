@@ -1,0 +1,409 @@
+//! Python 2.7's `email.charset.Charset` as `Header.encode` uses it: cutting a header
+//! chunk into characters (`to_splittable`), writing characters back
+//! (`from_splittable`), and RFC 2047 encoded words (`header_encode`).
+//!
+//! Python converts through its codecs. Here a character keeps its own octets, which
+//! gives the same bytes whenever the chunk is valid in its charset and no conversion to
+//! another charset is asked for; anything else is refused by name rather than guessed.
+
+use super::problem;
+use crate::model::{Charset, PartPath, Error};
+
+const QP: u8 = 1;
+const BASE64: u8 = 2;
+const SHORTEST: u8 = 3;
+/// `=?` `?q?` `?=`: the chrome of an encoded word, less the charset name.
+const MISC_LEN: i64 = 7;
+
+/// One character of a splittable string, as the octets its codec wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unit {
+    /// An octet of a byte string, an ASCII character, or a single-byte-charset character.
+    Byte(u8),
+    /// A UTF-8 sequence (Python 2 also accepts encoded surrogates).
+    Utf8 { bytes: [u8; 4], len: u8 },
+    /// A JIS X 0208 character (ISO-2022-JP after `ESC $ B` or `ESC $ @`).
+    Jis0208([u8; 2]),
+    /// A JIS X 0201 Roman character that differs from ASCII (`ESC ( J` then `\` or `~`).
+    JisRoman(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    /// No codec (`us-ascii`), or one Python does not know: the chunk stays a byte string.
+    Bytes,
+    /// A single-byte charset: one octet, one character.
+    SingleByte,
+    Ascii,
+    Utf8,
+    Iso2022Jp,
+    /// A codec we do not emulate: only plain ASCII text passes through it unchanged.
+    AsciiCompatible,
+}
+
+/// A `Charset` ready to work on chunks.
+pub(super) struct HeaderCharset<'a> {
+    pub charset: &'a Charset,
+    input: Codec,
+    output: Codec,
+    part: &'a PartPath,
+}
+
+impl<'a> HeaderCharset<'a> {
+    pub fn new(charset: &'a Charset, part: &'a PartPath) -> Self {
+        HeaderCharset {
+            charset,
+            input: codec(charset.input_codec.as_deref()),
+            output: codec(charset.output_codec.as_deref()),
+            part,
+        }
+    }
+
+    /// `str(charset)`: what `charset == 'us-ascii'` and `== '8bit'` compare.
+    pub fn is(&self, name: &str) -> bool {
+        self.charset.input_charset.eq_ignore_ascii_case(name)
+    }
+
+    fn output_name(&self) -> &str {
+        match self.charset.output_charset.as_deref() {
+            Some(o) if !o.is_empty() => o,
+            _ => &self.charset.input_charset,
+        }
+    }
+
+    /// `to_splittable`: the chunk cut into characters with the input codec.
+    pub fn to_splittable(&self, s: &[u8]) -> Result<Vec<Unit>, Error> {
+        decode(self.input, s).ok_or_else(|| {
+            problem(
+                self.part,
+                format!(
+                    "a header chunk is not valid {} text (or uses a codec this runner does not emulate)",
+                    self.charset.input_charset
+                ),
+            )
+        })
+    }
+
+    /// `from_splittable`: characters written back with the output codec (`to_output`)
+    /// or the input codec.
+    pub fn from_splittable(&self, units: &[Unit], to_output: bool) -> Result<Vec<u8>, Error> {
+        // A byte string (no codec, or one Python lacks) is returned as it is.
+        if self.input == Codec::Bytes {
+            return Ok(encode(Codec::Bytes, units));
+        }
+        let target = if to_output { self.output } else { self.input };
+        let converts = to_output && self.charset.input_codec != self.charset.output_codec;
+        let plain_ascii = units.iter().all(|u| matches!(u, Unit::Byte(b) if b.is_ascii()));
+        if converts && !plain_ascii {
+            return Err(problem(
+                self.part,
+                format!(
+                    "converting a {} header chunk to {} is not supported",
+                    self.charset.input_charset,
+                    self.output_name()
+                ),
+            ));
+        }
+        Ok(encode(target, units))
+    }
+
+    /// `encoded_header_len`.
+    pub fn encoded_header_len(&self, s: &[u8]) -> i64 {
+        let chrome = self.output_name().len() as i64 + MISC_LEN;
+        match self.charset.header_encoding {
+            Some(BASE64) => base64_len(s) + chrome,
+            Some(QP) => quopri_len(s) + chrome,
+            Some(SHORTEST) => base64_len(s).min(quopri_len(s)) + chrome,
+            _ => s.len() as i64,
+        }
+    }
+
+    /// Whether `_encode_chunks` writes chunks in this charset as they are.
+    pub fn leaves_text_alone(&self) -> bool {
+        !matches!(self.charset.header_encoding, Some(QP | BASE64 | SHORTEST))
+    }
+
+    /// `header_encode(s)` (no conversion): RFC 2047 encoded word(s).
+    pub fn header_encode(&self, s: &[u8]) -> Result<Vec<u8>, Error> {
+        let cset = self.output_name();
+        match self.charset.header_encoding {
+            Some(BASE64) => self.base64_words(s, cset),
+            Some(QP) => Ok(quopri_words(s, cset)),
+            Some(SHORTEST) if base64_len(s) < quopri_len(s) => self.base64_words(s, cset),
+            Some(SHORTEST) => Ok(quopri_words(s, cset)),
+            _ => Ok(s.to_vec()),
+        }
+    }
+
+    /// `email.base64mime.header_encode(s, cset)` with its default 76-column words.
+    fn base64_words(&self, s: &[u8], cset: &str) -> Result<Vec<u8>, Error> {
+        if s.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = fix_eols(s);
+        let max_encoded = 76 - cset.len() as i64 - MISC_LEN;
+        let max_unencoded = max_encoded * 3 / 4;
+        if max_unencoded <= 0 {
+            return Err(problem(self.part, format!("the charset name {cset:?} is too long for an encoded word")));
+        }
+        let words: Vec<Vec<u8>> = s
+            .chunks(max_unencoded as usize)
+            .map(|c| [format!("=?{cset}?b?").as_bytes(), &base64(c), b"?="].concat())
+            .collect();
+        Ok(words.join(b"\n ".as_slice()))
+    }
+}
+
+fn codec(name: Option<&str>) -> Codec {
+    let Some(name) = name else { return Codec::Bytes };
+    let n = name.to_ascii_lowercase().replace('_', "-");
+    let single_byte = n.starts_with("iso-8859-")
+        || n.starts_with("iso8859-")
+        || n.starts_with("latin")
+        || n.starts_with("windows-125")
+        || n.starts_with("cp125")
+        || matches!(n.as_str(), "koi8-r" | "koi8-u" | "l1" | "viscii");
+    if single_byte {
+        Codec::SingleByte
+    } else {
+        match n.as_str() {
+            // No such Python codec: `LookupError`, and the chunk stays a byte string.
+            "8bit" => Codec::Bytes,
+            "ascii" | "us-ascii" | "646" => Codec::Ascii,
+            "utf-8" | "utf8" | "u8" => Codec::Utf8,
+            "iso-2022-jp" | "iso2022-jp" | "iso2022jp" | "csiso2022jp" => Codec::Iso2022Jp,
+            _ => Codec::AsciiCompatible,
+        }
+    }
+}
+
+fn decode(codec: Codec, s: &[u8]) -> Option<Vec<Unit>> {
+    match codec {
+        Codec::Bytes | Codec::SingleByte => Some(s.iter().map(|&b| Unit::Byte(b)).collect()),
+        Codec::Ascii => s.iter().map(|&b| b.is_ascii().then_some(Unit::Byte(b))).collect(),
+        // ESC, `+` and `~` start shifts in ASCII-looking codecs (ISO-2022, UTF-7, HZ).
+        Codec::AsciiCompatible => s
+            .iter()
+            .map(|&b| (b.is_ascii() && !matches!(b, 0x1b | b'+' | b'~')).then_some(Unit::Byte(b)))
+            .collect(),
+        Codec::Utf8 => decode_utf8(s),
+        Codec::Iso2022Jp => decode_iso2022jp(s),
+    }
+}
+
+fn decode_utf8(s: &[u8]) -> Option<Vec<Unit>> {
+    // Python 2's UTF-8 codec accepts encoded surrogates, as WTF-8 does.
+    mailqueue_pickle::PyStr::from_wtf8(s.to_vec()).ok()?;
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let len = match s[i] {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        };
+        let seq = s.get(i..i + len)?;
+        if len == 1 {
+            out.push(Unit::Byte(s[i]));
+        } else {
+            let mut bytes = [0u8; 4];
+            bytes[..len].copy_from_slice(seq);
+            out.push(Unit::Utf8 { bytes, len: len as u8 });
+        }
+        i += len;
+    }
+    Some(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JisState {
+    Ascii,
+    Roman,
+    Jis0208,
+}
+
+fn decode_iso2022jp(s: &[u8]) -> Option<Vec<Unit>> {
+    let mut out = Vec::new();
+    let mut state = JisState::Ascii;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c == 0x1b {
+            state = match s.get(i + 1..i + 3)? {
+                b"(B" => JisState::Ascii,
+                b"(J" => JisState::Roman,
+                b"$B" | b"$@" => JisState::Jis0208,
+                _ => return None,
+            };
+            i += 3;
+            continue;
+        }
+        if c >= 0x80 {
+            return None;
+        }
+        match state {
+            JisState::Ascii => out.push(Unit::Byte(c)),
+            JisState::Roman if c == b'\\' || c == b'~' => out.push(Unit::JisRoman(c)),
+            JisState::Roman => out.push(Unit::Byte(c)),
+            // Python's decoder lets line breaks through without leaving the set.
+            JisState::Jis0208 if c == b'\n' || c == b'\r' => out.push(Unit::Byte(c)),
+            JisState::Jis0208 => {
+                let d = *s.get(i + 1)?;
+                if !(0x21..=0x7e).contains(&c) || !(0x21..=0x7e).contains(&d) {
+                    return None;
+                }
+                out.push(Unit::Jis0208([c, d]));
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+fn encode(codec: Codec, units: &[Unit]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(units.len() * 2);
+    if codec != Codec::Iso2022Jp {
+        for u in units {
+            match *u {
+                Unit::Byte(b) | Unit::JisRoman(b) => out.push(b),
+                Unit::Utf8 { bytes, len } => out.extend_from_slice(&bytes[..len as usize]),
+                Unit::Jis0208(pair) => out.extend_from_slice(&pair),
+            }
+        }
+        return out;
+    }
+    // Python's ISO-2022-JP encoder: designate a set only when it changes, and end in ASCII.
+    let mut state = JisState::Ascii;
+    let mut switch = |out: &mut Vec<u8>, to: JisState| {
+        if state != to {
+            out.extend_from_slice(match to {
+                JisState::Ascii => b"\x1b(B",
+                JisState::Roman => b"\x1b(J",
+                JisState::Jis0208 => b"\x1b$B",
+            });
+            state = to;
+        }
+    };
+    for u in units {
+        match *u {
+            Unit::Byte(b) => {
+                switch(&mut out, JisState::Ascii);
+                out.push(b);
+            }
+            Unit::JisRoman(b) => {
+                switch(&mut out, JisState::Roman);
+                out.push(b);
+            }
+            Unit::Jis0208(pair) => {
+                switch(&mut out, JisState::Jis0208);
+                out.extend_from_slice(&pair);
+            }
+            Unit::Utf8 { bytes, len } => {
+                switch(&mut out, JisState::Ascii);
+                out.extend_from_slice(&bytes[..len as usize]);
+            }
+        }
+    }
+    switch(&mut out, JisState::Ascii);
+    out
+}
+
+/// `email.base64mime.base64_len`.
+fn base64_len(s: &[u8]) -> i64 {
+    (s.len() as i64 + 2) / 3 * 4
+}
+
+/// `hqre = r'[^-a-zA-Z0-9!*+/ ]'`: octets header QP must escape.
+fn needs_quoting(c: u8) -> bool {
+    !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'!' | b'*' | b'+' | b'/' | b' '))
+}
+
+/// `email.quoprimime.header_quopri_len`.
+fn quopri_len(s: &[u8]) -> i64 {
+    s.iter().map(|&c| if needs_quoting(c) { 3 } else { 1 }).sum()
+}
+
+/// `email.quoprimime.header_encode(s, cset, maxlinelen=None)`.
+fn quopri_words(s: &[u8], cset: &str) -> Vec<u8> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    const MAX_ENCODED: usize = 100_000;
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    for &c in &fix_eols(s) {
+        let piece: Vec<u8> = if c == b' ' {
+            b"_".to_vec()
+        } else if !needs_quoting(c) {
+            vec![c]
+        } else {
+            format!("={c:02X}").into_bytes()
+        };
+        match words.last_mut() {
+            Some(last) if last.len() + piece.len() <= MAX_ENCODED => last.extend(piece),
+            _ => words.push(piece),
+        }
+    }
+    let words: Vec<Vec<u8>> =
+        words.into_iter().map(|w| [format!("=?{cset}?q?").as_bytes(), &w, b"?="].concat()).collect();
+    words.join(b"\n ".as_slice())
+}
+
+/// `email.utils.fix_eols`: lone LF and lone CR become CRLF.
+fn fix_eols(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for (i, &c) in s.iter().enumerate() {
+        match c {
+            b'\n' if i == 0 || s[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
+            b'\r' if s.get(i + 1) != Some(&b'\n') => out.extend_from_slice(b"\r\n"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `binascii.b2a_base64` without its newline.
+fn base64(data: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_binascii() {
+        assert_eq!(base64(b""), b"");
+        assert_eq!(base64(b"f"), b"Zg==");
+        assert_eq!(base64(b"fo"), b"Zm8=");
+        assert_eq!(base64(b"foob"), b"Zm9vYg==");
+    }
+
+    #[test]
+    fn iso2022jp_round_trips_the_way_python_re_encodes() {
+        let units = decode_iso2022jp(b"\x1b$@0!\n0!").unwrap();
+        assert_eq!(encode(Codec::Iso2022Jp, &units), b"\x1b$B0!\x1b(B\n\x1b$B0!\x1b(B");
+        let units = decode_iso2022jp(b"\x1b(Jab\\~\x1b(B").unwrap();
+        assert_eq!(encode(Codec::Iso2022Jp, &units), b"ab\x1b(J\\~\x1b(B");
+        assert!(decode_iso2022jp(b"\x1b$B0 \x1b(B").is_none());
+    }
+
+    #[test]
+    fn quopri_words_escape_like_python() {
+        assert_eq!(quopri_words(b"a b=\xe9\n", "utf-8"), b"=?utf-8?q?a_b=3D=E9=0D=0A?=");
+    }
+}
