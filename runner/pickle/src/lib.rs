@@ -4,8 +4,10 @@ mod graph;
 pub mod read;
 mod text;
 pub mod value;
+pub mod write;
 
 pub use error::{Error, Part};
 pub use graph::MAX_DEPTH;
 pub use read::{read, read_entry, read_pickle, Entry, Pickle};
 pub use value::{DateTime, Object, PyStr, Value};
+pub use write::{rewrite_metadata, write, Dialect, WriteError};

@@ -1,20 +1,10 @@
 //! Every real Mailman queue entry in the shared vectors reads back to what the manifest
 //! says: message pickle length, protocols, and the metadata dict.
 
-use mailqueue_pickle::{read_entry, Value};
+mod common;
+
+use mailqueue_pickle::{read_entry, Dialect, Value};
 use serde_json::{json, Map, Value as Json};
-use std::path::{Path, PathBuf};
-
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-}
-
-fn manifest() -> Vec<Json> {
-    let path = vectors_dir().join("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let manifest: Json = serde_json::from_str(&text).unwrap();
-    manifest["vectors"].as_array().unwrap().clone()
-}
 
 /// The manifest's JSON conventions: bytes as latin-1 text, sets sorted, datetimes in
 /// ISO 8601, tuples as lists.
@@ -41,10 +31,9 @@ fn to_json(v: &Value) -> Json {
 
 #[test]
 fn every_vector_reads_as_the_manifest_says() {
-    let vectors = manifest();
+    let vectors = common::vector_files();
     assert!(vectors.len() >= 62, "expected the 62 shared vectors, found {}", vectors.len());
-    for v in &vectors {
-        let path = vectors_dir().join(v["path"].as_str().unwrap());
+    for (path, v) in &vectors {
         let data = std::fs::read(&path).unwrap();
         let entry = read_entry(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.display();
@@ -52,6 +41,8 @@ fn every_vector_reads_as_the_manifest_says() {
         assert_eq!(json!(entry.message_protocol), v["message_pickle_protocol"], "{name}");
         assert_eq!(json!(entry.metadata_protocol), v["metadata_pickle_protocol"], "{name}");
         assert_eq!(to_json(&entry.metadata), v["expected_metadata"], "{name}");
+        let dialect = if v["version"] == "mailman2" { Dialect::Mailman2 } else { Dialect::Mailman3 };
+        assert_eq!(Dialect::of(&entry), dialect, "{name}");
         let text = v["message_stored_as"] == "text";
         match (&entry.message, v["version"].as_str().unwrap()) {
             (Value::Bytes(_), "mailman2") | (Value::Str(_), "mailman3") => assert!(text, "{name}"),
