@@ -18,11 +18,14 @@ pub enum Command {
     Show(cmd::show::Args),
     /// Count entries per queue and slice, with the age of the oldest and an age histogram.
     Status(cmd::status::Args),
+    /// Work a queue until stopped: deliver `out` over SMTP, or move due `retry` entries back.
+    Run(cmd::run::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Show(args) => cmd::show::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Run(args) => cmd::run::run(args),
     }
 }

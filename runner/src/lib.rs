@@ -3,3 +3,10 @@
 //! the queue operations and the command line.
 pub mod cli;
 pub mod cmd;
+pub mod deliver;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod ownership;
+pub mod retry;
+pub mod shutdown;

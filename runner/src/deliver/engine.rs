@@ -1,0 +1,474 @@
+//! Draining one slice of the `out` queue: list once, hand the batch to N connection
+//! workers (each keeps its SMTP session open across entries), wait for the batch,
+//! list again. Every entry is claimed by rename just before its delivery, so at any
+//! moment only the entries really in flight are `.bak`.
+use super::bounces::{Bounce, BounceLog};
+use super::outcome::{EntryOutcome, Refusal, TxOutcome};
+use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use super::smtp::{Session, Settings};
+use crate::metrics::Metrics;
+use crate::ownership::{SliceCounters, SliceLease};
+use crate::retry::{self, RetryDecision, RetryPolicy};
+use crate::shutdown::Stop;
+use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
+use mailqueue_queue::switchboard::{NewEntry, Switchboard};
+use mailqueue_queue::{EntryName, Ext, Slice};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// Settings shared by every slice of one `run`.
+pub struct Engine {
+    pub out: Switchboard,
+    pub retry: Switchboard,
+    pub shunt: Switchboard,
+    pub smtp: Settings,
+    pub connections: usize,
+    pub policy: Policy,
+    pub retry_policy: RetryPolicy,
+    pub exit_when_empty: bool,
+    /// Pause between listings of an empty (or unreachable-relay) slice.
+    pub idle: Duration,
+    pub metrics: Arc<Metrics>,
+    pub bounces: BounceLog,
+    pub stop: Stop,
+}
+
+/// Why a slice stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SliceError {
+    #[error("slice {0}: ownership lost; stopped claiming")]
+    OwnershipLost(Slice),
+    #[error("slice {slice}: listing the queue failed: {source}")]
+    List { slice: Slice, source: mailqueue_queue::Error },
+    #[error("slice {0}: a delivery worker failed: {1}")]
+    Worker(Slice, String),
+}
+
+/// What a worker reports for each name it was handed.
+enum Done {
+    /// Claimed and handled (delivered, retried, bad, shunted, put back) or gone.
+    Handled,
+    /// Not yet due (`deliver_after`): left queued, skipped until then.
+    Deferred(EntryName, f64),
+    /// The relay cannot be reached: not claimed; the batch stops.
+    RelayDown,
+}
+
+/// The most the idle pause grows to while the relay stays unreachable.
+const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Engine {
+    /// Drains `slice` until stopped (or empty, with `exit_when_empty`). The caller has
+    /// acquired the slice and recovered its `.bak` entries.
+    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn SliceLease>) -> Result<(), SliceError> {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<EntryName>(self.connections * 2);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let mut workers = JoinSet::new();
+        for n in 0..self.connections {
+            let span = tracing::info_span!("worker", slice = %slice, conn = n);
+            workers.spawn(self.clone().worker(lease.clone(), jobs_rx.clone(), done_tx.clone()).instrument(span));
+        }
+        drop(done_tx);
+
+        let mut deferred: HashMap<EntryName, f64> = HashMap::new();
+        let mut backoff = self.idle;
+        let result = loop {
+            if self.stop.stopping() {
+                break Ok(());
+            }
+            if !lease.still_owned() {
+                break Err(SliceError::OwnershipLost(slice));
+            }
+            if lease.draining() {
+                self.publish(lease.as_ref(), 0);
+                self.pause(self.idle).await;
+                continue;
+            }
+            let names = match self.list(slice).await {
+                Ok(n) => n,
+                Err(source) => break Err(SliceError::List { slice, source }),
+            };
+            self.metrics.set_depth(slice.index(), names.len() as u64);
+            self.publish(lease.as_ref(), names.len() as u64);
+            let now = retry::unix_secs(SystemTime::now());
+            deferred.retain(|_, after| *after > now);
+            let batch: Vec<EntryName> = names.into_iter().filter(|n| !deferred.contains_key(n)).collect();
+            if batch.is_empty() {
+                if self.exit_when_empty {
+                    break Ok(());
+                }
+                self.pause(self.idle).await;
+                continue;
+            }
+            let (mut sent, mut received, mut relay_down) = (0usize, 0usize, false);
+            for name in batch {
+                if self.stop.stopping() || !lease.still_owned() || lease.draining() || relay_down {
+                    break;
+                }
+                tokio::select! {
+                    r = jobs_tx.send(name) => if r.is_err() { break } else { sent += 1 },
+                    _ = self.stop.stopped() => break,
+                }
+                while let Ok(done) = done_rx.try_recv() {
+                    received += 1;
+                    relay_down |= note(done, &mut deferred);
+                }
+            }
+            while received < sent {
+                let Some(done) = done_rx.recv().await else { break };
+                received += 1;
+                relay_down |= note(done, &mut deferred);
+            }
+            if relay_down {
+                self.pause(backoff).await;
+                backoff = (backoff * 2).min(MAX_RELAY_BACKOFF);
+            } else {
+                backoff = self.idle;
+            }
+        };
+        drop(jobs_tx);
+        while let Some(joined) = workers.join_next().await {
+            if let Err(e) = joined {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+                return Err(SliceError::Worker(slice, e.to_string()));
+            }
+        }
+        result
+    }
+
+    async fn list(&self, slice: Slice) -> Result<Vec<EntryName>, mailqueue_queue::Error> {
+        let sb = self.out.clone();
+        // A listing of a big directory takes milliseconds: keep it off the SMTP threads.
+        match tokio::task::spawn_blocking(move || sb.files(slice)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(mailqueue_queue::Error::Io {
+                op: "listing",
+                path: self.out.dir().to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop.stopped() => {}
+        }
+    }
+
+    fn publish(&self, lease: &dyn SliceLease, pending: u64) {
+        lease.publish(&SliceCounters {
+            pending,
+            in_flight: self.metrics.in_flight.load(Relaxed),
+            delivered: self.metrics.entries_delivered.load(Relaxed),
+            oldest_pending_seconds: 0,
+        });
+    }
+
+    async fn worker(
+        self: Arc<Self>,
+        lease: Arc<dyn SliceLease>,
+        jobs: Arc<Mutex<mpsc::Receiver<EntryName>>>,
+        done: mpsc::UnboundedSender<Done>,
+    ) {
+        let mut session: Option<Session> = None;
+        loop {
+            let next = jobs.lock().await.recv().await;
+            let Some(name) = next else { break };
+            let span = tracing::info_span!("entry", entry = %name);
+            let result = self.process(lease.as_ref(), &mut session, name).instrument(span).await;
+            if done.send(result).is_err() {
+                break;
+            }
+        }
+        if let Some(s) = session {
+            if !self.stop.aborting() {
+                s.quit().await;
+            }
+        }
+    }
+
+    async fn process(&self, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
+        if self.stop.stopping() || !lease.still_owned() || lease.draining() {
+            return Done::Handled;
+        }
+        // Connect before claiming: while the relay is down entries stay plain `.pck`.
+        if session.is_none() {
+            match self.open_session().await {
+                Some(s) => *session = Some(s),
+                None => return Done::RelayDown,
+            }
+        }
+        let bak = match self.out.claim(&name) {
+            Ok(Some(bak)) => bak,
+            Ok(None) => return Done::Handled,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim entry");
+                return Done::Handled;
+            }
+        };
+        self.metrics.in_flight.fetch_add(1, Relaxed);
+        let done = self.deliver_claimed(session, name, bak).await;
+        self.metrics.in_flight.fetch_sub(1, Relaxed);
+        done
+    }
+
+    async fn open_session(&self) -> Option<Session> {
+        let opened = tokio::select! {
+            r = Session::open(&self.smtp) => r,
+            _ = self.stop.aborted() => return None,
+        };
+        match opened {
+            Ok(s) => {
+                self.metrics.sessions_opened.fetch_add(1, Relaxed);
+                Some(s)
+            }
+            Err(e) => {
+                self.metrics.connect_failures.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "SMTP relay unreachable; entries stay queued");
+                None
+            }
+        }
+    }
+
+    async fn deliver_claimed(&self, session: &mut Option<Session>, name: EntryName, bak: EntryName) -> Done {
+        let entry = match self.out.read(&bak) {
+            Ok(e) => e,
+            Err(e) => {
+                self.set_aside_bad(&bak, &e.to_string());
+                return Done::Handled;
+            }
+        };
+        if let Some(after) = retry::not_before(&entry, SystemTime::now()) {
+            tracing::debug!(deliver_after = after, "not due yet; left queued");
+            self.put_back(&bak);
+            return Done::Deferred(name, after);
+        }
+        let plan = match plan::plan(&entry, &self.policy) {
+            Ok(p) => p,
+            Err(PlanError::Unreproducible(reason)) => {
+                self.shunt(&bak, &entry, &reason);
+                return Done::Handled;
+            }
+            Err(e @ PlanError::Corrupt(_)) => {
+                self.set_aside_bad(&bak, &e.to_string());
+                return Done::Handled;
+            }
+        };
+        for r in &plan.skipped {
+            tracing::info!(recipient = %r, "skipping VERP delivery to unqualified recipient, as Mailman 2.1 does");
+        }
+        if plan.transactions.is_empty() {
+            tracing::info!("no recipients; entry finished");
+            self.finish(&bak);
+            return Done::Handled;
+        }
+        let outcome = self.send_all(session, &plan).await;
+        self.dispose(&bak, &entry, &plan, outcome);
+        Done::Handled
+    }
+
+    /// Runs the entry's transactions in order on the worker's session. A hard stop
+    /// abandons the transaction in progress (its DATA was not accepted) and the rest.
+    async fn send_all(&self, session: &mut Option<Session>, plan: &Plan) -> EntryOutcome {
+        let mut outcome = EntryOutcome::default();
+        let mut txs = plan.transactions.iter();
+        while let Some(tx) = txs.next() {
+            let sent = tokio::select! {
+                o = self.send_one(session, tx) => Some(o),
+                _ = self.stop.aborted() => None,
+            };
+            match sent {
+                Some(o) => outcome.add(o),
+                None => {
+                    // Whatever the relay had of this transaction dies with the session.
+                    *session = None;
+                    tracing::warn!("shutdown: SMTP transaction aborted before the relay accepted it");
+                    outcome.not_attempted.extend(tx.rcpts.iter().cloned());
+                    for rest in txs.by_ref() {
+                        outcome.not_attempted.extend(rest.rcpts.iter().cloned());
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// One transaction; if the session turns out dead before the message could have
+    /// been accepted (a relay that closed an idle connection), once more on a new one.
+    async fn send_one(&self, session: &mut Option<Session>, tx: &Transaction) -> TxOutcome {
+        let mut last_error = String::new();
+        for _attempt in 0..2 {
+            if session.is_none() {
+                *session = self.open_session().await;
+            }
+            let Some(s) = session.as_mut() else {
+                last_error = "SMTP relay unreachable".into();
+                break;
+            };
+            match s.transaction(&tx.mail_from, &tx.rcpts, &tx.data).await {
+                Ok(o) => {
+                    self.metrics.observe_transaction(o.elapsed);
+                    return o;
+                }
+                Err(broken) => {
+                    let maybe_accepted = s.maybe_accepted();
+                    *session = None;
+                    tracing::warn!(error = %broken, maybe_accepted, "SMTP session lost mid-transaction");
+                    last_error = broken.to_string();
+                    if maybe_accepted {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut o = TxOutcome::default();
+        o.refuse_all(&tx.rcpts, &Refusal::lost_session(&last_error));
+        o
+    }
+
+    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, plan: &Plan, outcome: EntryOutcome) {
+        let m = &self.metrics;
+        m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
+        m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
+        m.recipients_permanent.fetch_add(outcome.permanent.len() as u64, Relaxed);
+        let sender = plan.transactions.first().map(|t| t.mail_from.as_str()).unwrap_or("");
+        self.record_bounces(bak, entry, sender, &outcome.permanent);
+        for (rcpt, r) in &outcome.temporary {
+            tracing::info!(recipient = %rcpt, code = r.code, stage = r.stage, reply = %r.message, "temporary failure; will retry");
+        }
+        let nothing_happened = outcome.delivered.is_empty() && outcome.temporary.is_empty() && outcome.permanent.is_empty();
+        if nothing_happened {
+            self.put_back(bak);
+            m.entries_requeued.fetch_add(1, Relaxed);
+            return;
+        }
+        if !outcome.not_attempted.is_empty() {
+            // Part was sent before the stop: the untried recipients go back to `out` as
+            // their own entry, so the sent part is not sent again.
+            let metadata = retry::with_recipients(entry, &outcome.not_attempted);
+            match self.out.enqueue(new_entry(entry, &metadata)) {
+                Ok(new) => tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued"),
+                Err(e) => {
+                    // Keep the whole entry rather than lose recipients: a duplicate for
+                    // the delivered ones is the lesser harm.
+                    tracing::error!(error = %e, "cannot requeue untried recipients; putting the whole entry back");
+                    self.put_back(bak);
+                    return;
+                }
+            }
+        }
+        let failed: Vec<String> = outcome.temporary.iter().map(|(r, _)| r.clone()).collect();
+        if failed.is_empty() {
+            tracing::info!(recipients = outcome.delivered.len(), transactions = plan.transactions.len(), "delivered");
+            self.finish(bak);
+            m.entries_delivered.fetch_add(1, Relaxed);
+            return;
+        }
+        match retry::decide(entry, &failed, &self.retry_policy, SystemTime::now()) {
+            RetryDecision::Retry(metadata) => match self.out.move_to(bak, entry, &metadata, &self.retry) {
+                Ok(new) => {
+                    tracing::info!(retry_entry = %new, recipients = failed.len(), "moved to retry");
+                    m.entries_retried.fetch_add(1, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot move to retry; the entry stays claimed for recovery"),
+            },
+            RetryDecision::Expire => {
+                tracing::error!(recipients = failed.len(), "discarding message with persistent temporary failures past its retry period");
+                self.finish(bak);
+                m.entries_expired.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, sender: &str, failures: &[(String, Refusal)]) {
+        if failures.is_empty() {
+            return;
+        }
+        let list = entry.list_key();
+        let message_id = entry.message().ok().and_then(|m| {
+            m.headers
+                .iter()
+                .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
+                .and_then(|(_, v)| match v {
+                    mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
+                    mailqueue_message::HeaderValue::Header(_) => None,
+                })
+        });
+        let entry_name = bak.with_ext(Ext::Pck).to_string();
+        let now = retry::unix_secs(SystemTime::now());
+        for (rcpt, r) in failures {
+            tracing::warn!(recipient = %rcpt, code = r.code, stage = r.stage, reply = %r.message, "permanent failure recorded as bounce");
+            self.bounces.record(&Bounce {
+                time_unix: now,
+                queue: self.out.name(),
+                entry: &entry_name,
+                list: list.as_deref(),
+                message_id: message_id.as_deref(),
+                envelope_sender: sender,
+                recipient: rcpt,
+                code: r.code,
+                stage: r.stage,
+                reply: &r.message,
+            });
+        }
+    }
+
+    fn finish(&self, bak: &EntryName) {
+        if let Err(e) = self.out.finish(bak) {
+            tracing::error!(error = %e, "cannot remove the finished entry");
+        }
+    }
+
+    /// `.bak` back to `.pck`, untouched: the entry was not worked on. (The switchboard
+    /// has no such operation yet; this is the one rename done outside it.)
+    fn put_back(&self, bak: &EntryName) {
+        let (from, to) = (self.out.path_of(bak), self.out.path_of(&bak.with_ext(Ext::Pck)));
+        if let Err(e) = std::fs::rename(&from, &to) {
+            tracing::error!(error = %e, from = %from.display(), "cannot put the entry back; it stays claimed for recovery");
+        }
+    }
+
+    fn set_aside_bad(&self, bak: &EntryName, reason: &str) {
+        self.metrics.entries_bad.fetch_add(1, Relaxed);
+        if let Err(e) = self.out.preserve(bak, reason) {
+            tracing::error!(error = %e, reason, "cannot preserve the broken entry in bad/");
+        }
+    }
+
+    /// Mailman's shunt: the entry, with `whichq` naming where it came from, for an
+    /// admin to look at and `unshunt`.
+    fn shunt(&self, bak: &EntryName, entry: &QueueEntry, reason: &str) {
+        self.metrics.entries_shunted.fetch_add(1, Relaxed);
+        let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
+        match self.out.move_to(bak, entry, &metadata, &self.shunt) {
+            Ok(new) => tracing::warn!(shunt_entry = %new, reason, "set aside in shunt/"),
+            Err(e) => tracing::error!(error = %e, reason, "cannot shunt the entry; it stays claimed for recovery"),
+        }
+    }
+}
+
+/// True when the relay was down.
+fn note(done: Done, deferred: &mut HashMap<EntryName, f64>) -> bool {
+    match done {
+        Done::Handled => false,
+        Done::Deferred(name, after) => {
+            deferred.insert(name, after);
+            false
+        }
+        Done::RelayDown => true,
+    }
+}
+
+fn new_entry<'a>(entry: &'a QueueEntry, metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {
+    NewEntry { message_pickle: entry.message_pickle(), metadata, version: entry.version(), text: entry.is_text() }
+}

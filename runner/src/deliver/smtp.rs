@@ -1,0 +1,288 @@
+//! One SMTP session with the relay: connect (TLS, STARTTLS, AUTH), then any number of
+//! mail transactions, each reporting what happened to every recipient as Python's
+//! `smtplib.sendmail` does for Mailman.
+use super::outcome::{Refusal, TxOutcome};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// Plain connect, then STARTTLS; refuse to go on if the server does not offer it.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// Everything needed to open a session.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// PEM file of an extra CA to trust (a site's own relay certificate).
+    pub tls_ca_pem: Option<Vec<u8>>,
+    pub tls_accept_invalid_certs: bool,
+    pub credentials: Option<(String, String)>,
+    pub helo: String,
+    pub connect_timeout: Duration,
+    /// Bound on each command's reply (MAIL, RCPT, DATA, RSET).
+    pub command_timeout: Duration,
+    /// Bound on sending the message and reading the reply to the final dot.
+    pub data_timeout: Duration,
+}
+
+/// Failure to get a session ready for mail.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to the SMTP relay {addr}: {source}")]
+    Connect { addr: String, source: lettre::transport::smtp::Error },
+    #[error("SMTP relay {addr} did not answer within {secs} s")]
+    Timeout { addr: String, secs: u64 },
+    #[error("STARTTLS with the SMTP relay {addr} failed: {source}")]
+    Starttls { addr: String, source: lettre::transport::smtp::Error },
+    #[error("the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it")]
+    NoStarttls { addr: String },
+    #[error("TLS settings for {addr} are unusable: {source}")]
+    TlsSettings { addr: String, source: lettre::transport::smtp::Error },
+    #[error("SMTP authentication with {addr} failed: {source}")]
+    Auth { addr: String, source: lettre::transport::smtp::Error },
+}
+
+/// Why a session cannot be used any more; the transaction it was in is unfinished.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionBroken {
+    #[error("no reply from the SMTP relay within {0} s")]
+    Timeout(u64),
+    #[error("connection to the SMTP relay lost: {0}")]
+    Network(String),
+}
+
+impl Settings {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, ConnectError> {
+        let tls_err = |source| ConnectError::TlsSettings { addr: self.addr(), source };
+        let mut builder = TlsParameters::builder(self.host.clone())
+            .dangerous_accept_invalid_certs(self.tls_accept_invalid_certs);
+        if let Some(pem) = &self.tls_ca_pem {
+            builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(tls_err)?);
+        }
+        builder.build().map_err(tls_err)
+    }
+
+    fn client_id(&self) -> ClientId {
+        match self.helo.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => ClientId::Ipv4(a),
+            Ok(std::net::IpAddr::V6(a)) => ClientId::Ipv6(a),
+            Err(_) => ClientId::Domain(self.helo.clone()),
+        }
+    }
+}
+
+/// An open, greeted (and if asked, encrypted and authenticated) SMTP session.
+pub struct Session {
+    conn: AsyncSmtpConnection,
+    command_timeout: Duration,
+    data_timeout: Duration,
+    /// The message and its final dot went out in the current transaction: from here
+    /// on the relay may have accepted it even if we never read its reply.
+    dot_sent: bool,
+}
+
+impl Session {
+    pub async fn open(settings: &Settings) -> Result<Session, ConnectError> {
+        let addr = settings.addr();
+        let implicit_tls = match settings.security {
+            Security::Tls => Some(settings.tls_parameters()?),
+            _ => None,
+        };
+        let hello = settings.client_id();
+        // lettre's own timeout covers only the TCP connect; the greeting and EHLO are
+        // bounded here so a relay that accepts and then says nothing cannot hang us.
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            (settings.host.as_str(), settings.port),
+            Some(settings.connect_timeout),
+            &hello,
+            implicit_tls,
+            None,
+        );
+        let mut conn = bounded(settings.connect_timeout, connect)
+            .await
+            .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })?
+            .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })?;
+        if settings.security == Security::Starttls {
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(ConnectError::NoStarttls { addr });
+            }
+            let params = settings.tls_parameters()?;
+            bounded(settings.connect_timeout, conn.starttls(params, &hello))
+                .await
+                .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })?
+                .map_err(|source| ConnectError::Starttls { addr: addr.clone(), source })?;
+        }
+        if let Some((user, pass)) = &settings.credentials {
+            let creds = Credentials::new(user.clone(), pass.clone());
+            bounded(settings.command_timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
+                .await
+                .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.command_timeout.as_secs() })?
+                .map_err(|source| ConnectError::Auth { addr, source })?;
+        }
+        Ok(Session {
+            conn,
+            command_timeout: settings.command_timeout,
+            data_timeout: settings.data_timeout,
+            dot_sent: false,
+        })
+    }
+
+    /// One mail transaction, with `smtplib.sendmail`'s rules: a refused sender or DATA
+    /// refuses every recipient with that reply; refused RCPTs are reported one by one
+    /// and the rest still get the message; if none is accepted the transaction is reset.
+    /// `data` is the message as Mailman hands it to smtplib (ending in CRLF, not yet
+    /// dot-stuffed). `Err` means the session is gone mid-transaction: nothing in this
+    /// transaction was accepted.
+    pub async fn transaction(&mut self, from: &str, rcpts: &[String], data: &[u8]) -> Result<TxOutcome, SessionBroken> {
+        let mut outcome = TxOutcome::default();
+        let started = Instant::now();
+        self.dot_sent = false;
+        if let Some(refusal) = self.command(&format!("MAIL FROM:<{}>\r\n", clean(from)), "MAIL").await? {
+            self.reset().await?;
+            outcome.refuse_all(rcpts, &refusal);
+            return Ok(outcome);
+        }
+        let mut accepted = Vec::with_capacity(rcpts.len());
+        for rcpt in rcpts {
+            match self.command(&format!("RCPT TO:<{}>\r\n", clean(rcpt)), "RCPT").await? {
+                None => accepted.push(rcpt.clone()),
+                Some(refusal) => outcome.refused.push((rcpt.clone(), refusal)),
+            }
+        }
+        if accepted.is_empty() {
+            self.reset().await?;
+            return Ok(outcome);
+        }
+        if let Some(refusal) = self.command("DATA\r\n", "DATA").await? {
+            self.reset().await?;
+            outcome.refuse_all(&accepted, &refusal);
+            return Ok(outcome);
+        }
+        let payload = stuff_like_smtplib(data);
+        self.dot_sent = true;
+        let reply = bounded(self.data_timeout, self.conn.message(&payload))
+            .await
+            .ok_or(SessionBroken::Timeout(self.data_timeout.as_secs()))?;
+        match classify(reply, "message")? {
+            None => outcome.accepted = accepted,
+            Some(refusal) => outcome.refuse_all(&accepted, &refusal),
+        }
+        outcome.elapsed = started.elapsed();
+        Ok(outcome)
+    }
+
+    /// After a broken transaction: could the relay have accepted the message?
+    pub fn maybe_accepted(&self) -> bool {
+        self.dot_sent
+    }
+
+    /// Ends the session politely (best effort).
+    pub async fn quit(mut self) {
+        let _ = bounded(self.command_timeout, self.conn.quit()).await;
+    }
+
+    /// `Ok(None)` for a positive reply, `Ok(Some(refusal))` for a negative one.
+    async fn command(&mut self, line: &str, stage: &'static str) -> Result<Option<Refusal>, SessionBroken> {
+        let reply = bounded(self.command_timeout, self.conn.command(line))
+            .await
+            .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
+        classify(reply, stage)
+    }
+
+    async fn reset(&mut self) -> Result<(), SessionBroken> {
+        // A refused RSET leaves the session in an unknown state: treat it as lost.
+        match self.command("RSET\r\n", "RSET").await? {
+            None => Ok(()),
+            Some(r) => Err(SessionBroken::Network(format!("RSET refused: {} {}", r.code, r.message))),
+        }
+    }
+}
+
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, fut).await.ok()
+}
+
+/// Maps lettre's reply-or-error into our three cases.
+fn classify(
+    reply: Result<Response, lettre::transport::smtp::Error>,
+    stage: &'static str,
+) -> Result<Option<Refusal>, SessionBroken> {
+    match reply {
+        Ok(_) => Ok(None),
+        Err(e) => match e.status() {
+            Some(code) => Ok(Some(Refusal { code: u16::from(code), message: reply_text(&e), stage })),
+            None => Err(SessionBroken::Network(e.to_string())),
+        },
+    }
+}
+
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    // lettre renders "permanent error (550): text"; keep just the server's text.
+    let s = e.to_string();
+    match s.split_once("): ") {
+        Some((_, text)) => text.to_owned(),
+        None => s,
+    }
+}
+
+/// Addresses come from queue files; a CR, LF or angle bracket in one must not become a
+/// second SMTP command.
+fn clean(addr: &str) -> String {
+    addr.chars().filter(|c| !matches!(c, '\r' | '\n' | '<' | '>')).collect()
+}
+
+/// Dot-stuffing as Python's smtplib does it (`^.` after every LF, lone LFs included),
+/// minus the final CRLF, which lettre writes together with the terminating dot.
+/// lettre's own stuffing only acts after a CRLF, so the extra dots after lone LFs are
+/// added here and lettre leaves them alone (they are mid-line for it).
+fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
+    let body = data.strip_suffix(b"\r\n").unwrap_or(data);
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut prev: Option<u8> = None;
+    let mut before_prev: Option<u8> = None;
+    for &b in body {
+        if b == b'.' && prev == Some(b'\n') && before_prev != Some(b'\r') {
+            out.push(b'.');
+        }
+        out.push(b);
+        before_prev = prev;
+        prev = Some(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuffing_adds_dots_only_after_lone_lf_and_drops_final_crlf() {
+        assert_eq!(stuff_like_smtplib(b"a\r\n.b\r\n"), b"a\r\n.b");
+        assert_eq!(stuff_like_smtplib(b"a\n.b\r\n"), b"a\n..b");
+        assert_eq!(stuff_like_smtplib(b"a\r\n"), b"a");
+        assert_eq!(stuff_like_smtplib(b"a"), b"a");
+    }
+
+    #[test]
+    fn addresses_cannot_inject_commands() {
+        assert_eq!(clean("a@b>\r\nRSET"), "a@bRSET");
+    }
+}

@@ -1,0 +1,132 @@
+//! Who may work a slice. A runner acquires a slice before it recovers or claims
+//! anything in it, checks before every claim that it still owns it (and that no drain
+//! was asked for), publishes the slice's counters as a heartbeat, and releases it on
+//! stop. Standalone this is a lock file per slice plus a drain flag file; the cluster
+//! form plugs a Kubernetes Lease in behind the same trait.
+use mailqueue_queue::lock::STATE_DIR;
+use mailqueue_queue::{LockError, Slice, SliceLock};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Counters a slice owner publishes with each heartbeat.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SliceCounters {
+    pub pending: u64,
+    pub in_flight: u64,
+    pub delivered: u64,
+    pub oldest_pending_seconds: u64,
+}
+
+/// Hands out slices.
+pub trait Ownership: Send + Sync {
+    /// Takes `slice` of `queue`, or says clearly who holds it.
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError>;
+}
+
+/// A held slice. Checks are cheap: they are made before every claim.
+pub trait SliceLease: Send + Sync {
+    /// False as soon as ownership is lost (a Lease taken over, an expired renewal):
+    /// the runner must stop claiming at once.
+    fn still_owned(&self) -> bool;
+    /// True while an admin asks the slice to drain: stop claiming, finish in flight.
+    fn draining(&self) -> bool;
+    /// Records the slice's counters and that its owner is alive.
+    fn publish(&self, counters: &SliceCounters);
+    /// Says goodbye (clears the heartbeat); the ownership itself ends when the lease
+    /// is dropped.
+    fn release(&self);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    #[error("{0}; stop that runner first, or run this one for another slice")]
+    Held(LockError),
+    #[error("{0}")]
+    Lock(LockError),
+}
+
+/// Standalone ownership: `mailqueue-queue`'s slice lock, and the drain flag file
+/// `<qfiles>/.mailqueue/<queue>.drain` (touch it to drain, remove it to resume).
+pub struct Standalone {
+    qfiles: PathBuf,
+}
+
+impl Standalone {
+    pub fn new(qfiles: &Path) -> Standalone {
+        Standalone { qfiles: qfiles.to_owned() }
+    }
+
+    pub fn drain_flag(qfiles: &Path, queue: &str) -> PathBuf {
+        qfiles.join(STATE_DIR).join(format!("{queue}.drain"))
+    }
+}
+
+impl Ownership for Standalone {
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+        let lock = SliceLock::acquire(&self.qfiles, queue, slice).map_err(|e| match e {
+            e @ LockError::Held { .. } => OwnershipError::Held(e),
+            e => OwnershipError::Lock(e),
+        })?;
+        let state = self.qfiles.join(STATE_DIR);
+        Ok(Box::new(StandaloneLease {
+            _lock: lock,
+            drain_flag: Standalone::drain_flag(&self.qfiles, queue),
+            heartbeat: state.join(format!("{queue}-{}-of-{}.json", slice.index(), slice.count())),
+            drain_cache: Mutex::new(None),
+        }))
+    }
+}
+
+/// How long a drain-flag check is reused: a `stat` per claim would cost more than the
+/// claim itself, and half a second is well inside any drain's expectations.
+const DRAIN_RECHECK: Duration = Duration::from_millis(500);
+
+struct StandaloneLease {
+    _lock: SliceLock,
+    drain_flag: PathBuf,
+    heartbeat: PathBuf,
+    drain_cache: Mutex<Option<(Instant, bool)>>,
+}
+
+impl SliceLease for StandaloneLease {
+    fn still_owned(&self) -> bool {
+        // A flock is held until our process closes it: it cannot be lost.
+        true
+    }
+
+    fn draining(&self) -> bool {
+        let Ok(mut cache) = self.drain_cache.lock() else { return true };
+        match *cache {
+            Some((at, draining)) if at.elapsed() < DRAIN_RECHECK => draining,
+            _ => {
+                let draining = self.drain_flag.exists();
+                *cache = Some((Instant::now(), draining));
+                draining
+            }
+        }
+    }
+
+    fn publish(&self, counters: &SliceCounters) {
+        #[derive(Serialize)]
+        struct Heartbeat<'a> {
+            pid: u32,
+            heartbeat_unix: u64,
+            #[serde(flatten)]
+            counters: &'a SliceCounters,
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let record = Heartbeat { pid: std::process::id(), heartbeat_unix: now, counters };
+        let Ok(json) = serde_json::to_vec(&record) else { return };
+        let tmp = self.heartbeat.with_extension("json.tmp");
+        // Best effort: a missed heartbeat file is only a stale status display.
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.heartbeat);
+        }
+    }
+
+    fn release(&self) {
+        let _ = std::fs::remove_file(&self.heartbeat);
+    }
+}

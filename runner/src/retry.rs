@@ -1,0 +1,266 @@
+//! The retry queue, as Mailman keeps it: an entry whose recipients failed temporarily
+//! goes to `retry` with only those recipients and the fields Mailman's out-runner
+//! writes; it is dropped once the retry period has passed without progress; the retry
+//! runner moves due entries back to `out`.
+use crate::metrics::Metrics;
+use crate::ownership::SliceLease;
+use crate::shutdown::Stop;
+use mailqueue_message::Version;
+use mailqueue_pickle::{DateTime, Value};
+use mailqueue_queue::entry::{with_field, QueueEntry};
+use mailqueue_queue::switchboard::Switchboard;
+use mailqueue_queue::Slice;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Mailman's retry settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// 2.1 `DELIVERY_RETRY_PERIOD`, Mailman 3 `[mta] delivery_retry_period`: 5 days.
+    pub period: Duration,
+    /// 2.1 `DELIVERY_RETRY_WAIT` (1 hour): written as `deliver_after`. Mailman 3 has no
+    /// such field; its retry runner simply wakes every 15 minutes.
+    pub wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { period: Duration::from_secs(5 * 24 * 3600), wait: Duration::from_secs(3600) }
+    }
+}
+
+/// What to do with an entry some of whose recipients failed temporarily.
+#[derive(Debug)]
+pub enum RetryDecision {
+    /// Enqueue in `retry` with this metadata.
+    Retry(Value),
+    /// No progress since the last try and past `deliver_until`: Mailman discards it.
+    Expire,
+}
+
+/// Mailman's out-runner rule (both versions): progress (fewer failures than last time)
+/// extends `deliver_until` to now + period; no progress past `deliver_until` expires.
+/// `failed` keeps the entry's own recipient values (their Python types) in order.
+pub fn decide(entry: &QueueEntry, failed: &[String], policy: &RetryPolicy, now: SystemTime) -> RetryDecision {
+    let version = entry.version();
+    let meta = entry.metadata();
+    let last_count = match meta.get("last_recip_count") {
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    };
+    let now_secs = unix_secs(now);
+    let until_secs = match meta.get("deliver_until") {
+        Some(Value::Float(f)) => *f,
+        Some(Value::Int(i)) => *i as f64,
+        Some(Value::DateTime(d)) => datetime_to_unix(d),
+        _ => now_secs,
+    };
+    let until_secs = if failed.len() as i64 == last_count {
+        if now_secs > until_secs {
+            return RetryDecision::Expire;
+        }
+        until_secs
+    } else {
+        now_secs + policy.period.as_secs_f64()
+    };
+    let (recips_key, until_value) = match version {
+        Version::Mailman2 => ("recips", Value::Float(until_secs)),
+        Version::Mailman3 => ("recipients", Value::DateTime(unix_to_datetime(until_secs))),
+    };
+    let mut m = with_field(meta, version, "last_recip_count", Value::Int(failed.len() as i64));
+    m = with_field(&m, version, "deliver_until", until_value);
+    m = with_field(&m, version, recips_key, Value::List(recipient_values(entry, failed)));
+    if version == Version::Mailman2 {
+        m = with_field(&m, version, "deliver_after", Value::Float(now_secs + policy.wait.as_secs_f64()));
+    }
+    RetryDecision::Retry(m)
+}
+
+/// The metadata with only `keep` as recipients (for putting back the part of an entry
+/// that was never tried).
+pub fn with_recipients(entry: &QueueEntry, keep: &[String]) -> Value {
+    let key = match entry.version() {
+        Version::Mailman2 => "recips",
+        Version::Mailman3 => "recipients",
+    };
+    with_field(entry.metadata(), entry.version(), key, Value::List(recipient_values(entry, keep)))
+}
+
+/// The entry's own values for `wanted` (byte strings in 2.1, text in 3), in `wanted`'s
+/// order.
+fn recipient_values(entry: &QueueEntry, wanted: &[String]) -> Vec<Value> {
+    let key = match entry.version() {
+        Version::Mailman2 => "recips",
+        Version::Mailman3 => "recipients",
+    };
+    let originals: Vec<&Value> = match entry.metadata().get(key) {
+        Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => v.iter().collect(),
+        _ => Vec::new(),
+    };
+    wanted
+        .iter()
+        .map(|w| {
+            originals
+                .iter()
+                .find(|o| o.as_text().as_deref() == Some(w.as_str()))
+                .map(|o| (*o).clone())
+                .unwrap_or_else(|| mailqueue_queue::entry::version_str(entry.version(), w))
+        })
+        .collect()
+}
+
+/// When the entry may be sent again: 2.1 `deliver_after` (a float), or a datetime.
+/// `None` when it is due now.
+pub fn not_before(entry: &QueueEntry, now: SystemTime) -> Option<f64> {
+    let after = match entry.metadata().get("deliver_after") {
+        Some(Value::Float(f)) => *f,
+        Some(Value::Int(i)) => *i as f64,
+        Some(Value::DateTime(d)) => datetime_to_unix(d),
+        _ => return None,
+    };
+    (unix_secs(now) < after).then_some(after)
+}
+
+/// Mailman's retry runner: every `interval`, entries whose `deliver_after` has passed
+/// (all of them for Mailman 3, which writes none) go back to `out`.
+pub struct RetryMover {
+    pub retry: Switchboard,
+    pub out: Switchboard,
+    pub interval: Duration,
+    /// One pass, then exit.
+    pub exit_when_empty: bool,
+    pub metrics: Arc<Metrics>,
+    pub stop: Stop,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("retry slice {slice}: {source}")]
+pub struct RetryError {
+    slice: Slice,
+    source: mailqueue_queue::Error,
+}
+
+impl RetryMover {
+    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn SliceLease>) -> Result<(), RetryError> {
+        loop {
+            let me = self.clone();
+            let lease2 = lease.clone();
+            let pass = tokio::task::spawn_blocking(move || me.pass(slice, lease2.as_ref()));
+            match pass.await {
+                Ok(r) => r.map_err(|source| RetryError { slice, source })?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Ok(()),
+            }
+            if self.exit_when_empty || self.stop.stopping() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = self.stop.stopped() => return Ok(()),
+            }
+        }
+    }
+
+    /// One pass over the slice. Entries not yet due are only read, never claimed.
+    fn pass(&self, slice: Slice, lease: &dyn SliceLease) -> Result<(), mailqueue_queue::Error> {
+        let names = self.retry.files(slice)?;
+        self.metrics.set_depth(slice.index(), names.len() as u64);
+        let now = SystemTime::now();
+        let mut moved = 0u64;
+        for name in names {
+            if self.stop.stopping() || !lease.still_owned() || lease.draining() {
+                break;
+            }
+            let due = match self.retry.read(&name) {
+                Ok(entry) => not_before(&entry, now).is_none(),
+                Err(_) => true, // claimed below and set aside with its reason
+            };
+            if !due {
+                continue;
+            }
+            let Some(bak) = self.retry.claim(&name)? else { continue };
+            let _span = tracing::info_span!("entry", entry = %name).entered();
+            match self.retry.read(&bak) {
+                Ok(entry) => {
+                    let new = self.retry.move_to(&bak, &entry, entry.metadata(), &self.out)?;
+                    tracing::info!(out_entry = %new, "due again: moved back to out");
+                    moved += 1;
+                }
+                Err(e) => {
+                    self.metrics.entries_bad.fetch_add(1, Relaxed);
+                    self.retry.preserve(&bak, &e.to_string())?;
+                }
+            }
+        }
+        self.metrics.entries_moved_from_retry.fetch_add(moved, Relaxed);
+        lease.publish(&crate::ownership::SliceCounters { pending: 0, in_flight: 0, delivered: moved, oldest_pending_seconds: 0 });
+        Ok(())
+    }
+}
+
+pub fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// A naive UTC datetime (as Mailman 3 stores them) as Unix seconds.
+pub fn datetime_to_unix(d: &DateTime) -> f64 {
+    let days = days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day));
+    let secs = days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second);
+    secs as f64 + f64::from(d.microsecond) / 1e6
+}
+
+pub fn unix_to_datetime(secs: f64) -> DateTime {
+    let micros_total = (secs * 1e6).round() as i64;
+    let total = micros_total.div_euclid(1_000_000);
+    let microsecond = micros_total.rem_euclid(1_000_000) as u32;
+    let (days, rem) = (total.div_euclid(86_400), total.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    DateTime {
+        year: year.clamp(1, 9999) as u16,
+        month: month as u8,
+        day: day as u8,
+        hour: (rem / 3600) as u8,
+        minute: (rem % 3600 / 60) as u8,
+        second: (rem % 60) as u8,
+        microsecond,
+    }
+}
+
+// Howard Hinnant's proleptic Gregorian day-count algorithms.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_round_trip() {
+        let d = DateTime { year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 58, microsecond: 123_456 };
+        let secs = datetime_to_unix(&d);
+        assert!((secs - 1_709_251_198.123_456).abs() < 1e-6);
+        assert_eq!(unix_to_datetime(secs), d);
+        assert_eq!(unix_to_datetime(0.0).to_string(), "1970-01-01T00:00:00");
+    }
+}

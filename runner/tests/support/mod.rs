@@ -1,0 +1,96 @@
+//! Shared parts of the delivery tests: the capturing SMTP server, queue directories
+//! filled with the conformance vectors, and running the real binary.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+pub mod smtp;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn runner_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mailqueue-runner")
+}
+
+pub fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+}
+
+pub fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).expect("read vectors manifest");
+    serde_json::from_str(&text).expect("parse vectors manifest")
+}
+
+/// A fresh `qfiles` root with an empty `out/` (and `retry/`, `shunt/`, `bad/`).
+pub fn qfiles() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for q in ["out", "retry", "shunt", "bad"] {
+        std::fs::create_dir(dir.path().join(q)).expect("mkdir queue");
+    }
+    dir
+}
+
+/// Copies vector `path` (relative to the vectors folder) into `queue`, keeping its name.
+pub fn add_vector(qfiles: &Path, queue: &str, path: &str) -> String {
+    let src = vectors_dir().join(path);
+    let name = src.file_name().expect("file name").to_string_lossy().into_owned();
+    std::fs::copy(&src, qfiles.join(queue).join(&name)).expect("copy vector");
+    name
+}
+
+/// File names in a queue directory with the given extension.
+pub fn files(qfiles: &Path, queue: &str, ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(qfiles.join(queue))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n.ends_with(&format!(".{ext}")));
+    v.sort();
+    v
+}
+
+/// `run` with the common test settings plus `extra`.
+pub fn run_cmd(qfiles: &Path, smtp: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(runner_bin());
+    c.arg("run").arg("--qfiles").arg(qfiles).arg("--smtp").arg(smtp).args(["--poll-interval-ms", "50"]).args(extra);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs to completion; panics with the logs if it takes longer than `limit`.
+pub fn run_to_end(mut cmd: Command, limit: Duration) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn runner");
+    let status = wait_child(&mut child, limit);
+    let out = child.wait_with_output().expect("collect output");
+    if status.is_none() {
+        panic!("runner did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+/// Waits for the child to exit, up to `limit`; kills it (returning None) otherwise.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
