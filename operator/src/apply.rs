@@ -1,0 +1,161 @@
+//! Step 4 of the reconcile: bring the cluster to the desired slices.
+//!
+//! [`plan`] decides, [`apply`] carries the plan out. Safety rule of re-slicing: when a queue's
+//! slice count changes, the old pods are deleted at once, but no pod of the new layout is
+//! created while any Lease of another layout of that queue is still held, so no hash is ever
+//! covered by two owners.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
+use crate::lease::live_holder;
+use crate::slice::SliceId;
+use crate::status::Observed;
+use crate::FIELD_MANAGER;
+
+/// A write to the API server failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {verb} {kind} {name}: {source}")]
+pub struct ApplyError {
+    verb: &'static str,
+    kind: &'static str,
+    name: String,
+    #[source]
+    source: kube::Error,
+}
+
+/// What the apply step will do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Leases to declare (identity, owner, drain request).
+    pub apply_leases: Vec<Lease>,
+    /// Pods to create.
+    pub create_pods: Vec<Pod>,
+    /// Pods to delete: not desired any more, finished, or built from an older spec.
+    pub delete_pods: Vec<String>,
+    /// Leases of layouts that are gone and that nobody holds.
+    pub delete_leases: Vec<String>,
+    /// Queues whose new pods wait for the old layout to release its Leases.
+    pub blocked: Vec<String>,
+}
+
+/// Decides what to change so that `observed` becomes `desired`.
+pub fn plan(desired: &[DesiredSlice], observed: &Observed, now: jiff::Timestamp) -> Plan {
+    let wanted: BTreeMap<String, &DesiredSlice> = desired.iter().map(|d| (d.id.object_name(), d)).collect();
+    let layout: BTreeMap<&str, u32> = desired.iter().map(|d| (d.id.queue.as_str(), d.id.slices)).collect();
+
+    let blocked: BTreeSet<String> = observed
+        .leases
+        .iter()
+        .filter(|l| live_holder(l, now).is_some())
+        .filter_map(|l| SliceId::from_labels(l.metadata.labels.as_ref()?))
+        .filter(|id| layout.get(id.queue.as_str()).is_some_and(|slices| *slices != id.slices))
+        .map(|id| id.queue)
+        .collect();
+
+    let delete_pods = observed
+        .pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let name = p.metadata.name.as_deref()?;
+            let keep = wanted.get(name).is_some_and(|d| !finished(p) && spec_hash(p) == spec_hash(&d.pod));
+            (!keep).then(|| name.to_owned())
+        })
+        .collect();
+
+    let create_pods = desired
+        .iter()
+        .filter(|d| !blocked.contains(&d.id.queue))
+        .filter(|d| !observed.pods.iter().any(|p| p.metadata.name == d.pod.metadata.name))
+        .map(|d| d.pod.clone())
+        .collect();
+
+    let apply_leases = desired
+        .iter()
+        .filter(|d| {
+            let current = observed.leases.iter().find(|l| l.metadata.name == d.lease.metadata.name);
+            current.is_none_or(|l| !declared(l, &d.lease))
+        })
+        .map(|d| d.lease.clone())
+        .collect();
+
+    let delete_leases = observed
+        .leases
+        .iter()
+        .filter(|l| live_holder(l, now).is_none())
+        .filter_map(|l| l.metadata.name.clone())
+        .filter(|name| !wanted.contains_key(name))
+        .collect();
+
+    Plan { apply_leases, create_pods, delete_pods, delete_leases, blocked: blocked.into_iter().collect() }
+}
+
+/// Carries out `plan` in `namespace`.
+pub async fn apply(client: &Client, namespace: &str, plan: &Plan) -> Result<(), ApplyError> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let leases = Api::<Lease>::namespaced(client.clone(), namespace);
+
+    for lease in &plan.apply_leases {
+        let name = lease.metadata.name.as_deref().unwrap_or_default();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        leases.patch(name, &params, &Patch::Apply(lease)).await.map_err(error("declare", "Lease", name))?;
+    }
+    for name in &plan.delete_pods {
+        tracing::info!(pod = %name, "deleting runner pod");
+        ignore_not_found(pods.delete(name, &DeleteParams::default()).await.map(|_| ()))
+            .map_err(error("delete", "pod", name))?;
+    }
+    for pod in &plan.create_pods {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        tracing::info!(pod = %name, "creating runner pod");
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() };
+        match pods.create(&params, pod).await {
+            // Still terminating from a deletion: the next reconcile creates it.
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            other => other.map(|_| ()).map_err(error("create", "pod", name))?,
+        }
+    }
+    for name in &plan.delete_leases {
+        ignore_not_found(leases.delete(name, &DeleteParams::default()).await.map(|_| ()))
+            .map_err(error("delete", "Lease", name))?;
+    }
+    Ok(())
+}
+
+fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+fn error<'a>(verb: &'static str, kind: &'static str, name: &'a str) -> impl FnOnce(kube::Error) -> ApplyError + 'a {
+    move |source| ApplyError { verb, kind, name: name.to_owned(), source }
+}
+
+/// A pod whose containers will not run again.
+fn finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
+}
+
+fn spec_hash(pod: &Pod) -> Option<&str> {
+    pod.metadata.annotations.as_ref()?.get(SPEC_HASH_ANNOTATION).map(String::as_str)
+}
+
+/// Whether `current` already carries everything the operator declares in `wanted`.
+fn declared(current: &Lease, wanted: &Lease) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+        want.iter().flatten().all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    contains(&current.metadata.labels, &wanted.metadata.labels)
+        && contains(&current.metadata.annotations, &wanted.metadata.annotations)
+        && wanted.metadata.owner_references.iter().flatten().all(|o| {
+            current.metadata.owner_references.iter().flatten().any(|c| c.uid == o.uid)
+        })
+}

@@ -1,0 +1,192 @@
+//! The operator binary: HTTP endpoints, leader election, and the controller while leading.
+//!
+//! Exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or the process cannot start,
+//! 70 when any task panics (a half-dead operator is worse than a restarted one).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+
+use mailqueue_operator::desired::RunnerTemplate;
+use mailqueue_operator::leader::Candidate;
+use mailqueue_operator::lease::LeaseLock;
+use mailqueue_operator::metrics::Metrics;
+use mailqueue_operator::reconcile::{self, Context};
+use mailqueue_operator::{MailQueue, FIELD_MANAGER};
+
+/// Keeps one mailqueue-runner pod per slice of every MailQueue and reports their state.
+#[derive(Debug, Parser)]
+#[command(name = "mailqueue-operator", version)]
+struct Args {
+    /// Container image of the runner pods.
+    #[arg(long, env = "RUNNER_IMAGE", default_value = concat!("mailqueue-runner:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
+    /// ServiceAccount of the runner pods (needs get/create/update on Leases).
+    #[arg(long, env = "RUNNER_SERVICE_ACCOUNT", default_value = "mailqueue-runner")]
+    runner_service_account: String,
+    /// Seconds a runner gets after SIGTERM to finish the entry it is sending.
+    #[arg(long, default_value_t = 60)]
+    runner_grace_period: i64,
+    /// Seconds a runner's slice Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    slice_lease_duration: u32,
+    /// Only watch MailQueues in this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "mailqueue-operator")]
+    leader_lease_name: String,
+    /// Seconds the leader Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    leader_lease_duration: u64,
+    /// This replica's identity in the leader Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+}
+
+struct Http {
+    registry: Registry,
+    ready: AtomicBool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(70);
+    }));
+    match run(Args::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let http = Arc::new(Http { registry, ready: AtomicBool::new(false) });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(address = %args.listen, "serving /metrics, /healthz, /readyz");
+    let app = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(serve_ready))
+        .with_state(http.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+            std::process::exit(1);
+        }
+    });
+
+    client.apiserver_version().await.map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API server: {e}"))?;
+    http.ready.store(true, Ordering::Relaxed);
+
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let candidate = Candidate::new(LeaseLock::new(
+        Api::<Lease>::namespaced(client.clone(), &args.leader_lease_namespace),
+        &args.leader_lease_name,
+        &identity,
+        Duration::from_secs(args.leader_lease_duration),
+        FIELD_MANAGER,
+    ));
+    tokio::select! {
+        () = candidate.acquire() => {}
+        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    }
+    tracing::info!(%identity, "leading");
+    metrics.set_leader(true);
+
+    let (mailqueues, pods, leases) = match &args.namespace {
+        Some(ns) => (Api::<MailQueue>::namespaced(client.clone(), ns), Api::<Pod>::namespaced(client.clone(), ns), Api::<Lease>::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let ctx = Arc::new(Context {
+        client,
+        template: RunnerTemplate {
+            image: args.runner_image,
+            service_account: args.runner_service_account,
+            grace_period_seconds: args.runner_grace_period,
+            lease_duration_seconds: args.slice_lease_duration,
+        },
+        metrics: metrics.clone(),
+    });
+    tokio::select! {
+        () = reconcile::run(ctx, mailqueues, pods, leases, shutdown_signal()) => {
+            metrics.set_leader(false);
+            if let Err(error) = candidate.resign().await {
+                tracing::warn!(%error, "could not release the leader Lease; it expires by itself");
+            }
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        lost = candidate.keep() => {
+            tracing::error!(error = %lost, "leadership lost; exiting so that only the new leader writes");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "mailqueue-operator".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            std::process::exit(1);
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn serve_metrics(State(http): State<Arc<Http>>) -> (StatusCode, String) {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &http.registry) {
+        Ok(()) => (StatusCode::OK, body),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics".to_owned()),
+    }
+}
+
+async fn serve_ready(State(http): State<Arc<Http>>) -> StatusCode {
+    if http.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}

@@ -1,0 +1,35 @@
+//! Step 1 of the reconcile: read the runner pods and slice Leases of one `MailQueue`.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use crate::slice::MAILQUEUE_LABEL;
+use crate::status::Observed;
+
+/// The pods or Leases could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot list the {kind} of MailQueue {namespace}/{name}: {source}")]
+pub struct ReadError {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    #[source]
+    source: kube::Error,
+}
+
+/// Lists the objects labelled as belonging to the `MailQueue` `namespace/name`.
+pub async fn observe(client: &Client, namespace: &str, name: &str) -> Result<Observed, ReadError> {
+    let params = ListParams::default().labels(&format!("{MAILQUEUE_LABEL}={name}"));
+    let error = |kind, source| ReadError { kind, namespace: namespace.to_owned(), name: name.to_owned(), source };
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(|e| error("runner pods", e))?;
+    let leases = Api::<Lease>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(|e| error("slice Leases", e))?;
+    Ok(Observed { pods: pods.items, leases: leases.items })
+}

@@ -1,0 +1,148 @@
+//! The reconcile pipeline: read -> validate -> build desired -> apply -> status. Each step
+//! lives in its own module with its own error, so a failure names the step and the reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::apply::{self, ApplyError};
+use crate::crd::{MailQueue, MailQueueStatus};
+use crate::desired::{desired_slices, RunnerTemplate};
+use crate::metrics::Metrics;
+use crate::observe::{observe, ReadError};
+use crate::validate::validate;
+use crate::{status, FIELD_MANAGER};
+
+/// How often a `MailQueue` is looked at without any event: a runner that dies silently only
+/// shows as an expired Lease, and expiry raises no event.
+const RESYNC: Duration = Duration::from_secs(10);
+/// Delay before retrying a failed reconcile.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub template: RunnerTemplate,
+    pub metrics: Metrics,
+}
+
+/// A reconcile failed; the variant names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("MailQueue {0} has no namespace or uid yet")]
+    Incomplete(String),
+    #[error("read: {0}")]
+    Read(#[from] ReadError),
+    #[error("apply: {0}")]
+    Apply(#[from] ApplyError),
+    #[error("status: cannot write the status of MailQueue {name}: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    /// The failed step, as a metric label.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Self::Incomplete(_) => "read",
+            Self::Read(_) => "read",
+            Self::Apply(_) => "apply",
+            Self::Status { .. } => "status",
+        }
+    }
+}
+
+/// One pass over one `MailQueue`.
+pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let name = mq.name_any();
+    let (Some(namespace), Some(owner)) = (mq.namespace(), mq.controller_owner_ref(&())) else {
+        return Err(ReconcileError::Incomplete(name));
+    };
+    let now = jiff::Timestamp::now();
+    let generation = mq.metadata.generation;
+    let previous = mq.status.as_ref();
+
+    let observed = observe(&ctx.client, &namespace, &name).await?;
+    let status = match validate(&name, &mq.spec) {
+        Err(invalid) => {
+            tracing::warn!(mailqueue = %name, %namespace, error = %invalid, "spec cannot be acted on");
+            status::invalid(&invalid, previous, generation, now)
+        }
+        Ok(valid) => {
+            let desired = desired_slices(&name, &namespace, &owner, &valid, &ctx.template);
+            let plan = apply::plan(&desired, &observed, now);
+            apply::apply(&ctx.client, &namespace, &plan).await?;
+            let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+            status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now)
+        }
+    };
+    write_status(&ctx.client, &mq, &namespace, previous, status).await?;
+    ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes `status` with server-side apply under the operator's one field manager, unless it is
+/// what the object already shows.
+async fn write_status(
+    client: &Client,
+    mq: &MailQueue,
+    namespace: &str,
+    previous: Option<&MailQueueStatus>,
+    status: MailQueueStatus,
+) -> Result<(), ReconcileError> {
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let name = mq.name_any();
+    let patch = serde_json::json!({
+        "apiVersion": MailQueue::api_version(&()),
+        "kind": MailQueue::kind(&()),
+        "status": status,
+    });
+    Api::<MailQueue>::namespaced(client.clone(), namespace)
+        .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| ReconcileError::Status { name, source })
+}
+
+fn error_policy(mq: Arc<MailQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(mailqueue = %mq.name_any(), namespace = ?mq.namespace(), %error, "reconcile failed");
+    ctx.metrics.failed(error.step());
+    Action::requeue(RETRY)
+}
+
+/// Runs the controller over `mailqueues` until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    mailqueues: Api<MailQueue>,
+    pods: Api<Pod>,
+    leases: Api<Lease>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let owned = watcher::Config::default().labels(crate::slice::MAILQUEUE_LABEL);
+    Controller::new(mailqueues, watcher::Config::default())
+        .owns(pods, owned.clone())
+        .owns(leases, owned)
+        // Heartbeats arrive from every slice every few seconds: fold bursts into one pass.
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+}
