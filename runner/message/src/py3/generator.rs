@@ -110,6 +110,11 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
         // A multipart that could not be parsed keeps its body as one string, written as is.
         Payload::Text(t) => {
             let s = py3_str(t, part, "the body")?;
+            if s.has_surrogates() {
+                // get_payload() decodes 8-bit octets with the charset (errors replaced),
+                // and the generator then cannot write the non-ASCII result.
+                return Err(bad(part, "an unparsed multipart body holds 8-bit octets, which Python's generator cannot write"));
+            }
             out.extend_from_slice(&encode_ascii(&s, part, "the body")?);
             return Ok(());
         }
