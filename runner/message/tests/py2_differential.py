@@ -1,0 +1,307 @@
+# -*- coding: utf-8 -*-
+"""Makes Mailman 2.1 queue entries with Python 2.7 and computes, with Python 2.7's own
+email package, the bytes Mailman 2.1's delivery sends for each (or the error it raises).
+
+Usage: python2.7 py2_differential.py COUNT SEED > cases.jsonl
+Each output line: {"name", "entry" (base64 of both pickles), "delivery", "flat"
+(base64, or null), "error" (text, or null)}.
+
+`Mailman.Message.Message` and `Mailman.Generator.Generator` are stand-ins with GNU
+Mailman 2.1's behaviour (module path, `__version__`, `as_string`, and a generator whose
+clones write sub-part headers with maxheaderlen 0), registered in sys.modules so that
+cPickle records the same class path Mailman's pickles carry.
+"""
+
+import base64
+import copy
+import cPickle
+import email
+import email.generator
+import email.message
+import glob
+import json
+import os
+import random
+import re
+import sys
+import types
+from cStringIO import StringIO
+from email.header import Header
+
+# ---- the stand-in Mailman package -------------------------------------------------
+
+mailman_pkg = types.ModuleType('Mailman')
+generator_mod = types.ModuleType('Mailman.Generator')
+message_mod = types.ModuleType('Mailman.Message')
+sys.modules['Mailman'] = mailman_pkg
+sys.modules['Mailman.Generator'] = generator_mod
+sys.modules['Mailman.Message'] = message_mod
+mailman_pkg.Generator = generator_mod
+mailman_pkg.Message = message_mod
+
+
+class Generator(email.generator.Generator):
+    def __init__(self, outfp, mangle_from_=True, maxheaderlen=78,
+                 children_maxheaderlen=0):
+        email.generator.Generator.__init__(self, outfp, mangle_from_=mangle_from_,
+                                           maxheaderlen=maxheaderlen)
+        self.__children_maxheaderlen = children_maxheaderlen
+
+    def clone(self, fp):
+        return self.__class__(fp, self._mangle_from_,
+                              self.__children_maxheaderlen,
+                              self.__children_maxheaderlen)
+
+Generator.__module__ = 'Mailman.Generator'
+generator_mod.Generator = Generator
+
+
+class Message(email.message.Message):
+    def __init__(self):
+        self.__version__ = (4, 0, 3)
+        email.message.Message.__init__(self)
+
+    def as_string(self, unixfrom=False, mangle_from_=True):
+        fp = StringIO()
+        g = Generator(fp, mangle_from_=mangle_from_)
+        g.flatten(self, unixfrom=unixfrom)
+        return fp.getvalue()
+
+
+class UserNotification(Message):
+    def __init__(self, recip, sender, subject=None, text=None, lang=None):
+        Message.__init__(self)
+        if text is not None:
+            self.set_payload(text)
+        if subject is None:
+            subject = '(no subject)'
+        self['Subject'] = Header(subject, 'us-ascii', header_name='Subject')
+        self['From'] = sender
+        self['To'] = recip
+        self.recips = [recip]
+
+Message.__module__ = 'Mailman.Message'
+UserNotification.__module__ = 'Mailman.Message'
+message_mod.Message = Message
+message_mod.UserNotification = UserNotification
+
+# ---- what SMTPDirect and smtplib do ----------------------------------------------
+
+CRLF = '\r\n'
+
+
+def smtplib_fix(data):
+    data = re.sub(r'(?:\r\n|\n|\r(?!\n))', CRLF, data)
+    if data[-2:] != CRLF:
+        data += CRLF
+    return data
+
+
+def deliver(entry):
+    """The bytes Mailman 2.1 sends for a queue entry, replayed from the entry itself."""
+    f = StringIO(entry)
+    msg = cPickle.load(f)
+    meta = cPickle.load(f)
+    if meta.get('_parsemsg'):
+        msg = email.message_from_string(msg, Message)
+    flat = smtplib_fix(copy.deepcopy(msg).as_string(mangle_from_=False))
+    del msg['errors-to']
+    msg['Errors-To'] = meta['envsender']
+    return smtplib_fix(msg.as_string(mangle_from_=False)), flat
+
+
+def enqueue(msg, plaintext=False, envsender='test-bounces@example.com'):
+    """Switchboard.enqueue's two pickles."""
+    meta = {'listname': 'test', 'envsender': envsender, 'version': 3,
+            'recips': ['alice@example.net'], '_parsemsg': plaintext}
+    if plaintext:
+        return cPickle.dumps(msg, 0) + cPickle.dumps(meta, 0)
+    return cPickle.dumps(msg, 1) + cPickle.dumps(meta, 1)
+
+# ---- cases ----------------------------------------------------------------------
+
+WORDS = ['alpha', 'beta', 'gamma', 'delta', 'x', 'yy', 'a-much-longer-token-here',
+         'averyveryveryveryverylongtokenwithoutanybreaksatallsoitcannotbesplit',
+         'foo@example.com', '<bar@example.org>', '"Quoted, Name"', '(comment)',
+         'k=v;', 'one,two', 'semi;colon', '', ' ', '\t', '=?utf-8?q?enc?=']
+SEPS = [' ', ', ', '; ', ',', ';', '  ', '\t', ' ;', '\n\t', '\n ', ',\n ']
+NAMES = ['Subject', 'To', 'Cc', 'References', 'X-A', 'Content-Type', 'X-Very-Long-Header-Name-That-Eats-The-Line',
+         'Received', 'From', 'Reply-To', 'Errors-To', 'DKIM-Signature', 'X-' + 'N' * 70]
+
+UNICODE_TEXTS = {
+    'utf-8': [u'Grüße aus Zürich — Café ✓', u'日本語の件名です。とても長い件名を書いてみます。',
+              u'Ελληνικά και ρωσικий текст ' * 3, u'emoji 😀 and more 😀😀😀 text ' * 2],
+    'iso-8859-1': [u'Caf\xe9 cr\xe8me br\xfbl\xe9e \xe0 la fran\xe7aise ' * 3, u'na\xefve r\xe9sum\xe9'],
+    'iso-2022-jp': [u'日本語の件名です。', u'これは長い日本語の件名で、折り返しが必要になるはずです。もっと長くします。' * 2,
+                    u'ASCII and 日本語 mixed テキスト'],
+    'koi8-r': [u'Привет, мир! Это тема письма.', u'Очень длинная тема письма на русском языке, чтобы проверить перенос строк ' * 2],
+    'us-ascii': [u'plain ascii subject that is long enough to need folding somewhere along the way ok'],
+}
+
+
+def random_value(rng):
+    n = rng.randint(0, 30)
+    parts = []
+    for _ in range(n):
+        parts.append(rng.choice(WORDS))
+        parts.append(rng.choice(SEPS))
+    v = ''.join(parts)
+    if rng.random() < 0.1:
+        v += '\xe9\xe8 8bit'
+    return v
+
+
+def random_header(rng):
+    cs = rng.choice(sorted(UNICODE_TEXTS))
+    kwargs = {}
+    if rng.random() < 0.5:
+        kwargs['header_name'] = rng.choice(NAMES)
+    if rng.random() < 0.3:
+        kwargs['maxlinelen'] = rng.choice([40, 60, 76, 78, 100])
+    if rng.random() < 0.3:
+        kwargs['continuation_ws'] = '\t'
+    h = Header(**kwargs)
+    for _ in range(rng.randint(1, 3)):
+        if rng.random() < 0.3:
+            h.append(random_value(rng).replace('\xe9\xe8', ''), 'us-ascii')
+        else:
+            cs = rng.choice(sorted(UNICODE_TEXTS))
+            h.append(rng.choice(UNICODE_TEXTS[cs]).encode(cs), cs)
+    return h
+
+
+def base_message(rng, body='Body line\nFrom here on\n'):
+    text = 'From: a@example.com\nTo: b@example.com\nSubject: s\n\n' + body
+    return email.message_from_string(text, Message)
+
+
+def case_headers(rng):
+    msg = base_message(rng)
+    for _ in range(rng.randint(1, 6)):
+        msg[rng.choice(NAMES)] = random_value(rng)
+    if rng.random() < 0.5:
+        msg['Subject'] = random_header(rng)
+    return msg
+
+
+def case_nested(rng):
+    """A parsed multipart with random structure, headers folded only at the top."""
+    counter = [0]
+
+    def part(depth):
+        counter[0] += 1
+        b = 'b%d=_%d' % (depth, counter[0])
+        kind = rng.choice(['text', 'text', 'multi', 'rfc822'] if depth < 3 else ['text'])
+        long_hdr = 'X-Long: ' + random_value(rng).replace('\n', ' ') + '\n'
+        if kind == 'text':
+            return ('Content-Type: text/plain; charset="us-ascii"\n' + long_hdr + '\n' +
+                    'line one\nFrom the start\n' * rng.randint(0, 3))
+        if kind == 'rfc822':
+            return 'Content-Type: message/rfc822\n\n' + 'Subject: inner\n' + long_hdr + '\n' + part(depth + 1)
+        subs = [part(depth + 1) for _ in range(rng.randint(0, 3))]
+        pre = rng.choice(['', 'preamble text\n', '\n\n'])
+        epi = rng.choice(['', 'epilogue\n', '\n', 'trailing'])
+        text = 'Content-Type: multipart/%s; boundary="%s"\n%s\n%s' % (
+            rng.choice(['mixed', 'alternative', 'digest', 'signed']), b, long_hdr, pre)
+        for s in subs:
+            text += '--%s\n%s\n' % (b, s)
+        return text + '--%s--\n%s' % (b, epi)
+
+    text = 'From: a@example.com\nSubject: nested ' + random_value(rng).replace('\n', ' ') + '\n' + part(0)
+    return text
+
+
+ODD_TEXTS = [
+    'Subject: no body',
+    'Subject: x\n\nno trailing newline',
+    'Subject: crlf\r\nTo: a@b\r\n\r\nbody\r\nline\r\n',
+    'Subject: cr only\rTo: a@b\r\rbody\rline\r',
+    'From nobody Mon Jan  1 00:00:00 2001\nSubject: unixfrom\n\nbody\n',
+    ' continuation first\nSubject: x\n\nbody\n',
+    'Subject: a\nFrom b@c\n\nbody\n',
+    'Subject: a\nFrom b@c\nTo: d\n\nbody\n',
+    'Subject: a\nnot a header line\nTo: x\n\nbody\n',
+    'Subject: folded\n  over\n\tlines\nTo: x\n\nbody\n',
+    'Content-Type: multipart/mixed; boundary=BB\n\npre\n--BB\n\nfirst\n--BB\nContent-Type: text/html\n\n<p>x</p>\n--BB--\nepi\n',
+    'Content-Type: multipart/mixed; boundary=BB\n\nno start boundary at all\n',
+    'Content-Type: multipart/mixed; boundary=BB\n\n--BB\n\nnever closed\n',
+    'Content-Type: multipart/mixed; boundary=BB\n\n--BB--\nclosed before open\n',
+    'Content-Type: multipart/mixed; boundary=BB\n\n--BB\n--BB\n\nempty part before\n--BB--',
+    'Content-Type: multipart/mixed; boundary=BB\n\n--BB  \n\nws after boundary\n--BB--  \n\n\nepi\n',
+    'Content-Type: multipart/mixed\n\nno boundary param\n--x\n',
+    'Content-Type: multipart/mixed; boundary="quoted \\"b\\""\n\n--quoted "b"\n\nq\n--quoted "b"--\n',
+    'Content-Type: multipart/mixed; boundary*0=AB; boundary*1=CD\n\n--ABCD\n\nrfc2231\n--ABCD--\n',
+    'Content-Type: multipart/mixed; boundary*=us-ascii\'en\'A%42C\n\n--ABC\n\nrfc2231 encoded\n--ABC--\n',
+    'Content-Type: multipart/digest; boundary=D\n\n--D\n\nSubject: in digest\n\nbody\n--D\nContent-Type: text/plain\n\nplain\n--D--\n',
+    'Content-Type: message/rfc822\n\nSubject: inner\n\ninner body\n',
+    'Content-Type: message/rfc822\n\n',
+    'Content-Type: message/delivery-status\n\nReporting-MTA: dns; x\n\nFinal-Recipient: rfc822; a@b\nAction: failed\n\n',
+    'Content-Type: message/delivery-status\n\nReporting-MTA: dns; x\nArrival-Date: now\n',
+    'Content-Type: multipart/report; boundary=R\n\n--R\n\ntext\n--R\nContent-Type: message/delivery-status\n\nA: b\n\nC: d\n--R--\n',
+    'Content-Type: multipart/mixed; boundary=O\n\n--O\nContent-Type: multipart/alternative; boundary=I\n\n--I\n\ninner\n--O--\n',
+    'Content-Type: text/plain\nContent-Type: multipart/mixed; boundary=X\n\n--X\n\nfirst ctype wins\n',
+    'Content-Type: TEXT/PLAIN; charset=us-ascii\n\nupper\n',
+    'Content-Type: bogus\n\nbogus type\n',
+    'Subject: 8bit \xe9\xe8 header that is long enough to go past seventy eight columns for sure yes\n\nb\n',
+    'Subject: ' + 'x' * 100 + '\nTo: ' + ', '.join('user%d@example.com' % i for i in range(20)) + '\n\nlong\n',
+    'Subject: embedded\nX-Bad: a\n\tb\n\nbody\n',
+    'Content-Type: multipart/mixed; boundary=E\n\n--E\n\npart\n--E--',
+    'Content-Type: multipart/mixed; boundary=E\n\n--E\r\n\r\npart\r\n--E--\r\n\r\nepi\r\n',
+    'Content-Type: multipart/mixed; boundary=""\n\n--\n\nempty boundary\n----\n',
+]
+
+
+def corpus_texts():
+    here = os.path.dirname(email.__file__)
+    for path in sorted(glob.glob(os.path.join(here, 'test', 'data', 'msg_*.txt'))):
+        with open(path, 'rb') as f:
+            yield os.path.basename(path), f.read()
+
+
+def cases(count, seed):
+    rng = random.Random(seed)
+    for name, text in corpus_texts():
+        yield 'corpus-text-' + name, text, True
+        yield 'corpus-obj-' + name, email.message_from_string(text, Message), False
+    for i, text in enumerate(ODD_TEXTS):
+        yield 'odd-text-%02d' % i, text, True
+        yield 'odd-obj-%02d' % i, email.message_from_string(text, Message), False
+    n = UserNotification('bob@example.com', 'test-owner@example.com',
+                         'Moderator request: a subject that is quite long and will need folding', 'hello\n')
+    yield 'user-notification', n, False
+    for i in range(count):
+        kind = rng.choice(['headers', 'headers', 'nested-text', 'nested-obj'])
+        if kind == 'headers':
+            yield 'headers-%04d' % i, case_headers(rng), False
+        else:
+            text = case_nested(rng)
+            if kind == 'nested-text':
+                yield 'nested-text-%04d' % i, text, True
+            else:
+                msg = email.message_from_string(text, Message)
+                if rng.random() < 0.5:
+                    msg['Subject'] = random_header(rng)
+                yield 'nested-obj-%04d' % i, msg, False
+
+
+def main():
+    count, seed = int(sys.argv[1]), int(sys.argv[2])
+    out = sys.stdout
+    for name, msg, plaintext in cases(count, seed):
+        entry = enqueue(msg, plaintext)
+        record = {'name': name, 'entry': base64.b64encode(entry),
+                  'delivery': None, 'flat': None, 'error': None}
+        try:
+            delivery, flat = deliver(entry)
+            if deliver(entry) != (delivery, flat):
+                # A multipart without a usable boundary gets a random one.
+                raise ValueError('Python writes different bytes each time')
+            record['delivery'] = base64.b64encode(delivery)
+            record['flat'] = base64.b64encode(flat)
+        except Exception as e:
+            record['error'] = '%s: %s' % (type(e).__name__, e)
+        out.write(json.dumps(record) + '\n')
+
+
+if __name__ == '__main__':
+    main()
