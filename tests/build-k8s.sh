@@ -69,6 +69,7 @@ cleanup() {
     rm -rf "$scratch"
 }
 trap cleanup EXIT
+chmod 755 "$scratch"
 mkdir -p "$scratch/bin"
 
 # Kubernetes reads its version from these variables; without them /version says
