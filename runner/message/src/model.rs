@@ -169,7 +169,9 @@ pub fn message_from_value(v: &Value, version: Version) -> Result<Message, Error>
 
 fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
     let class = o.class_path();
-    if !class.ends_with("Message") && !class.ends_with("UserNotification") {
+    // Any class may hold a message (MIMEText, MIMEMultipart, Mailman's own subclasses):
+    // what makes one is the email package's instance state.
+    if o.attr("_headers").is_none() {
         return Err(bad(part, format!("expected an email message, found a {class} object")));
     }
     let headers = match o.attr("_headers") {

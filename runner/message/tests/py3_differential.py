@@ -9,7 +9,8 @@ exception Python raised: the delivery fails in Mailman too).
 
 Messages come from three sources: raw bytes parsed as Mailman's LMTP runner parses them
 (8-bit octets become surrogates), messages built in code (non-ASCII str header values,
-email.header.Header objects in several charsets), and text entries (_parsemsg) parsed on
+email.header.Header objects in several charsets, MIME digests whose boundaries Python
+invents at random when flattening), and text entries (_parsemsg) parsed on
 dequeue with email.message_from_string. Shapes are random but seeded: long and folded
 headers, CR/LF/CRLF mixes, "From " lines, nested multiparts with preambles and
 epilogues, digests, attached messages, delivery-status reports, broken boundaries.
@@ -21,9 +22,12 @@ import pickle
 import random
 import smtplib
 import sys
+import copy
 from email.header import Header
+from email.mime.message import MIMEMessage
+from email.mime.text import MIMEText
 
-from mailman.email.message import Message
+from mailman.email.message import Message, MultipartDigestMessage
 
 ALNUM = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
 NON_ASCII = ['\u00e9', '\u00fc', '\u00df', '\u65e5\u672c', '\u2014', '\U0001f600', '\u0416']
@@ -186,6 +190,26 @@ def coded_message(r):
     return msg
 
 
+def digest_message(r, nl):
+    """A MIME digest as Mailman's digest runner builds it: no boundary is set until the
+    message is flattened, so the generator has to invent one."""
+    outer = MultipartDigestMessage('mixed')
+    outer['Subject'] = header_value(r, False, ' ') or 'Test Digest'
+    masthead = MIMEText(body_text(r, ['\n']).encode('utf-8'), _charset='utf-8')
+    masthead['Content-Description'] = header_value(r, False, ' ')
+    outer.attach(masthead)
+    digest = MultipartDigestMessage('digest')
+    for count in range(r.randint(0, 3)):
+        inner = email.message_from_bytes(raw_message(r, nl).encode('utf-8'), Message)
+        part = MIMEMessage(copy.deepcopy(inner))
+        part.get_payload(0)['Message'] = str(count + 1)
+        digest.attach(part)
+    outer.attach(digest)
+    if r.random() < 0.5:
+        outer.attach(MIMEText('footer\n'.encode('utf-8'), _charset='utf-8'))
+    return outer
+
+
 def main():
     outdir = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 300
@@ -193,11 +217,13 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     r = random.Random(seed)
     for i in range(count):
-        source = r.choice(['bytes', 'bytes', 'bytes', 'code', 'text'])
+        source = r.choice(['bytes', 'bytes', 'bytes', 'code', 'text', 'digest'])
         nl = r.choice(['\n', '\r\n'])
         text_entry = source == 'text'
         if source == 'code':
             msg = coded_message(r)
+        elif source == 'digest':
+            msg = digest_message(r, nl)
         else:
             raw = raw_message(r, nl)
             if text_entry:

@@ -36,6 +36,35 @@ fn describe_mismatch(got: &[u8], want: &[u8]) -> String {
     format!("first difference at byte {at} (got {} bytes, want {})\n  got:  ...{}\n  want: ...{}", got.len(), want.len(), show(got), show(want))
 }
 
+/// Replaces every boundary of the shape Python's `_make_boundary` invents (15 `=`, 19
+/// digits, `==`, maybe `.N`): its token is random, so only the shape can be compared.
+fn mask_invented_boundaries(data: &[u8]) -> Vec<u8> {
+    const PREFIX: &[u8] = b"===============";
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        let rest = &data[i..];
+        let is_token = rest.starts_with(PREFIX)
+            && rest.len() >= PREFIX.len() + 21
+            && rest[PREFIX.len()..PREFIX.len() + 19].iter().all(u8::is_ascii_digit)
+            && &rest[PREFIX.len() + 19..PREFIX.len() + 21] == b"==";
+        if !is_token {
+            out.push(data[i]);
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(b"<BOUNDARY>");
+        i += PREFIX.len() + 21;
+        if data.get(i) == Some(&b'.') && data.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            while data.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn run_seed(python: &str, count: u32, seed: u32) -> (usize, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let status = Command::new(python)
@@ -59,7 +88,12 @@ fn run_seed(python: &str, count: u32, seed: u32) -> (usize, Vec<String>) {
         let entry = mailqueue_pickle::read_entry(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = message_from_value(&entry.message, Version::Mailman3)
             .and_then(|m| delivery_bytes(&m, Version::Mailman3, "test-bounces@example.com"));
-        let want = std::fs::read(pck.with_extension("out")).ok();
+        let mut want = std::fs::read(pck.with_extension("out")).ok();
+        let mut got = got;
+        if name.ends_with("-digest") {
+            want = want.map(|w| mask_invented_boundaries(&w));
+            got = got.map(|g| mask_invented_boundaries(&g));
+        }
         let python_error = std::fs::read_to_string(pck.with_extension("err")).ok();
         match (got, want, python_error) {
             (Ok(got), Some(want), _) if got == want => {}

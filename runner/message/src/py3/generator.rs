@@ -23,10 +23,15 @@ pub fn flatten(
     skip_header: &dyn Fn(&Text) -> bool,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    // Python renders the body first, so a body error wins; the order is unobservable.
+    // The body is rendered first: a multipart without a boundary gets one there, and
+    // its Content-Type is rewritten before the headers are written.
     let mut body = Vec::new();
-    dispatch(msg, part, maxlen, &mut body)?;
+    let new_content_type = dispatch(msg, part, maxlen, &mut body)?.map(|v| HeaderValue::Text(Text::Str(PyStr::from(v))));
     for (name, value) in msg.headers.iter().filter(|(n, _)| !skip_header(n)) {
+        let value = match &new_content_type {
+            Some(ct) if params::name_is(name, "content-type") => ct,
+            _ => value,
+        };
         fold_binary(name, value, maxlen, part, out)?;
     }
     out.extend_from_slice(NL);
@@ -69,8 +74,9 @@ fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath,
     Ok(())
 }
 
-/// `_dispatch`: the handler is chosen by the content type's name.
-fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+/// `_dispatch`: the handler is chosen by the content type's name. Returns the new
+/// `Content-Type` value when the part had to be given a boundary.
+fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<Option<String>, Error> {
     let ctype = params::content_type(msg);
     let (main, sub) = ctype
         .split_once('/')
@@ -79,16 +85,16 @@ fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) ->
     let generic = main.replace('-', "_");
     for name in [specific.as_str(), generic.as_str()] {
         match name {
-            "text" => return handle_text(msg, part, out),
+            "text" => return handle_text(msg, part, out).map(|()| None),
             "multipart" => return handle_multipart(msg, part, maxlen, out),
             // Signed parts must stay byte-exact, so nothing below is refolded.
             "multipart_signed" => return handle_multipart(msg, part, 0, out),
-            "message_delivery_status" => return handle_delivery_status(msg, part, maxlen, out),
-            "message" => return handle_message(msg, part, maxlen, out),
+            "message_delivery_status" => return handle_delivery_status(msg, part, maxlen, out).map(|()| None),
+            "message" => return handle_message(msg, part, maxlen, out).map(|()| None),
             _ => {}
         }
     }
-    handle_text(msg, part, out)
+    handle_text(msg, part, out).map(|()| None)
 }
 
 /// `_handle_text` (also `_writeBody`): `From ` mangled, line endings made CRLF.
@@ -104,7 +110,7 @@ fn handle_text(msg: &Message, part: &PartPath, out: &mut Vec<u8>) -> Result<(), 
     }
 }
 
-fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<Option<String>, Error> {
     let subparts = match &msg.payload {
         Payload::None => &[][..],
         // A multipart that could not be parsed keeps its body as one string, written as is.
@@ -116,7 +122,7 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
                 return Err(bad(part, "an unparsed multipart body holds 8-bit octets, which Python's generator cannot write"));
             }
             out.extend_from_slice(&encode_ascii(&s, part, "the body")?);
-            return Ok(());
+            return Ok(None);
         }
         Payload::Parts(p) => &p[..],
         Payload::Other => return Err(bad(part, "the multipart body is neither text nor a list of parts")),
@@ -127,10 +133,14 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
         flatten(p, &child(part, i), maxlen, &|_| false, &mut buf)?;
         texts.push(buf);
     }
-    let boundary = match params::boundary(msg) {
-        Some(b) if !b.is_empty() => b,
-        // Python would invent a random boundary here; no byte-exact answer exists.
-        _ => return Err(bad(part, "multipart has sub-parts but no boundary parameter")),
+    let (boundary, new_content_type) = match params::boundary(msg) {
+        Some(b) if !b.is_empty() => (b, None),
+        _ => {
+            let b = invent_boundary(&texts);
+            let ct = params::with_boundary(msg, &b)
+                .ok_or_else(|| bad(part, "multipart has no Content-Type header to put a boundary in"))?;
+            (b, Some(ct))
+        }
     };
     let boundary = boundary.as_bytes();
     if let Some(pre) = &msg.preamble {
@@ -159,7 +169,39 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
         let s = py3_str(epi, part, "the epilogue")?;
         write_lines(&mangle_from(s.as_wtf8()), part, "the epilogue", out)?;
     }
-    Ok(())
+    Ok(new_content_type)
+}
+
+/// `_make_boundary`: Python draws a random 19-digit token. Any token is as good, so
+/// ours comes from the content, which keeps a redelivery byte-identical.
+fn invent_boundary(texts: &[Vec<u8>]) -> String {
+    // FNV-1a over the parts as Python joins them for its collision check.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, t) in texts.iter().enumerate() {
+        let sep: &[u8] = if i > 0 { NL } else { b"" };
+        for &b in sep.iter().chain(t) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let base = format!("{}{:019}==", "=".repeat(15), hash % (i64::MAX as u64));
+    let alltext = texts.join(NL);
+    let mut candidate = base.clone();
+    let mut counter = 0u64;
+    while has_boundary_line(&alltext, candidate.as_bytes()) {
+        candidate = format!("{base}.{counter}");
+        counter += 1;
+    }
+    candidate
+}
+
+/// `re.search('^--' + re.escape(b) + '(--)?$', text, re.MULTILINE)` on bytes: lines end
+/// at LF only, so a CRLF line never matches (as in Python).
+fn has_boundary_line(text: &[u8], b: &[u8]) -> bool {
+    text.split(|&c| c == b'\n').any(|line| {
+        line.strip_prefix(b"--")
+            .and_then(|r| r.strip_prefix(b))
+            .is_some_and(|r| r.is_empty() || r == b"--")
+    })
 }
 
 /// `_handle_message_delivery_status`: header blocks, each without its final line end.

@@ -49,9 +49,62 @@ pub fn boundary(msg: &Message) -> Option<String> {
     let found = params.into_iter().find(|(k, _)| k.to_lowercase() == "boundary")?;
     let collapsed = match found.1 {
         ParamValue::Plain(v) => unquote(&unquote(&v)),
-        ParamValue::Rfc2231 { charset, text } => collapse_rfc2231(charset.as_deref(), &unquote(&text)),
+        ParamValue::Rfc2231 { charset, text, .. } => collapse_rfc2231(charset.as_deref(), &unquote(&text)),
     };
     Some(collapsed.trim_end_matches(pystr::is_space).to_owned())
+}
+
+/// `set_boundary(boundary)`: the new `Content-Type` text, parameters re-joined with the
+/// boundary replaced or appended; `None` when there is no `Content-Type` (Python raises).
+pub fn with_boundary(msg: &Message, boundary: &str) -> Option<String> {
+    let value = get(msg, "content-type")?;
+    let mut found = false;
+    let mut parts = Vec::new();
+    for (k, v) in decode_params(parse_params(&value)) {
+        let v = if k.to_lowercase() == "boundary" {
+            found = true;
+            parts.push(format!("boundary=\"{boundary}\""));
+            continue;
+        } else {
+            match v {
+                ParamValue::Plain(v) => v,
+                // '%s=%s' % (k, v) with v a (charset, language, value) tuple.
+                ParamValue::Rfc2231 { charset, language, text } => format!(
+                    "({}, {}, {})",
+                    charset.as_deref().map_or("None".to_owned(), py_repr),
+                    language.as_deref().map_or("None".to_owned(), py_repr),
+                    py_repr(&text)
+                ),
+            }
+        };
+        parts.push(if v.is_empty() { k } else { format!("{k}={v}") });
+    }
+    if !found {
+        parts.push(format!("boundary=\"{boundary}\""));
+    }
+    Some(parts.join("; "))
+}
+
+/// `repr(s)` for a str, as Python quotes it.
+fn py_repr(s: &str) -> String {
+    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
 }
 
 /// `_parseparam` followed by `_get_params_preserve`'s split into (name, value).
@@ -90,7 +143,7 @@ fn parse_params(value: &str) -> Vec<(String, String)> {
 
 enum ParamValue {
     Plain(String),
-    Rfc2231 { charset: Option<String>, text: String },
+    Rfc2231 { charset: Option<String>, language: Option<String>, text: String },
 }
 
 /// `utils.decode_params`: RFC 2231 continuations joined and moved after the others.
@@ -122,11 +175,11 @@ fn decode_params(params: Vec<(String, String)>) -> Vec<(String, ParamValue)> {
         let value = quote(&joined);
         if extended {
             let parts: Vec<&str> = value.splitn(3, '\'').collect();
-            let (charset, text) = match parts.as_slice() {
-                [cs, _lang, text] => (Some((*cs).to_owned()), (*text).to_owned()),
-                _ => (None, value.clone()),
+            let (charset, language, text) = match parts.as_slice() {
+                [cs, lang, text] => (Some((*cs).to_owned()), Some((*lang).to_owned()), (*text).to_owned()),
+                _ => (None, None, value.clone()),
             };
-            out.push((name, ParamValue::Rfc2231 { charset, text: format!("\"{text}\"") }));
+            out.push((name, ParamValue::Rfc2231 { charset, language, text: format!("\"{text}\"") }));
         } else {
             out.push((name, ParamValue::Plain(format!("\"{value}\""))));
         }
