@@ -1,1 +1,17 @@
-//! Mailman queue directories: names, slices, entries, and every rename in a queue.
+//! Mailman queue directories: entry names, slices, entries, slice ownership, status,
+//! and the switchboard that owns every rename in a queue. Knows nothing of SMTP or
+//! Kubernetes.
+pub mod entry;
+pub mod error;
+pub mod lock;
+pub mod name;
+pub mod scan;
+pub mod slice;
+pub mod status;
+pub mod switchboard;
+
+pub use error::{Error, Result};
+pub use lock::{LockError, SliceLock};
+pub use name::{EntryName, Ext};
+pub use slice::Slice;
+pub use switchboard::Switchboard;

@@ -1,9 +1,100 @@
-//! `mailqueue-runner status` (being written).
+//! `mailqueue-runner status`: entries per queue (and per slice), the oldest entry's
+//! age and a `qshape`-like age histogram, from file names only.
+use anyhow::Context;
+use mailqueue_queue::status::{bucket_labels, qfiles_status, Counts, QueueStatus};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
+    #[arg(long, value_name = "DIR")]
+    pub qfiles: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also count per slice, for N slices (a power of two, 1 to 256).
+    #[arg(long, value_name = "N")]
+    pub slices: Option<u32>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("status is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let queues = qfiles_status(&args.qfiles, args.slices, now)
+        .with_context(|| format!("reading the queues under {}", args.qfiles.display()))?;
+    if args.json {
+        let out = serde_json::json!({
+            "qfiles": args.qfiles.display().to_string(),
+            "now": now,
+            "age_buckets": bucket_labels(),
+            "slice_count": args.slices,
+            "queues": queues,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", table(&queues));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(queues: &[QueueStatus]) -> String {
+    let mut header = vec!["queue".to_owned(), "pck".into(), "bak".into(), "psv".into(), "ignored".into(), "oldest".into()];
+    header.extend(bucket_labels());
+    let mut rows = vec![header];
+    for q in queues {
+        let ignored: u64 = q.ignored.values().map(|f| f.count).sum();
+        rows.push(row(&q.name, &q.counts, Some(ignored)));
+        for (i, counts) in q.slices.iter().enumerate() {
+            rows.push(row(&format!("  {}/{i}", q.name), counts, None));
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| if c == 0 { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    for q in queues {
+        for (reason, files) in &q.ignored {
+            let more = if files.count > files.examples.len() as u64 { ", ..." } else { "" };
+            out.push_str(&format!(
+                "{}: {} ignored, {reason}: {}{more}\n",
+                q.name,
+                files.count,
+                files.examples.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+fn row(name: &str, c: &Counts, ignored: Option<u64>) -> Vec<String> {
+    let mut r = vec![
+        name.to_owned(),
+        c.pck.to_string(),
+        c.bak.to_string(),
+        c.psv.to_string(),
+        ignored.map(|n| n.to_string()).unwrap_or_default(),
+        c.oldest_age_seconds.map(human_age).unwrap_or_else(|| "-".into()),
+    ];
+    r.extend(c.age_histogram.iter().map(u64::to_string));
+    r
+}
+
+/// `45s`, `12m`, `3h05m`, `4d02h`.
+fn human_age(seconds: f64) -> String {
+    let s = seconds as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
+    }
 }

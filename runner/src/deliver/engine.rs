@@ -153,7 +153,7 @@ impl Engine {
             Err(e) => Err(mailqueue_queue::Error::Io {
                 op: "listing",
                 path: self.out.dir().to_owned(),
-                source: std::io::Error::other(e.to_string()),
+                error: std::io::Error::other(e.to_string()),
             }),
         }
     }

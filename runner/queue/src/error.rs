@@ -1,0 +1,59 @@
+//! The queue layer's errors: each names the file and what went wrong with it.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // Causes are part of each message and not exposed as `source()`, so that chain
+    // printers (anyhow's `{:#}`) do not repeat them.
+    #[error("{op} {path}: {error}")]
+    Io { op: &'static str, path: PathBuf, error: io::Error },
+
+    #[error("moving {from} to {to}: {error}")]
+    Move { from: PathBuf, to: PathBuf, error: io::Error },
+
+    /// Entries only ever move by rename, which cannot cross filesystems; a copy could
+    /// leave an entry in two places or in none.
+    #[error(
+        "{from} and {to} are on different filesystems: queue entries are only moved by \
+         rename, so both must be on the same filesystem"
+    )]
+    CrossDevice { from: PathBuf, to: PathBuf },
+
+    #[error("{to} already exists: refusing to overwrite it with {from}")]
+    TargetExists { from: PathBuf, to: PathBuf },
+
+    #[error("{path} is not a queue directory ({reason})")]
+    NotAQueue { path: PathBuf, reason: &'static str },
+
+    #[error("{path}: {error}")]
+    Entry { path: PathBuf, error: crate::entry::EntryError },
+
+    #[error(transparent)]
+    Slice(#[from] crate::slice::SliceError),
+
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
+
+    #[error("{0}")]
+    Lock(#[from] crate::lock::LockError),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |error| Error::Io { op, path, error }
+    }
+
+    /// Classifies a failed rename: a different filesystem gets its own message.
+    pub(crate) fn from_rename(from: PathBuf, to: PathBuf, error: io::Error) -> Error {
+        if error.raw_os_error() == Some(nix::libc::EXDEV) {
+            Error::CrossDevice { from, to }
+        } else {
+            Error::Move { from, to, error }
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
