@@ -159,3 +159,89 @@ fn declared(current: &Lease, wanted: &Lease) -> bool {
             current.metadata.owner_references.iter().flatten().any(|c| c.uid == o.uid)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{desired_slices, RunnerTemplate};
+    use crate::validate::{tests::spec, validate};
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+
+    fn desired(queues: &[(&str, i32)], host: &str) -> Vec<DesiredSlice> {
+        let mut s = spec(queues);
+        s.smtp.host = host.into();
+        let valid = validate("lists", &s).expect("valid");
+        let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
+        let template = RunnerTemplate { image: "i".into(), service_account: "sa".into(), grace_period_seconds: 30, lease_duration_seconds: 15 };
+        desired_slices("lists", "mail", &owner, &valid, &template)
+    }
+
+    fn held(lease: &Lease, now: jiff::Timestamp) -> Lease {
+        let mut lease = lease.clone();
+        lease.spec = Some(LeaseSpec {
+            holder_identity: Some("runner".into()),
+            renew_time: Some(MicroTime(now)),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        });
+        lease
+    }
+
+    fn names(pods: &[Pod]) -> Vec<String> {
+        pods.iter().filter_map(|p| p.metadata.name.clone()).collect()
+    }
+
+    #[test]
+    fn creates_what_is_missing_and_replaces_failed_and_outdated_pods() {
+        let now = jiff::Timestamp::now();
+        let want = desired(&[("out", 4)], "relay");
+        let mut failed = want[1].pod.clone();
+        failed.status = Some(PodStatus { phase: Some("Failed".into()), ..PodStatus::default() });
+        let outdated = desired(&[("out", 4)], "old-relay")[2].pod.clone();
+        let observed = Observed { pods: vec![want[0].pod.clone(), failed, outdated], leases: vec![] };
+        let plan = plan(&want, &observed, now);
+        assert_eq!(names(&plan.create_pods), ["lists-out-3of4"]);
+        assert_eq!(plan.delete_pods, ["lists-out-1of4", "lists-out-2of4"]);
+        assert_eq!(plan.apply_leases.len(), 4);
+        assert!(plan.blocked.is_empty());
+    }
+
+    #[test]
+    fn a_new_layout_waits_until_the_old_one_released_its_leases() {
+        let now = jiff::Timestamp::now();
+        let old = desired(&[("out", 2)], "relay");
+        let new = desired(&[("out", 4)], "relay");
+        let observed = Observed {
+            pods: old.iter().map(|d| d.pod.clone()).collect(),
+            leases: vec![held(&old[0].lease, now), old[1].lease.clone()],
+        };
+        let plan1 = plan(&new, &observed, now);
+        assert_eq!(plan1.delete_pods, ["lists-out-0of2", "lists-out-1of2"]);
+        assert!(plan1.create_pods.is_empty(), "no new owner while an old one holds a Lease");
+        assert_eq!(plan1.blocked, ["out"]);
+        assert_eq!(plan1.delete_leases, ["lists-out-1of2"], "only the released old Lease goes");
+
+        let released = Observed { pods: vec![], leases: vec![old[0].lease.clone()] };
+        let plan2 = plan(&new, &released, now);
+        assert_eq!(plan2.create_pods.len(), 4);
+        assert!(plan2.blocked.is_empty());
+    }
+
+    #[test]
+    fn a_removed_queue_loses_its_pods_and_nothing_is_rewritten_when_in_place() {
+        let now = jiff::Timestamp::now();
+        let both = desired(&[("out", 1), ("retry", 1)], "relay");
+        let only_out = desired(&[("out", 1)], "relay");
+        let observed = Observed {
+            pods: both.iter().map(|d| d.pod.clone()).collect(),
+            leases: both.iter().map(|d| d.lease.clone()).collect(),
+        };
+        let plan = plan(&only_out, &observed, now);
+        assert_eq!(plan.delete_pods, ["lists-retry-0of1"]);
+        assert!(plan.create_pods.is_empty());
+        assert!(plan.apply_leases.is_empty());
+        assert_eq!(plan.delete_leases, ["lists-retry-0of1"]);
+    }
+}

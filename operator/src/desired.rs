@@ -19,7 +19,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
-use crate::crd::Layout;
 use crate::slice::{SliceId, DRAIN_ANNOTATION};
 use crate::validate::ValidSpec;
 
@@ -27,6 +26,8 @@ use crate::validate::ValidSpec;
 pub const SPEC_HASH_ANNOTATION: &str = "mailqueue.dev/spec-hash";
 /// Where the shared volume is mounted in every runner pod.
 pub const MOUNT_PATH: &str = "/var/lib/mailman";
+/// Seconds of the pod's grace period kept back from the runner's own stop grace.
+const STOP_MARGIN_SECONDS: i64 = 5;
 /// Name of the runner container.
 pub const CONTAINER: &str = "runner";
 
@@ -95,32 +96,29 @@ fn lease(id: &SliceId, namespace: &str, owner: &OwnerReference, drain: bool) -> 
 fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec, template: &RunnerTemplate) -> Pod {
     let spec = &valid.spec;
     let runner = spec.runner.clone().unwrap_or(crate::crd::RunnerSettings { run_as_user: None, run_as_group: None });
-    let layout = match spec.layout {
-        Layout::Mailman2 => "mailman2",
-        Layout::Mailman3 => "mailman3",
-    };
     let args = [
         "run",
         "--qfiles",
         &format!("{MOUNT_PATH}/{}", spec.storage.queue_dir.trim_end_matches('/')),
         "--queue",
         &id.queue,
+        "--slices",
+        &id.slices.to_string(),
         "--slice",
-        &format!("{}/{}", id.index, id.slices),
-        "--layout",
-        layout,
-        "--smtp-host",
-        &spec.smtp.host,
-        "--smtp-port",
-        &spec.smtp.port.to_string(),
+        &id.index.to_string(),
+        "--smtp",
+        &format!("{}:{}", spec.smtp.host, spec.smtp.port),
         "--connections",
         &spec.smtp.connections_per_slice.to_string(),
+        // Leave the runner a margin inside the pod's grace period to put entries back.
+        "--stop-grace",
+        &(template.grace_period_seconds - STOP_MARGIN_SECONDS).max(1).to_string(),
         "--lease-namespace",
         namespace,
         "--lease-name",
         &id.object_name(),
         "--lease-duration",
-        &format!("{}s", template.lease_duration_seconds),
+        &template.lease_duration_seconds.to_string(),
     ];
     let field_env = |name: &str, path: &str| EnvVar {
         name: name.to_owned(),
@@ -229,8 +227,8 @@ mod tests {
         assert_eq!(claim.map(|c| c.claim_name.as_str()), Some("mailman-data"));
         let container = &spec.containers[0];
         let args = container.args.clone().unwrap_or_default().join(" ");
-        assert!(args.starts_with("run --qfiles /var/lib/mailman/qfiles --queue out --slice 2/4"), "{args}");
-        assert!(args.contains("--smtp-host mta.mail.svc --smtp-port 25 --connections 4"), "{args}");
+        assert!(args.starts_with("run --qfiles /var/lib/mailman/qfiles --queue out --slices 4 --slice 2"), "{args}");
+        assert!(args.contains("--smtp mta.mail.svc:25 --connections 4 --stop-grace 55"), "{args}");
         assert!(args.contains("--lease-namespace mail --lease-name lists-out-2of4"), "{args}");
         let sc = container.security_context.as_ref().expect("container security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));

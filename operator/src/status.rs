@@ -207,3 +207,122 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
         more => format!("{} and {more} more", shown.join(", ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{desired_slices, RunnerTemplate};
+    use crate::slice::HEARTBEAT_ANNOTATION;
+    use crate::validate::{tests::spec, validate};
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+    use std::collections::BTreeMap;
+
+    fn slices(drain: bool) -> (ValidSpec, Vec<DesiredSlice>) {
+        let mut s = spec(&[("out", 2)]);
+        s.drain = drain;
+        let valid = validate("lists", &s).expect("valid");
+        let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
+        let template = RunnerTemplate { image: "i".into(), service_account: "sa".into(), grace_period_seconds: 30, lease_duration_seconds: 15 };
+        let desired = desired_slices("lists", "mail", &owner, &valid, &template);
+        (valid, desired)
+    }
+
+    fn running(d: &DesiredSlice) -> Pod {
+        let mut pod = d.pod.clone();
+        pod.status = Some(PodStatus { phase: Some("Running".into()), ..PodStatus::default() });
+        pod
+    }
+
+    fn held(d: &DesiredSlice, hb: &Heartbeat, now: jiff::Timestamp) -> Lease {
+        let mut lease = d.lease.clone();
+        lease.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
+        lease.spec = Some(LeaseSpec {
+            holder_identity: Some(d.id.object_name()),
+            renew_time: Some(MicroTime(now)),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        });
+        lease
+    }
+
+    fn condition<'a>(s: &'a MailQueueStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).expect("condition present")
+    }
+
+    #[test]
+    fn counts_come_from_heartbeats_of_live_holders() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let observed = Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![
+                held(&desired[0], &Heartbeat { pending: 10, in_flight: 2, stale_bak: 1, bad: 3, ..Heartbeat::default() }, now),
+                held(&desired[1], &Heartbeat { pending: 5, bad: 3, delivered: 7, ..Heartbeat::default() }, now),
+            ],
+        };
+        let s = status(&valid, &desired, &observed, &[], &[], Some(3), now);
+        assert_eq!((s.pending, s.stale_bak), (15, 1));
+        let q = &s.queues[0];
+        assert_eq!((q.live_slices, q.in_flight, q.bad, q.delivered), (2, 2, 3, 7));
+        assert_eq!(condition(&s, READY).status, "True");
+        assert_eq!(condition(&s, DEGRADED).reason, "StaleBak");
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.slices[1].name, "out-1of2");
+    }
+
+    #[test]
+    fn a_missing_pod_or_expired_lease_is_not_ready() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let mut stale = held(&desired[1], &Heartbeat::default(), now);
+        if let Some(spec) = stale.spec.as_mut() {
+            spec.renew_time = Some(MicroTime(now - jiff::SignedDuration::from_secs(60)));
+        }
+        let observed = Observed { pods: vec![running(&desired[1])], leases: vec![stale] };
+        let s = status(&valid, &desired, &observed, &[], &[], Some(1), now);
+        let ready = condition(&s, READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "SlicesNotReady"));
+        assert!(ready.message.contains("out-0of2, out-1of2"), "{}", ready.message);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn drained_only_when_every_live_runner_acknowledged_with_nothing_in_flight() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(true);
+        let busy = Heartbeat { in_flight: 1, draining: true, ..Heartbeat::default() };
+        let quiet = Heartbeat { draining: true, ..Heartbeat::default() };
+        let unaware = Heartbeat::default();
+
+        let observed = |a: &Heartbeat, b: &Heartbeat| Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![held(&desired[0], a, now), held(&desired[1], b, now)],
+        };
+        let s = status(&valid, &desired, &observed(&busy, &quiet), &[], &[], Some(2), now);
+        assert_eq!(condition(&s, DRAINED).status, "False");
+        assert_eq!(condition(&s, DRAINING).status, "True");
+        assert_eq!(s.phase.as_deref(), Some("Draining"));
+
+        let s = status(&valid, &desired, &observed(&unaware, &quiet), &[], &[], Some(2), now);
+        assert_eq!(condition(&s, DRAINED).status, "False", "a runner that has not seen the drain may still claim");
+
+        let s = status(&valid, &desired, &observed(&quiet, &quiet), &[], &[], Some(2), now);
+        assert_eq!(condition(&s, DRAINED).status, "True");
+        assert_eq!(condition(&s, DRAINING).status, "False");
+        assert_eq!(s.phase.as_deref(), Some("Drained"));
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_and_keeps_counts() {
+        let now = jiff::Timestamp::now();
+        let previous = MailQueueStatus { pending: 42, ..MailQueueStatus::default() };
+        let error = InvalidSpec::Slices { queue: "out".into(), slices: 3 };
+        let s = invalid(&error, Some(&previous), Some(4), now);
+        assert_eq!(s.pending, 42);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "InvalidSpec"));
+        assert!(degraded.message.contains("power of two"));
+    }
+}
