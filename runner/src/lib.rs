@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd;
 pub mod deliver;
 pub mod http;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod ownership;

@@ -45,6 +45,9 @@ pub enum OwnershipError {
     Held(LockError),
     #[error("{0}")]
     Lock(LockError),
+    /// Cluster mode (`lease.rs`): the slice Lease could not be taken.
+    #[error("{0}")]
+    Cluster(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Standalone ownership: `mailqueue-queue`'s slice lock, and the drain flag file

@@ -102,6 +102,8 @@ pub struct Args {
     pub exit_when_empty: bool,
     #[arg(long, value_enum, default_value_t = logging::Format::Text)]
     pub log_format: logging::Format,
+    #[command(flatten)]
+    pub lease: crate::lease::LeaseArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -116,7 +118,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let slices = chosen_slices(args.slices, args.slice)?;
     let sb = Switchboard::open(&args.qfiles, &args.queue).with_context(|| format!("queue {:?}", args.queue))?;
-    let ownership = Standalone::new(&args.qfiles);
+    let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease).await? {
+        Some(cluster) => Box::new(cluster),
+        None => Box::new(Standalone::new(&args.qfiles)),
+    };
     // Ownership first: nothing is recovered or claimed in a slice we do not own.
     let mut leases: Vec<(Slice, Arc<dyn SliceLease>)> = Vec::new();
     for &slice in &slices {

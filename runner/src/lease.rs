@@ -1,0 +1,250 @@
+//! Cluster ownership: a slice is owned by holding its `coordination.k8s.io` Lease.
+//!
+//! The operator names the Lease (`--lease-name`) and asks for a drain through an annotation
+//! on it; the runner holds it, renews it every third of its duration with the slice's
+//! counters as the heartbeat, and releases it on stop. Renewal runs in a background task; the
+//! checks the runner makes before every claim only read atomics. Ownership ends for good when a
+//! renewal fails for as long as the Lease lasts, or another holder shows up: from then on
+//! `still_owned` is false and the runner stops claiming (it must restart to own again).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use mailqueue_operator::lease::{Attempt, LeaseLock};
+use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
+use mailqueue_queue::Slice;
+use tokio::sync::Notify;
+
+use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease};
+
+/// Field manager of the runner's writes to its Lease.
+const FIELD_MANAGER: &str = "mailqueue-runner";
+
+/// Command-line switches of cluster mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaseArgs {
+    /// Own the slice through this Kubernetes Lease instead of a lock file (set by the operator).
+    #[arg(long, requires_all = ["lease_namespace", "slice"])]
+    pub lease_name: Option<String>,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Identity written into the Lease: the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub lease_holder: Option<String>,
+    /// Seconds the Lease stays ours without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+}
+
+/// The Lease could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseOwnershipError {
+    #[error("slice Lease {lease} is held by {holder}; that runner must stop (or its Lease expire) first")]
+    HeldByOther { lease: String, holder: String },
+    #[error(transparent)]
+    Api(#[from] mailqueue_operator::lease::LeaseError),
+    #[error("cannot configure the Kubernetes client for cluster mode: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Hands out the one slice named by `--lease-name`.
+pub struct ClusterOwnership {
+    lock: LeaseLock,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ClusterOwnership {
+    /// Cluster mode when `--lease-name` is given, else `None` (standalone).
+    pub async fn from_args(args: &LeaseArgs) -> Result<Option<Self>, LeaseOwnershipError> {
+        let (Some(name), Some(namespace)) = (&args.lease_name, &args.lease_namespace) else {
+            return Ok(None);
+        };
+        let client = Client::try_default().await.map_err(LeaseOwnershipError::Client)?;
+        let holder = args.lease_holder.clone().unwrap_or_else(|| format!("mailqueue-runner-{}", std::process::id()));
+        let api = Api::<Lease>::namespaced(client, namespace);
+        let lock = LeaseLock::new(api, name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
+        Ok(Some(Self { lock, runtime: tokio::runtime::Handle::current() }))
+    }
+
+    /// Waits for the Lease to be free (its previous holder releases it or lets it expire), up
+    /// to twice its duration.
+    async fn take(&self) -> Result<Lease, LeaseOwnershipError> {
+        let deadline = Instant::now() + self.lock.duration() * 2;
+        let initial = annotations(&Heartbeat::default());
+        loop {
+            match self.lock.try_hold(&initial).await? {
+                Attempt::Held(lease) => return Ok(*lease),
+                Attempt::Contended => continue,
+                Attempt::HeldByOther(holder) if Instant::now() >= deadline => {
+                    return Err(LeaseOwnershipError::HeldByOther { lease: self.lock.name().to_owned(), holder });
+                }
+                Attempt::HeldByOther(holder) => {
+                    tracing::info!(lease = self.lock.name(), %holder, "waiting for the slice Lease");
+                    tokio::time::sleep(self.lock.duration() / 3).await;
+                }
+            }
+        }
+    }
+}
+
+impl Ownership for ClusterOwnership {
+    fn acquire(&self, _queue: &str, _slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+        let lease = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
+            .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
+        let shared = Arc::new(Shared {
+            owned: AtomicBool::new(true),
+            renewed: Mutex::new(Instant::now()),
+            duration: self.lock.duration(),
+            drain: AtomicBool::new(drain_requested(lease.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()))),
+            acknowledged: AtomicBool::new(false),
+            heartbeat: Mutex::new(Heartbeat::default()),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+        });
+        tracing::info!(lease = self.lock.name(), "holding the slice Lease");
+        let renewal = self.runtime.spawn(renew(self.lock.clone(), shared.clone()));
+        Ok(Box::new(ClusterLease { shared, renewal: Mutex::new(Some(renewal)), runtime: self.runtime.clone() }))
+    }
+}
+
+/// State shared by the runner's checks and the renewal task.
+struct Shared {
+    owned: AtomicBool,
+    renewed: Mutex<Instant>,
+    duration: Duration,
+    drain: AtomicBool,
+    /// The runner asked `draining()` and was told yes: the counters it publishes from then on
+    /// describe a slice that claims nothing new.
+    acknowledged: AtomicBool,
+    heartbeat: Mutex<Heartbeat>,
+    wake: Notify,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lose(&self, why: &str) {
+        if self.owned.swap(false, Ordering::SeqCst) {
+            tracing::error!(reason = why, "slice Lease lost: claiming stops now");
+        }
+    }
+}
+
+struct ClusterLease {
+    shared: Arc<Shared>,
+    renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SliceLease for ClusterLease {
+    fn still_owned(&self) -> bool {
+        // Checked against the clock too, so a stuck renewal task cannot keep us claiming past
+        // the point where another runner may take over.
+        let fresh = self.shared.renewed.lock().map(|at| at.elapsed() < self.shared.duration).unwrap_or(false);
+        fresh && self.shared.owned.load(Ordering::SeqCst)
+    }
+
+    fn draining(&self) -> bool {
+        let draining = self.shared.drain.load(Ordering::SeqCst);
+        if draining && !self.shared.acknowledged.swap(true, Ordering::SeqCst) {
+            tracing::info!("drain requested: claiming stops, in-flight entries finish");
+        }
+        draining
+    }
+
+    fn publish(&self, counters: &SliceCounters) {
+        let draining = self.shared.acknowledged.load(Ordering::SeqCst) && self.shared.drain.load(Ordering::SeqCst);
+        let next = Heartbeat {
+            pending: saturating(counters.pending),
+            in_flight: saturating(counters.in_flight),
+            delivered: saturating(counters.delivered),
+            oldest_pending_seconds: saturating(counters.oldest_pending_seconds),
+            draining,
+            ..Heartbeat::default()
+        };
+        let Ok(mut current) = self.shared.heartbeat.lock() else { return };
+        // A drain acknowledged is news the operator waits for: send it now, not at the next renewal.
+        let urgent = current.draining != next.draining;
+        *current = next;
+        drop(current);
+        if urgent {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    fn release(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        let Some(task) = self.renewal.lock().ok().and_then(|mut t| t.take()) else { return };
+        let runtime = self.runtime.clone();
+        tokio::task::block_in_place(|| {
+            // The task releases the Lease on its way out; a failure there only means the next
+            // holder waits for expiry.
+            let _ = runtime.block_on(task);
+        });
+    }
+}
+
+impl Drop for ClusterLease {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Renews the Lease with the latest heartbeat until stopped or lost; releases it when stopped.
+async fn renew(lock: LeaseLock, shared: Arc<Shared>) {
+    let period = lock.duration() / 3;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = shared.wake.notified() => {}
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let heartbeat = shared.heartbeat.lock().map(|h| h.clone()).unwrap_or_default();
+        match tokio::time::timeout(period, lock.try_hold(&annotations(&heartbeat))).await {
+            Ok(Ok(Attempt::Held(lease))) => {
+                if let Ok(mut at) = shared.renewed.lock() {
+                    *at = Instant::now();
+                }
+                let drain = lease.metadata.annotations.as_ref().is_some_and(drain_requested);
+                if !drain {
+                    shared.acknowledged.store(false, Ordering::SeqCst);
+                }
+                if shared.drain.swap(drain, Ordering::SeqCst) != drain && !drain {
+                    tracing::info!("drain lifted: claiming resumes");
+                }
+            }
+            Ok(Ok(Attempt::HeldByOther(holder))) => {
+                shared.lose(&format!("taken over by {holder}"));
+                return;
+            }
+            Ok(Ok(Attempt::Contended)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "slice Lease renewal failed; retrying"),
+            Err(_) => tracing::warn!(lease = lock.name(), "slice Lease renewal timed out; retrying"),
+        }
+        let since = shared.renewed.lock().map(|at| at.elapsed()).unwrap_or(Duration::MAX);
+        if since + period >= lock.duration() {
+            shared.lose("not renewed in time");
+            return;
+        }
+    }
+    match lock.release().await {
+        Ok(()) => tracing::info!(lease = lock.name(), "released the slice Lease"),
+        Err(error) => tracing::warn!(%error, "could not release the slice Lease; it expires by itself"),
+    }
+}
+
+fn annotations(heartbeat: &Heartbeat) -> BTreeMap<String, String> {
+    BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), heartbeat.to_annotation())])
+}
+
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
