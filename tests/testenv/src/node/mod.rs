@@ -10,7 +10,7 @@
 //!   names a binary through [`NodeConfig::image`]; see [`NodeConfig`] for the rule
 //!   for `command`. The environment is the container's (`env`, `envFrom`, `$(VAR)`
 //!   expansion, field, ConfigMap and Secret references) plus the host's `PATH`,
-//!   `HOME`, `TMPDIR` and `RUST_LOG`/`RUST_BACKTRACE`/`LLVM_PROFILE_FILE`, and
+//!   `HOME`, `TMPDIR`, `KUBECONFIG` and `RUST_LOG`/`RUST_BACKTRACE`/`LLVM_PROFILE_FILE`, and
 //!   `HOSTNAME` = pod name. Without `workingDir` a process starts in a per-pod
 //!   directory.
 //! - Volumes are host directories (see the `volumes` rules below). Processes cannot

@@ -501,8 +501,10 @@ impl ContainerRun {
             .process_group(0)
             .kill_on_drop(true);
         // Like an image's own environment: the host's PATH and HOME, and the tooling
-        // variables a test run relies on (coverage, backtraces, log levels).
-        for name in ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "RUST_LOG", "LLVM_PROFILE_FILE"] {
+        // variables a test run relies on (coverage, backtraces, log levels), and
+        // KUBECONFIG, which stands in for the in-cluster service-account config (its
+        // token path is fixed and cannot be mapped to a host directory).
+        for name in ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "RUST_LOG", "LLVM_PROFILE_FILE", "KUBECONFIG"] {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
             }
