@@ -42,6 +42,8 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to the SMTP relay {addr}: {source}")]
+    Tcp { addr: String, source: std::io::Error },
+    #[error("cannot connect to the SMTP relay {addr}: {source}")]
     Connect { addr: String, source: lettre::transport::smtp::Error },
     #[error("SMTP relay {addr} did not answer within {secs} s")]
     Timeout { addr: String, secs: u64 },
@@ -106,19 +108,32 @@ impl Session {
             _ => None,
         };
         let hello = settings.client_id();
-        // lettre's own timeout covers only the TCP connect; the greeting and EHLO are
-        // bounded here so a relay that accepts and then says nothing cannot hang us.
-        let connect = AsyncSmtpConnection::connect_tokio1(
-            (settings.host.as_str(), settings.port),
-            Some(settings.connect_timeout),
-            &hello,
-            implicit_tls,
-            None,
-        );
+        // The greeting and EHLO are bounded here too, so a relay that accepts and then
+        // says nothing cannot hang us.
+        let connect = async {
+            match implicit_tls {
+                // lettre must own the socket to wrap it in TLS before the greeting.
+                Some(tls) => {
+                    let to = (settings.host.as_str(), settings.port);
+                    AsyncSmtpConnection::connect_tokio1(to, Some(settings.connect_timeout), &hello, Some(tls), None)
+                        .await
+                        .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })
+                }
+                None => {
+                    let tcp_err = |source| ConnectError::Tcp { addr: addr.clone(), source };
+                    let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await.map_err(tcp_err)?;
+                    // lettre writes the message and its final dot separately; with Nagle
+                    // on, the dot waits for the peer's delayed ACK (40 ms per message).
+                    tcp.set_nodelay(true).map_err(tcp_err)?;
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                        .await
+                        .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })
+                }
+            }
+        };
         let mut conn = bounded(settings.connect_timeout, connect)
             .await
-            .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })?
-            .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })?;
+            .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })??;
         if settings.security == Security::Starttls {
             if !conn.can_starttls() {
                 conn.abort().await;
