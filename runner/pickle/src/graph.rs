@@ -228,7 +228,8 @@ impl Arena {
         result.map(|_| ())
     }
 
-    /// The finished tree under `root`.
+    /// The finished tree under `root`, built without recursion (a deep tree must give
+    /// `TooDeep`, not overflow the thread's stack).
     pub fn to_value(&self, root: Id, input_len: usize) -> Result<Value, Error> {
         let mut expander = Expander {
             arena: self,
@@ -236,7 +237,7 @@ impl Arena {
             spent: 0,
             limit: expansion_limit(input_len),
         };
-        expander.expand(root, 0)
+        expander.expand(root)
     }
 }
 
@@ -251,12 +252,20 @@ fn as_number(v: &Value) -> Option<f64> {
 
 struct Expander<'a> {
     arena: &'a Arena,
+    /// Nodes being expanded (the current path from the root): seeing one again is a cycle.
     on_path: Vec<bool>,
     spent: usize,
     limit: usize,
 }
 
-impl Expander<'_> {
+/// A container being expanded: its children in order, and the values made of them so far.
+struct Frame {
+    id: Id,
+    children: Vec<Id>,
+    values: Vec<Value>,
+}
+
+impl<'a> Expander<'a> {
     fn spend(&mut self, bytes: usize) -> Result<(), Error> {
         self.spent = self.spent.saturating_add(bytes).saturating_add(size_of::<Value>());
         if self.spent > self.limit {
@@ -265,48 +274,58 @@ impl Expander<'_> {
         Ok(())
     }
 
-    fn expand(&mut self, id: Id, depth: usize) -> Result<Value, Error> {
-        if depth > MAX_DEPTH {
-            return Err(Error::TooDeep { limit: MAX_DEPTH });
-        }
-        let Some((node, at)) = self.arena.nodes.get(id) else {
-            return Err(Error::malformed("reference to an object that was never created", 0));
-        };
-        if let Node::Leaf(v) = node {
-            return self.leaf(v);
-        }
-        if std::mem::replace(&mut self.on_path[id], true) {
-            return Err(Error::Cycle { at: *at });
-        }
-        self.spend(0)?;
-        let value = match node {
-            Node::Leaf(v) => self.leaf(v)?,
-            Node::List(items) => Value::List(self.expand_all(items, depth)?),
-            Node::Tuple(items) => Value::Tuple(self.expand_all(items, depth)?),
-            Node::Set(k) => Value::Set(self.expand_all(&k.items, depth)?),
-            Node::FrozenSet(k) => Value::FrozenSet(self.expand_all(&k.items, depth)?),
-            Node::Dict(k) => Value::Dict(self.expand_pairs(&k.items, depth)?),
-            Node::Object(o) => {
-                let args = match o.args {
-                    Some(args) => match self.expand(args, depth + 1)? {
-                        Value::Tuple(items) => items,
-                        other => vec![other],
-                    },
-                    None => Vec::new(),
-                };
-                let state = o.state.map(|s| self.expand(s, depth + 1)).transpose()?;
-                Value::Object(Box::new(Object {
-                    module: o.module.clone(),
-                    name: o.name.clone(),
-                    args,
-                    state,
-                    list_items: self.expand_all(&o.list_items, depth)?,
-                    dict_items: self.expand_pairs(&o.dict_items, depth)?,
-                }))
+    fn expand(&mut self, root: Id) -> Result<Value, Error> {
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut next = Some(root);
+        loop {
+            if let Some(id) = next.take() {
+                if stack.len() > MAX_DEPTH {
+                    return Err(Error::TooDeep { limit: MAX_DEPTH });
+                }
+                let (node, at) = self.node(id)?;
+                match node {
+                    Node::Leaf(v) => {
+                        let v = self.leaf(v)?;
+                        match stack.last_mut() {
+                            Some(parent) => parent.values.push(v),
+                            None => return Ok(v),
+                        }
+                    }
+                    _ => {
+                        if std::mem::replace(&mut self.on_path[id], true) {
+                            return Err(Error::Cycle { at });
+                        }
+                        self.spend(0)?;
+                        let mut children = children(node);
+                        children.reverse(); // popped from the end, in order
+                        stack.push(Frame { id, children, values: Vec::new() });
+                    }
+                }
             }
-        };
-        self.on_path[id] = false;
-        Ok(value)
+            let Some(frame) = stack.last_mut() else {
+                return Err(Error::malformed("empty pickle tree", 0));
+            };
+            if let Some(child) = frame.children.pop() {
+                next = Some(child);
+                continue;
+            }
+            let Some(frame) = stack.pop() else { continue };
+            self.on_path[frame.id] = false;
+            let (node, _) = self.node(frame.id)?;
+            let value = assemble(node, frame.values);
+            match stack.last_mut() {
+                Some(parent) => parent.values.push(value),
+                None => return Ok(value),
+            }
+        }
+    }
+
+    fn node(&self, id: Id) -> Result<(&'a Node, usize), Error> {
+        let arena: &'a Arena = self.arena;
+        match arena.nodes.get(id) {
+            Some((node, at)) => Ok((node, *at)),
+            None => Err(Error::malformed("reference to an object that was never created", 0)),
+        }
     }
 
     fn leaf(&mut self, v: &Value) -> Result<Value, Error> {
@@ -318,15 +337,60 @@ impl Expander<'_> {
         })?;
         Ok(v.clone())
     }
+}
 
-    fn expand_all(&mut self, ids: &[Id], depth: usize) -> Result<Vec<Value>, Error> {
-        ids.iter().map(|&i| self.expand(i, depth + 1)).collect()
-    }
-
-    fn expand_pairs(&mut self, pairs: &[(Id, Id)], depth: usize) -> Result<Vec<(Value, Value)>, Error> {
-        pairs
+/// The nodes a container refers to, in the order `assemble` takes their values.
+fn children(node: &Node) -> Vec<Id> {
+    match node {
+        Node::Leaf(_) => Vec::new(),
+        Node::List(items) | Node::Tuple(items) => items.clone(),
+        Node::Set(k) | Node::FrozenSet(k) => k.items.clone(),
+        Node::Dict(k) => k.items.iter().flat_map(|&(a, b)| [a, b]).collect(),
+        Node::Object(o) => o
+            .args
             .iter()
-            .map(|&(k, v)| Ok((self.expand(k, depth + 1)?, self.expand(v, depth + 1)?)))
-            .collect()
+            .chain(&o.state)
+            .copied()
+            .chain(o.list_items.iter().copied())
+            .chain(o.dict_items.iter().flat_map(|&(a, b)| [a, b]))
+            .collect(),
+    }
+}
+
+fn pairs(mut values: impl Iterator<Item = Value>) -> Vec<(Value, Value)> {
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (values.next(), values.next()) {
+        out.push((k, v));
+    }
+    out
+}
+
+/// The value of a container node from the values of its `children`.
+fn assemble(node: &Node, values: Vec<Value>) -> Value {
+    let mut values = values.into_iter();
+    match node {
+        Node::Leaf(v) => v.clone(),
+        Node::List(_) => Value::List(values.collect()),
+        Node::Tuple(_) => Value::Tuple(values.collect()),
+        Node::Set(_) => Value::Set(values.collect()),
+        Node::FrozenSet(_) => Value::FrozenSet(values.collect()),
+        Node::Dict(_) => Value::Dict(pairs(values)),
+        Node::Object(o) => {
+            let args = match o.args.and_then(|_| values.next()) {
+                Some(Value::Tuple(items)) => items,
+                Some(other) => vec![other],
+                None => Vec::new(),
+            };
+            let state = o.state.and_then(|_| values.next());
+            let list_items = values.by_ref().take(o.list_items.len()).collect();
+            Value::Object(Box::new(Object {
+                module: o.module.clone(),
+                name: o.name.clone(),
+                args,
+                state,
+                list_items,
+                dict_items: pairs(values),
+            }))
+        }
     }
 }

@@ -34,7 +34,7 @@ fn every_vector_reads_as_the_manifest_says() {
     let vectors = common::vector_files();
     assert!(vectors.len() >= 62, "expected the 62 shared vectors, found {}", vectors.len());
     for (path, v) in &vectors {
-        let data = std::fs::read(&path).unwrap();
+        let data = std::fs::read(path).unwrap();
         let entry = read_entry(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.display();
         assert_eq!(json!(entry.message_len), v["message_pickle_length"], "{name}");
