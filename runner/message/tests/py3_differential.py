@@ -231,6 +231,11 @@ def main():
                 msg = raw
             else:
                 msg = email.message_from_bytes(raw.encode('utf-8'), Message)
+                # Mailman copies fetched values between messages; a value holding 8-bit
+                # octets comes back from compat32 as an unknown-8bit Header object.
+                for name in ('Subject', 'To', 'X-A'):
+                    if name in msg and r.random() < 0.5:
+                        msg['X-Copied-' + name] = msg[name]
         name = 'case-%04d-%s' % (i, source)
         if text_entry:
             data = pickle.dumps(msg, 0) + pickle.dumps({'_parsemsg': True}, 0)

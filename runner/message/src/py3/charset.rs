@@ -69,7 +69,11 @@ pub fn is_non_ascii(charset: Option<&Charset>) -> bool {
 pub fn encode(s: &str, codec: &str) -> Result<Vec<u8>, CodecError> {
     let limit = match codec.to_lowercase().replace('_', "-").as_str() {
         "utf-8" | "utf8" => return Ok(s.as_bytes().to_vec()),
-        "us-ascii" | "ascii" | UNKNOWN8BIT => 0x80,
+        // 'ascii' with surrogateescape: 8-bit octets come back as they were.
+        UNKNOWN8BIT => {
+            return super::header::raw_bytes(s).map_err(|ch| CodecError::Unencodable { codec: codec.to_owned(), ch })
+        }
+        "us-ascii" | "ascii" => 0x80,
         "iso-8859-1" | "latin-1" | "latin1" | "iso8859-1" => 0x100,
         _ => return Err(CodecError::Unsupported(codec.to_owned())),
     };

@@ -64,10 +64,10 @@ fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath,
         let encoded = h
             .and_then(|h| h.encode(maxlen, "\r\n"))
             .map_err(|e| bad(part, format!("header {field}: {e}")))?;
-        if !encoded.is_ascii() {
-            return Err(bad(part, format!("header {field}: folded value is not ASCII")));
-        }
-        line.extend_from_slice(encoded.as_bytes());
+        let bytes = super::header::raw_bytes(&encoded).map_err(|c| {
+            bad(part, format!("header {field}: the character U+{:04X} cannot be written as bytes", c as u32))
+        })?;
+        line.extend_from_slice(&bytes);
     }
     line.extend_from_slice(NL);
     out.extend_from_slice(&line);

@@ -53,7 +53,7 @@ impl Header {
         let chunks = h
             .chunks
             .iter()
-            .map(|(t, cs)| Ok((py3_text(t)?, cs.clone())))
+            .map(|(t, cs)| Ok((chunk_text(t, cs)?, cs.clone())))
             .collect::<Result<Vec<_>, HeaderError>>()?;
         Ok(Header {
             chunks,
@@ -128,6 +128,11 @@ impl Header {
         let mut lastcs: Option<Charset> = None;
         let mut lastspace = false;
         for (i, (s, cs)) in self.normalized().into_iter().enumerate() {
+            let s = if charset::is(&cs, charset::UNKNOWN8BIT) {
+                s.chars().map(|c| if raw_byte(c).is_ok_and(|b| b >= 0x80) { '\u{fffd}' } else { c }).collect()
+            } else {
+                s
+            };
             let mut nextcs = Some(cs);
             if i > 0 {
                 let hasspace = s.chars().next().is_some_and(nonctext);
@@ -145,6 +150,44 @@ impl Header {
             out.push_str(&s);
         }
         out
+    }
+}
+
+/// 8-bit octets (U+DC80..U+DCFF in Python) stand in a Header's Rust text as the
+/// private-use characters U+10FF80..U+10FFFF, one per octet, so that lengths and
+/// splitting work as on Python's str; [`raw_bytes`] turns them back into octets.
+const RAW_BASE: u32 = 0x10_FF00;
+
+/// A chunk's text. Octets kept as surrogates survive where Python lets them: in a
+/// chunk that is not encoded (written back raw) or in unknown-8bit (encoded as octets).
+fn chunk_text(t: &Text, cs: &Charset) -> Result<String, HeaderError> {
+    let Text::Str(s) = t else { return Err(HeaderError::BadChunk("a byte string")) };
+    if let Some(plain) = s.as_str() {
+        return Ok(plain.to_owned());
+    }
+    if cs.header_encoding.is_some() && !charset::is(cs, charset::UNKNOWN8BIT) {
+        return Err(HeaderError::BadChunk("8-bit octets in a chunk that must be encoded"));
+    }
+    s.code_points()
+        .map(|cp| match cp {
+            0xDC80..=0xDCFF => char::from_u32(RAW_BASE + (cp - 0xDC00)),
+            _ => char::from_u32(cp),
+        })
+        .collect::<Option<String>>()
+        .ok_or(HeaderError::BadChunk("lone surrogates that are not 8-bit octets"))
+}
+
+/// Folded header text as octets: ASCII, and 8-bit octets that were surrogates; any
+/// other character is what `encode('ascii', 'surrogateescape')` rejects.
+pub fn raw_bytes(s: &str) -> Result<Vec<u8>, char> {
+    s.chars().map(raw_byte).collect()
+}
+
+pub fn raw_byte(c: char) -> Result<u8, char> {
+    match c as u32 {
+        cp @ 0..=0x7F => Ok(cp as u8),
+        cp @ 0x10_FF80..=0x10_FFFF => Ok((cp - RAW_BASE) as u8),
+        _ => Err(c),
     }
 }
 
