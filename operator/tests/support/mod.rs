@@ -1,0 +1,170 @@
+//! What the operator's end-to-end tests share: a namespace on the shared real control plane,
+//! a node stand-in that runs the real `mailqueue-runner`, the real operator binary, and a
+//! loopback SMTP sink.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod smtp;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::conditions::is_crd_established;
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, CustomResourceExt};
+use mailqueue_operator::MailQueue;
+use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node, NodeConfig};
+
+/// How long a test waits for the cluster to reach a state before failing.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+/// The image name the operator puts in runner pods; the node maps it to the built binary.
+pub const RUNNER_IMAGE: &str = "mailqueue-runner:e2e";
+/// The claim the test MailQueues use.
+pub const CLAIM: &str = "mailman-data";
+
+/// One test's namespace with a node serving it.
+pub struct Setup {
+    pub plane: &'static ControlPlane,
+    pub client: Client,
+    pub namespace: String,
+    pub node: Node,
+    pub volumes: tempfile::TempDir,
+    _report: FailureReport,
+}
+
+impl Setup {
+    /// A fresh namespace with the CRD installed, the runners' ServiceAccount, and a node
+    /// running `mailqueue-runner` for the runner image.
+    pub async fn new(namespace: &str) -> Self {
+        let plane = control_plane::shared().await.expect("control plane starts");
+        let report = plane.report_on_failure();
+        // Runner processes reach the API server through it, as in-cluster pods would.
+        std::env::set_var("KUBECONFIG", plane.kubeconfig());
+        let client = plane.client().expect("admin client");
+        install_crd(&client).await;
+        plane.create_namespace(namespace).await.expect("namespace is created");
+        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": "mailqueue-runner"}}))
+            .expect("service account");
+        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("runner service account is created");
+        let volumes = tempfile::tempdir().expect("volume root");
+        let node = Node::start(
+            client.clone(),
+            NodeConfig::new(format!("node-{namespace}"), volumes.path())
+                .image(RUNNER_IMAGE, runner_binary())
+                .namespace(namespace),
+        )
+        .await
+        .expect("node stand-in starts");
+        Self { plane, client, namespace: namespace.to_owned(), node, volumes, _report: report }
+    }
+
+    /// The host directory standing in for the shared claim.
+    pub fn claim_dir(&self) -> PathBuf {
+        self.volumes.path().join(&self.namespace).join(CLAIM)
+    }
+
+    pub fn mailqueues(&self) -> Api<MailQueue> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Starts the operator binary watching this namespace.
+    pub fn operator(&self, identity: &str) -> Operator {
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailqueue-operator"))
+            .args(["--namespace", &self.namespace, "--leader-lease-namespace", &self.namespace])
+            .args(["--runner-image", RUNNER_IMAGE, "--runner-grace-period", "15", "--identity", identity])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", self.plane.kubeconfig())
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator binary starts");
+        Operator { child, port }
+    }
+
+    /// Runs kubectl against the control plane; returns (success, stdout + stderr).
+    pub async fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let output = tokio::process::Command::new(self.plane.binaries().path("kubectl"))
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .env("KUBECONFIG", self.plane.kubeconfig())
+            .output()
+            .await
+            .expect("kubectl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+}
+
+/// A running operator process; killed when dropped.
+pub struct Operator {
+    pub child: tokio::process::Child,
+    pub port: u16,
+}
+
+impl Operator {
+    /// Sends SIGTERM and returns the exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::timeout(PATIENCE, self.child.wait()).await.ok()?.ok()?.code()
+    }
+}
+
+/// Applies the generated CRD and waits until the API server serves it.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = MailQueue::crd();
+    let name = crd.metadata.name.clone().expect("CRD name");
+    crds.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd)).await.expect("CRD is applied");
+    tokio::time::timeout(PATIENCE, await_condition(crds, &name, is_crd_established()))
+        .await
+        .expect("CRD is established in time")
+        .expect("CRD watch works");
+}
+
+/// The `mailqueue-runner` binary built in the same target directory as this test.
+pub fn runner_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/mailqueue-runner
+    let path = exe.parent().and_then(Path::parent).map(|dir| dir.join("mailqueue-runner")).expect("target dir");
+    assert!(path.is_file(), "{} is missing: run `cargo build -p mailqueue-runner` first", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after [`PATIENCE`] with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {PATIENCE:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A MailQueue from YAML text.
+pub fn mailqueue(yaml: &str) -> MailQueue {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("test MailQueue does not parse: {e}\n{yaml}"))
+}
