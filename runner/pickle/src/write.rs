@@ -120,7 +120,14 @@ impl Writer {
             Value::None => self.out.push(b'N'),
             Value::Bool(b) => self.out.extend_from_slice(if *b { b"I01\n" } else { b"I00\n" }),
             Value::Int(i) => self.int(*i),
-            Value::BigInt(b) => self.text_op(b'L', &format!("{b}L")),
+            Value::BigInt(b) => {
+                let digits = b.to_string();
+                // Python 3 refuses to print such an integer, and so to pickle it.
+                if digits.trim_start_matches('-').len() > crate::text::MAX_INT_DIGITS {
+                    return Err(WriteError::Unsupported { what: "an integer of more than 4300 digits".into() });
+                }
+                self.text_op(b'L', &format!("{digits}L"));
+            }
             Value::Float(f) => {
                 if self.binary {
                     self.out.push(b'G');
@@ -150,7 +157,12 @@ impl Writer {
                 self.out.push(b'R');
                 self.memoize();
             }
-            Value::Global { module, name } => self.global(module, name),
+            Value::Global { module, name } => {
+                if module.contains('\n') || name.contains('\n') {
+                    return Err(WriteError::Unsupported { what: "a class name with a line break".into() });
+                }
+                self.global(module, name);
+            }
             Value::Object(o) => return Err(WriteError::Unsupported { what: format!("an instance of {}", o.class_path()) }),
         }
         Ok(())
