@@ -1,0 +1,160 @@
+//! The operator on a real control plane, with real runner processes on the node stand-in:
+//! pods per slice, status from the runners' Leases, replacement of deleted pods, drain,
+//! delivery of real Mailman entries, leader election.
+
+mod support;
+
+use std::path::Path;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, ResourceExt};
+use mailqueue_operator::crd::MailQueueStatus;
+use mailqueue_operator::MailQueue;
+use support::smtp::Sink;
+use support::{eventually, mailqueue, Setup, PATIENCE};
+
+fn spec_yaml(name: &str, slices: u32, smtp_port: u16) -> MailQueue {
+    mailqueue(&format!(
+        "apiVersion: mailqueue.dev/v1alpha1
+kind: MailQueue
+metadata: {{name: {name}}}
+spec:
+  storage: {{claimName: {claim}, queueDir: qfiles}}
+  queues: [{{name: out, slices: {slices}}}]
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, connectionsPerSlice: 1}}
+",
+        claim = support::CLAIM
+    ))
+}
+
+/// Creates the queue directories the way a Mailman installation has them.
+fn make_queue_dirs(qfiles: &Path) {
+    for queue in ["out", "retry", "shunt", "bad"] {
+        std::fs::create_dir_all(qfiles.join(queue)).expect("queue directory");
+    }
+}
+
+async fn apply(setup: &Setup, mq: &MailQueue) {
+    setup
+        .mailqueues()
+        .patch(&mq.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(mq))
+        .await
+        .expect("MailQueue is applied");
+}
+
+/// Waits until condition `type_` of the MailQueue has `status` for its current generation.
+async fn wait_condition(setup: &Setup, name: &str, type_: &str, status: &str) -> MailQueue {
+    let check = |mq: Option<&MailQueue>| {
+        mq.is_some_and(|mq| {
+            let generation = mq.metadata.generation;
+            mq.status.as_ref().is_some_and(|s| {
+                s.observed_generation == generation
+                    && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
+            })
+        })
+    };
+    match tokio::time::timeout(PATIENCE, await_condition(setup.mailqueues(), name, check)).await {
+        Ok(Ok(Some(mq))) => mq,
+        Ok(other) => panic!("watching {name} for {type_}={status}: {other:?}"),
+        Err(_) => {
+            let now = setup.mailqueues().get(name).await.ok().and_then(|mq| mq.status);
+            panic!("{name} did not reach {type_}={status} within {PATIENCE:?}; status: {now:#?}")
+        }
+    }
+}
+
+async fn runner_pods(setup: &Setup, name: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&format!("mailqueue.dev/mailqueue={name}")))
+        .await
+        .expect("pods are listed")
+        .items;
+    list.sort_by_key(|p| p.name_any());
+    list
+}
+
+fn status(mq: &MailQueue) -> &MailQueueStatus {
+    mq.status.as_ref().expect("status is written")
+}
+
+#[tokio::test]
+async fn one_runner_per_slice_status_replacement_and_drain() {
+    let setup = Setup::new("mq-basic").await;
+    make_queue_dirs(&setup.claim_dir().join("qfiles"));
+    let sink = Sink::start().await;
+    let _operator = setup.operator("operator-a");
+
+    apply(&setup, &spec_yaml("lists", 4, sink.port)).await;
+    let mq = wait_condition(&setup, "lists", "Ready", "True").await;
+
+    // One pod per slice, owned by the MailQueue, each with its own slice.
+    let pods = runner_pods(&setup, "lists").await;
+    let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+    assert_eq!(names, ["lists-out-0of4", "lists-out-1of4", "lists-out-2of4", "lists-out-3of4"]);
+    for (i, pod) in pods.iter().enumerate() {
+        let owner = pod.owner_references().first().expect("owner reference");
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("MailQueue", mq.uid().as_deref().unwrap_or_default()));
+        let args = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.args.clone()).unwrap_or_default();
+        let slice = args.iter().position(|a| a == "--slice").and_then(|p| args.get(p + 1));
+        assert_eq!(slice.map(String::as_str), Some(i.to_string().as_str()));
+    }
+
+    // Status: every slice's runner holds its Lease and heartbeats.
+    let s = status(&mq);
+    assert_eq!(s.slices.len(), 4);
+    assert!(s.slices.iter().all(|sl| sl.ready && sl.holder.as_deref() == Some(sl.pod.as_str())), "{:#?}", s.slices);
+    assert_eq!((s.queues[0].name.as_str(), s.queues[0].live_slices), ("out", 4));
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let (ok, table) = setup.kubectl(&["get", "mq", "lists"]).await;
+    assert!(ok, "{table}");
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "QUEUES", "SLICES", "PENDING", "STALE", "BAK", "PHASE", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.get(..6), Some(&["lists", "out", "4", "0", "0", "Running"][..]), "{table}");
+
+    // A deleted pod is replaced.
+    let pods_api: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let old_uid = pods_api.get("lists-out-2of4").await.expect("pod").uid();
+    pods_api.delete("lists-out-2of4", &DeleteParams::default()).await.expect("pod is deleted");
+    eventually("lists-out-2of4 to be replaced and running", || async {
+        let pod = pods_api.get_opt("lists-out-2of4").await.ok().flatten()?;
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        (pod.uid() != old_uid && running).then_some(())
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    eventually("the new runner to hold the slice Lease", || async {
+        let mq = setup.mailqueues().get("lists").await.ok()?;
+        let slice = mq.status?.slices.into_iter().find(|s| s.pod == "lists-out-2of4")?;
+        slice.ready.then_some(())
+    })
+    .await;
+    let lease = leases.get("lists-out-2of4").await.expect("slice Lease");
+    assert!(lease.spec.and_then(|s| s.lease_transitions).unwrap_or(0) >= 1, "the Lease changed hands");
+
+    // Drain with kubectl, as an admin would, and wait for Drained with kubectl.
+    let (ok, out) = setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = setup.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
+    assert!(ok, "kubectl wait: {out}");
+    let mq = wait_condition(&setup, "lists", "Drained", "True").await;
+    let s = status(&mq);
+    assert_eq!(s.phase.as_deref(), Some("Drained"));
+    assert!(s.slices.iter().all(|sl| sl.draining && sl.in_flight == 0), "{:#?}", s.slices);
+
+    // Patching back resumes.
+    let (ok, out) = setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":false}}"#]).await;
+    assert!(ok, "{out}");
+    let mq = wait_condition(&setup, "lists", "Drained", "False").await;
+    eventually("the runners to resume", || async {
+        let mq = setup.mailqueues().get("lists").await.ok()?;
+        let s = mq.status?;
+        (s.phase.as_deref() == Some("Running") && s.slices.iter().all(|sl| !sl.draining)).then_some(())
+    })
+    .await;
+    assert_eq!(status(&mq).conditions.iter().find(|c| c.type_ == "Draining").map(|c| c.status.as_str()), Some("False"));
+}
