@@ -251,6 +251,57 @@ ODD_TEXTS = [
 ]
 
 
+def adversarial(rng):
+    """Edge cases of Header folding and of what Python 2's generator refuses."""
+    msg = base_message(rng)
+    pick = rng.randint(0, 11)
+    if pick == 0:
+        # Chunks appended with errors='replace' keep their invalid octets.
+        cs = rng.choice(['utf-8', 'windows-1252', 'us-ascii'])
+        raw = rng.choice(['caf\xe9 \xe2\x82 x', '\xe0\x80\xaf \xf0\x90\x80a', 'ok \x81\x8d\x90 ok',
+                          '\xf5\x80\x80\x80 text ' * 6])
+        msg['Subject'] = Header(raw, cs, errors='replace', header_name='Subject')
+    elif pick == 1:
+        # Widths too small for even one character: Python recurses until it fails.
+        cs = rng.choice(['iso-2022-jp', 'utf-8', 'koi8-r', 'iso-8859-1'])
+        text = rng.choice(UNICODE_TEXTS[cs])
+        msg['Subject'] = Header(text.encode(cs), cs, maxlinelen=rng.choice([1, 5, 10, 15, 20, 25, 30]),
+                                header_name=rng.choice([None, 'Subject', 'X-' + 'Y' * 40]))
+    elif pick == 2:
+        msg['X-' + 'N' * rng.randint(70, 120)] = random_value(rng)
+    elif pick == 3:
+        # An injected header: refused when folded at the top, written as is below.
+        msg['X-Inject'] = 'a\nBcc: evil@example.com'
+    elif pick == 4:
+        msg['X-Blank'] = rng.choice(['', '   ', '\n\n', ' \t ', '\n x'])
+    elif pick == 5:
+        msg['X-Unicode'] = rng.choice([u'ascii only unicode value', u'caf\xe9 unicode ' * 8, u'\u65e5\u672c'])
+    elif pick == 6:
+        msg.set_payload(rng.choice([u'unicode ascii body\n', u'caf\xe9 body\n']))
+    elif pick == 7:
+        h = Header('start ', 'us-ascii', continuation_ws='\t')
+        for cs in ['koi8-r', 'us-ascii', 'iso-2022-jp', 'utf-8', 'iso-8859-1']:
+            h.append(rng.choice(UNICODE_TEXTS[cs]).encode(cs), cs)
+            h.append(rng.choice([' ', ', ', '']) + random_value(rng).replace('\xe9\xe8', ''), 'us-ascii')
+        msg['Subject'] = h
+    elif pick == 8:
+        msg['Subject'] = Header('\xe9\xe8 raw eight bit ' * 8, '8bit')
+    elif pick == 9:
+        # An ISO-2022-JP chunk written with the 1978 set and JIS Roman.
+        msg['Subject'] = Header('\x1b$@0!0"\x1b(J\\~ab\x1b(B tail ' * rng.randint(1, 8), 'iso-2022-jp')
+    elif pick == 10:
+        # Japanese lists' charset: converted to ISO-2022-JP on output.
+        cs = rng.choice(['euc-jp', 'shift_jis'])
+        text = rng.choice(UNICODE_TEXTS['iso-2022-jp'])
+        if rng.random() < 0.3:
+            text += u'\uff71\uff72 half-width'
+        msg['Subject'] = Header(text.encode(cs), cs, errors='replace', header_name='Subject')
+    else:
+        msg['Subject'] = Header('x' * rng.randint(60, 200), 'us-ascii',
+                                maxlinelen=rng.choice([None, 10, 40]), header_name='Subject')
+    return msg
+
+
 def corpus_texts():
     here = os.path.dirname(email.__file__)
     for path in sorted(glob.glob(os.path.join(here, 'test', 'data', 'msg_*.txt'))):
@@ -270,9 +321,11 @@ def cases(count, seed):
                          'Moderator request: a subject that is quite long and will need folding', 'hello\n')
     yield 'user-notification', n, False
     for i in range(count):
-        kind = rng.choice(['headers', 'headers', 'nested-text', 'nested-obj'])
+        kind = rng.choice(['headers', 'headers', 'nested-text', 'nested-obj', 'adversarial'])
         if kind == 'headers':
             yield 'headers-%04d' % i, case_headers(rng), False
+        elif kind == 'adversarial':
+            yield 'adversarial-%04d' % i, adversarial(rng), False
         else:
             text = case_nested(rng)
             if kind == 'nested-text':
