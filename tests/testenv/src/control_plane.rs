@@ -315,6 +315,9 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", pki.sa_key.display()),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--allow-privileged=true".to_owned(),
+            // The `kubernetes` service cannot have a loopback endpoint; without this
+            // the API server logs a refusal every 10 s.
+            "--endpoint-reconciler-type=none".to_owned(),
             "--profiling=false".to_owned(),
         ]
     }

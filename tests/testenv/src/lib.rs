@@ -17,7 +17,8 @@
 //! let node = Node::start(
 //!     plane.client()?,
 //!     NodeConfig::new("node-1", volumes.path())
-//!         .image("mailqueue-runner", env!("CARGO_MANIFEST_DIR"))
+//!         // In a test of the runner crate: env!("CARGO_BIN_EXE_mailqueue-runner").
+//!         .image("mailqueue-runner", "/path/to/target/debug/mailqueue-runner")
 //!         .namespace("demo"),
 //! )
 //! .await?;

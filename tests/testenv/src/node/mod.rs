@@ -67,7 +67,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use crate::process::log_tail;
 use pod::Stop;
@@ -152,9 +152,16 @@ pub(crate) struct Shared {
     config: NodeConfig,
     /// Per-pod container logs and working directories; also the node's own log.
     log_dir: PathBuf,
+    /// One task per pod; aborting one kills its processes.
+    pods: std::sync::Mutex<JoinSet<()>>,
 }
 
 impl Shared {
+    fn pod_tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        // A panicked pod task leaves the set itself intact.
+        self.pods.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Appends a line to the node's own log (what went wrong that no pod status shows).
     fn note(&self, line: &str) {
         let path = self.log_dir.join("node.log");
@@ -195,6 +202,7 @@ impl Node {
             client,
             config,
             log_dir: dir.path().to_owned(),
+            pods: std::sync::Mutex::new(JoinSet::new()),
         });
         let node = register(&shared).await?;
         renew_lease(&shared, &node).await?;
@@ -240,6 +248,8 @@ impl Node {
             task.abort();
             let _ = task.await;
         }
+        let mut pods = std::mem::take(&mut *self.shared.pod_tasks());
+        pods.shutdown().await;
     }
 
     fn pod_logs(&self, namespace: &str, pod: &str) -> Vec<(String, PathBuf)> {
@@ -284,6 +294,8 @@ impl Drop for Node {
         for task in &self.tasks {
             task.abort();
         }
+        // Dropping the set aborts the pod tasks, which kill their processes.
+        drop(std::mem::take(&mut *self.shared.pod_tasks()));
     }
 }
 
@@ -401,7 +413,7 @@ async fn heartbeat(shared: Arc<Shared>, node: NodeObject) {
 /// A pod's task, and the way to tell it to stop.
 struct Running {
     stop: watch::Sender<Option<Stop>>,
-    task: JoinHandle<()>,
+    task: AbortHandle,
 }
 
 async fn watch_pods(shared: Arc<Shared>) {
@@ -478,7 +490,9 @@ fn on_pod(shared: &Arc<Shared>, pod: Pod, running: &mut HashMap<String, Running>
             }
             let initial = deleting.then(|| Stop::Graceful(Some(Duration::ZERO)));
             let (stop, receiver) = watch::channel(initial);
-            let task = tokio::spawn(pod::run(shared.clone(), pod, next_pod_ip(), receiver));
+            let mut tasks = shared.pod_tasks();
+            while tasks.try_join_next().is_some() {}
+            let task = tasks.spawn(pod::run(shared.clone(), pod, next_pod_ip(), receiver));
             running.insert(uid, Running { stop, task });
         }
         _ => {}

@@ -160,7 +160,12 @@ impl PodWorker {
             let pause = if prepared { TICK } else { Duration::from_secs(1) };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The node is going away: nothing will remove the pod object.
+                    if changed.is_err() {
+                        return self.terminate(Stop::Now).await;
+                    }
+                }
             }
         }
     }
