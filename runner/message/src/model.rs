@@ -67,7 +67,8 @@ pub struct HeaderObj {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderValue {
     Text(Text),
-    Header(HeaderObj),
+    /// Boxed: rare, and much larger than a plain value.
+    Header(Box<HeaderObj>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,7 +236,7 @@ fn header_from_value(h: &Value, part: &PartPath) -> Result<(Text, HeaderValue), 
     };
     let name = text(name).ok_or_else(|| bad(part, format!("a header name is a {}", kind(name))))?;
     let value = match value {
-        Value::Object(o) if o.name == "Header" => HeaderValue::Header(header_obj(o, part, &name)?),
+        Value::Object(o) if o.name == "Header" => HeaderValue::Header(Box::new(header_obj(o, part, &name)?)),
         v => HeaderValue::Text(text(v).ok_or_else(|| {
             bad(part, format!("header {} has a {} value", name.to_string_lossy(), kind(v)))
         })?),

@@ -78,7 +78,8 @@ def header_value(r, eight_bit, nl):
 
 
 HEADER_NAMES = ['Subject', 'To', 'Cc', 'From', 'References', 'X-Long-Header-Name-For-Testing',
-                'Content-Description', 'Received', 'Bcc', 'Resent-Bcc', 'Message-ID', 'X-A']
+                'Content-Description', 'Received', 'Bcc', 'Resent-Bcc', 'Message-ID', 'X-A',
+                'bcc', 'Resent-Date']
 
 
 def raw_headers(r, nl, eight_bit, extra=()):
@@ -179,7 +180,7 @@ def coded_message(r):
             h = Header(header_name=name, continuation_ws=r.choice([' ', '\t']))
             for _ in range(r.randint(1, 3)):
                 cs = r.choice(['utf-8', 'iso-8859-1', 'us-ascii'])
-                text = header_value(r, False, ' ')
+                text = header_value(r, False, r.choice([' ', ' ', '\n', '\r\n ']))
                 try:
                     h.append(text, cs)
                 except UnicodeError:

@@ -129,13 +129,6 @@ impl Encoder {
         }
     }
 
-    fn length(self, bytes: &[u8]) -> usize {
-        match self {
-            Encoder::Base64 => base64_len(bytes.len()),
-            Encoder::Qp => qp_len(bytes),
-        }
-    }
-
     /// `header_encode(bytes, charset=codec)`: one encoded word, or nothing for no bytes.
     fn encode_word(self, bytes: &[u8], codec: &str) -> String {
         if bytes.is_empty() {
@@ -155,17 +148,21 @@ fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
+/// Octets the header Q encoding writes as themselves (space becomes `_`).
+fn qp_plain(b: u8) -> bool {
+    b == b' ' || b.is_ascii_alphanumeric() || matches!(b, b'-' | b'!' | b'*' | b'+' | b'/')
+}
+
 fn qp_header_char(b: u8) -> String {
     match b {
         b' ' => "_".into(),
-        b'-' | b'!' | b'*' | b'+' | b'/' => (b as char).to_string(),
-        b if b.is_ascii_alphanumeric() => (b as char).to_string(),
+        b if qp_plain(b) => (b as char).to_string(),
         b => format!("={b:02X}"),
     }
 }
 
 fn qp_len(bytes: &[u8]) -> usize {
-    bytes.iter().map(|&b| qp_header_char(b).len()).sum()
+    bytes.iter().map(|&b| if qp_plain(b) { 1 } else { 3 }).sum()
 }
 
 /// `Charset.header_encode_lines`: encoded words for `s`, each fitting the next length
@@ -183,21 +180,34 @@ pub fn header_encode_lines(
     let extra = (super::pystr::len(out_name) + RFC2047_CHROME_LEN) as i64;
     let mut lines: Vec<Option<String>> = Vec::new();
     let mut current = String::new();
+    // The codecs here are stateless and both lengths add up octet by octet (base64 from
+    // the octet count), so the line's length grows one character at a time; Python
+    // re-encodes the whole line for every character, with the same result.
+    let mut octets = 0usize;
+    let mut qp = 0usize;
+    let length = |octets: usize, qp: usize| match encoder {
+        Encoder::Base64 => base64_len(octets),
+        Encoder::Qp => qp,
+    };
     let mut maxlen = maxlengths() - extra;
+    let mut buf = [0u8; 4];
     for ch in s.chars() {
-        let mut candidate = current.clone();
-        candidate.push(ch);
-        let length = encoder.length(&encode(&candidate, out_name)?) as i64;
-        if length > maxlen {
+        let ch_bytes = encode(ch.encode_utf8(&mut buf), out_name)?;
+        let ch_qp = qp_len(&ch_bytes);
+        if length(octets + ch_bytes.len(), qp + ch_qp) as i64 > maxlen {
             if lines.is_empty() && current.is_empty() {
                 lines.push(None);
             } else {
                 lines.push(Some(encoder.encode_word(&encode(&current, codec)?, codec)));
             }
             current = ch.to_string();
+            octets = ch_bytes.len();
+            qp = ch_qp;
             maxlen = maxlengths() - extra;
         } else {
-            current = candidate;
+            current.push(ch);
+            octets += ch_bytes.len();
+            qp += ch_qp;
         }
     }
     lines.push(Some(encoder.encode_word(&encode(&current, codec)?, codec)));

@@ -146,6 +146,9 @@ enum ParamValue {
     Rfc2231 { charset: Option<String>, language: Option<String>, text: String },
 }
 
+/// One RFC 2231 segment: its number, its text, whether it was %-encoded (`name*`).
+type Segment = (Option<u64>, String, bool);
+
 /// `utils.decode_params`: RFC 2231 continuations joined and moved after the others.
 fn decode_params(params: Vec<(String, String)>) -> Vec<(String, ParamValue)> {
     let mut iter = params.into_iter();
@@ -153,7 +156,7 @@ fn decode_params(params: Vec<(String, String)>) -> Vec<(String, ParamValue)> {
     if let Some((k, v)) = iter.next() {
         out.push((k, ParamValue::Plain(v)));
     }
-    let mut continued: Vec<(String, Vec<(Option<u64>, String, bool)>)> = Vec::new();
+    let mut continued: Vec<(String, Vec<Segment>)> = Vec::new();
     for (name, value) in iter {
         let encoded = name.ends_with('*');
         let value = unquote(&value);
