@@ -437,6 +437,14 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_without_overflowing() {
+        let text = "Content-Type: message/rfc822\n\n".repeat(MAX_DEPTH + 10) + "body\n";
+        assert!(parse(&PyStr::from(text.as_str())).is_err());
+        let text = "Content-Type: message/rfc822\n\n".repeat(MAX_DEPTH - 10) + "body\n";
+        assert!(parse(&PyStr::from(text.as_str())).is_ok());
+    }
+
+    #[test]
     fn missing_start_boundary_keeps_text() {
         let m = parse_str("Content-Type: multipart/mixed; boundary=XX\n\nno parts\nhere\n");
         assert_eq!(body(&m), "no parts\nhere\n");
