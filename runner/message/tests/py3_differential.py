@@ -13,7 +13,8 @@ email.header.Header objects in several charsets, MIME digests whose boundaries P
 invents at random when flattening), and text entries (_parsemsg) parsed on
 dequeue with email.message_from_string. Shapes are random but seeded: long and folded
 headers, CR/LF/CRLF mixes, "From " lines, nested multiparts with preambles and
-epilogues, digests, attached messages, delivery-status reports, broken boundaries.
+epilogues, digests, attached messages, delivery-status reports, broken boundaries, and
+a soup of parser-relevant lines (boundaries, From lines, continuations) for the parser.
 """
 
 import email
@@ -211,6 +212,25 @@ def digest_message(r, nl):
     return outer
 
 
+SOUP = ['Content-Type: multipart/mixed; boundary=B', '--B', '--B--', '--B \t', '--B--  ',
+        'From x', ' continued', '\tcontinued', ':no name', 'X: y', '', '', 'body text',
+        'Content-Type: message/rfc822', 'Content-Type: message/delivery-status',
+        'Content-Type: multipart/digest; boundary=C', '--C', '--C--', 'From someone here',
+        'Subject: caf\u00e9', 'Content-Type: multipart/alternative', '--Bx', 'B--',
+        'Content-Type: text/plain', 'Content-Type: multipart/signed; boundary="B"']
+
+
+def soup_text(r):
+    """Lines drawn from parser-relevant fragments: the feedparser's corner cases."""
+    out = []
+    for _ in range(r.randint(1, 40)):
+        out.append(r.choice(SOUP))
+        out.append(r.choice(['\n', '\n', '\r\n', '\r']))
+    if r.random() < 0.3:
+        out.pop()
+    return ''.join(out)
+
+
 def main():
     outdir = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 300
@@ -218,10 +238,14 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     r = random.Random(seed)
     for i in range(count):
-        source = r.choice(['bytes', 'bytes', 'bytes', 'code', 'text', 'digest'])
+        source = r.choice(['bytes', 'bytes', 'bytes', 'code', 'text', 'digest', 'soup', 'soupbytes'])
         nl = r.choice(['\n', '\r\n'])
-        text_entry = source == 'text'
-        if source == 'code':
+        text_entry = source in ('text', 'soup')
+        if source == 'soup':
+            msg = soup_text(r)
+        elif source == 'soupbytes':
+            msg = email.message_from_bytes(soup_text(r).encode('utf-8'), Message)
+        elif source == 'code':
             msg = coded_message(r)
         elif source == 'digest':
             msg = digest_message(r, nl)
