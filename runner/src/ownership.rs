@@ -64,6 +64,12 @@ impl Standalone {
     pub fn drain_flag(qfiles: &Path, queue: &str) -> PathBuf {
         qfiles.join(STATE_DIR).join(format!("{queue}.drain"))
     }
+
+    /// The heartbeat file of a slice owner: JSON with `pid`, `heartbeat_unix`,
+    /// `draining` and the [`SliceCounters`].
+    pub fn heartbeat_path(qfiles: &Path, queue: &str, slice: Slice) -> PathBuf {
+        qfiles.join(STATE_DIR).join(format!("{queue}-{}-of-{}.json", slice.index(), slice.count()))
+    }
 }
 
 impl Ownership for Standalone {
@@ -72,11 +78,10 @@ impl Ownership for Standalone {
             e @ LockError::Held { .. } => OwnershipError::Held(e),
             e => OwnershipError::Lock(e),
         })?;
-        let state = self.qfiles.join(STATE_DIR);
         Ok(Box::new(StandaloneLease {
             _lock: lock,
             drain_flag: Standalone::drain_flag(&self.qfiles, queue),
-            heartbeat: state.join(format!("{queue}-{}-of-{}.json", slice.index(), slice.count())),
+            heartbeat: Standalone::heartbeat_path(&self.qfiles, queue, slice),
             drain_cache: Mutex::new(None),
         }))
     }
@@ -116,11 +121,15 @@ impl SliceLease for StandaloneLease {
         struct Heartbeat<'a> {
             pid: u32,
             heartbeat_unix: u64,
+            /// The owner saw the drain flag when it published this: publishing happens
+            /// between batches, so from then on it has nothing in flight and claims
+            /// nothing until the flag goes (`mailqueue-runner drain` waits for this).
+            draining: bool,
             #[serde(flatten)]
             counters: &'a SliceCounters,
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let record = Heartbeat { pid: std::process::id(), heartbeat_unix: now, counters };
+        let record = Heartbeat { pid: std::process::id(), heartbeat_unix: now, draining: self.draining(), counters };
         let Ok(json) = serde_json::to_vec(&record) else { return };
         let tmp = self.heartbeat.with_extension("json.tmp");
         // Best effort: a missed heartbeat file is only a stale status display.

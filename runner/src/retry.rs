@@ -179,7 +179,9 @@ impl RetryMover {
             if !due {
                 continue;
             }
-            let Some(bak) = self.retry.claim(&name)? else { continue };
+            // Locked while it moves, like every claim (see `mailqueue_queue::inflight`).
+            let Some(claimed) = mailqueue_queue::inflight::claim(&self.retry, &name)? else { continue };
+            let bak = claimed.bak().clone();
             let _span = tracing::info_span!("entry", entry = %name).entered();
             match self.retry.read(&bak) {
                 Ok(entry) => {

@@ -1,10 +1,13 @@
 //! Mailman queue directories: entry names, slices, entries, slice ownership, status,
 //! and the switchboard that owns every rename in a queue. Knows nothing of SMTP or
 //! Kubernetes.
+pub mod area;
 pub mod entry;
 pub mod error;
+pub mod inflight;
 pub mod lock;
 pub mod name;
+pub mod ops;
 pub mod scan;
 pub mod slice;
 pub mod status;

@@ -40,7 +40,7 @@ impl SliceLock {
     /// Takes `slice` of `queue` or fails at once naming the current holder. Acquiring
     /// `Slice::all()` holds the whole queue (no runner can start on any slice).
     pub fn acquire(qfiles: &Path, queue: &str, slice: Slice) -> Result<SliceLock, LockError> {
-        let dir = qfiles.join(STATE_DIR).join("locks").join(queue);
+        let dir = locks_dir(qfiles, queue);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o770)
@@ -48,7 +48,7 @@ impl SliceLock {
             .map_err(|error| LockError::Io { op: "creating directory for", path: dir.clone(), error })?;
         let mut held = Vec::new();
         for k in slice.fine_range() {
-            let path = dir.join(format!("{k:03}"));
+            let path = fine_lock_path(qfiles, queue, k);
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -93,6 +93,16 @@ impl SliceLock {
     pub fn slice(&self) -> Slice {
         self.slice
     }
+}
+
+fn locks_dir(qfiles: &Path, queue: &str) -> PathBuf {
+    qfiles.join(STATE_DIR).join("locks").join(queue)
+}
+
+/// The lock file of fine sub-slice `k` (0..256) of `queue`. Its modification time is
+/// when its current (or last) owner took it: the holder record is written at acquire.
+pub fn fine_lock_path(qfiles: &Path, queue: &str, k: u32) -> PathBuf {
+    locks_dir(qfiles, queue).join(format!("{k:03}"))
 }
 
 /// "pid 1234 on host mx1 (since 2026-11-28T20:00:00Z, as slice 2/4)".

@@ -11,6 +11,7 @@ use crate::ownership::{SliceCounters, SliceLease};
 use crate::retry::{self, RetryDecision, RetryPolicy};
 use crate::shutdown::Stop;
 use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
+use mailqueue_queue::inflight;
 use mailqueue_queue::switchboard::{NewEntry, Switchboard};
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
@@ -208,8 +209,10 @@ impl Engine {
                 None => return Done::RelayDown,
             }
         }
-        let bak = match self.out.claim(&name) {
-            Ok(Some(bak)) => bak,
+        // The entry's lock is held until it is disposed of: queue operations see it in
+        // flight and leave it alone (see `mailqueue_queue::inflight`).
+        let claimed = match inflight::claim(&self.out, &name) {
+            Ok(Some(claimed)) => claimed,
             Ok(None) => return Done::Handled,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim entry");
@@ -217,8 +220,9 @@ impl Engine {
             }
         };
         self.metrics.in_flight.fetch_add(1, Relaxed);
-        let done = self.deliver_claimed(session, name, bak).await;
+        let done = self.deliver_claimed(session, name, claimed.bak().clone()).await;
         self.metrics.in_flight.fetch_sub(1, Relaxed);
+        drop(claimed);
         done
     }
 
