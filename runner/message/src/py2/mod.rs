@@ -75,7 +75,10 @@ fn name_is(name: &Text, lowered: &[u8]) -> bool {
 
 /// The first header called `name` (any case), as `Message.get` finds it.
 fn get_header<'a>(msg: &'a Message, lowered: &[u8]) -> Option<&'a HeaderValue> {
-    msg.headers.iter().find(|(k, _)| name_is(k, lowered)).map(|(_, v)| v)
+    msg.headers
+        .iter()
+        .find(|(k, _)| name_is(k, lowered))
+        .map(|(_, v)| v)
 }
 
 /// A Python 2 string where the email package needs a byte string: `str` as it is,
@@ -86,13 +89,18 @@ fn ascii_bytes<'a>(t: &'a Text, part: &PartPath, what: &str) -> Result<Cow<'a, [
         Text::Str(s) if s.as_wtf8().is_ascii() => Ok(Cow::Borrowed(s.as_wtf8())),
         Text::Str(_) => Err(problem(
             part,
-            format!("{what} is a non-ASCII unicode string, which Python 2's generator cannot write"),
+            format!(
+                "{what} is a non-ASCII unicode string, which Python 2's generator cannot write"
+            ),
         )),
     }
 }
 
 fn problem(part: &PartPath, text: impl Into<String>) -> Error {
-    Error::Unrepresentable { part: part.clone(), problem: text.into() }
+    Error::Unrepresentable {
+        part: part.clone(),
+        problem: text.into(),
+    }
 }
 
 fn child(part: &PartPath, index: usize) -> PartPath {
@@ -116,7 +124,10 @@ fn lstrip(s: &[u8]) -> &[u8] {
 }
 
 fn rstrip(s: &[u8]) -> &[u8] {
-    let end = s.iter().rposition(|&c| !is_py2_space(c)).map_or(0, |i| i + 1);
+    let end = s
+        .iter()
+        .rposition(|&c| !is_py2_space(c))
+        .map_or(0, |i| i + 1);
     &s[..end]
 }
 

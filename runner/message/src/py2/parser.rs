@@ -13,7 +13,10 @@ const CLASS: &str = "Mailman.Message.Message";
 pub fn parse(text: &[u8]) -> Result<Message, Error> {
     let mut lines = splitlines_keepends(text);
     lines.reverse();
-    let mut parser = Parser { lines, eof: Vec::new() };
+    let mut parser = Parser {
+        lines,
+        eof: Vec::new(),
+    };
     Ok(parser.parsegen(false, &PartPath::default())?.0)
 }
 
@@ -34,7 +37,9 @@ struct Parser<'a> {
 impl<'a> Parser<'a> {
     /// `BufferedSubFile.readline`: `b""` at the end or where a predicate holds.
     fn readline(&mut self) -> &'a [u8] {
-        let Some(line) = self.lines.pop() else { return b"" };
+        let Some(line) = self.lines.pop() else {
+            return b"";
+        };
         let at_end = self.eof.iter().rev().any(|m| match m {
             EndOfPart::BlankLine => starts_with_newline(line),
             EndOfPart::Boundary(b) => match_boundary(b, line).is_some(),
@@ -65,12 +70,23 @@ impl<'a> Parser<'a> {
     /// `FeedParser._parsegen` for one message. Returns it and the path from it to the
     /// last message created inside it (the parser's `_last`), which the enclosing
     /// multipart trims.
-    fn parsegen(&mut self, in_digest: bool, part: &PartPath) -> Result<(Message, Vec<usize>), Error> {
+    fn parsegen(
+        &mut self,
+        in_digest: bool,
+        part: &PartPath,
+    ) -> Result<(Message, Vec<usize>), Error> {
         if part.0.len() > MAX_NESTING {
-            return Err(problem(part, format!("MIME parts are nested more than {MAX_NESTING} deep")));
+            return Err(problem(
+                part,
+                format!("MIME parts are nested more than {MAX_NESTING} deep"),
+            ));
         }
         let mut msg = Message::new(CLASS, "text/plain");
-        msg.default_type = Text::Bytes(if in_digest { b"message/rfc822".to_vec() } else { b"text/plain".to_vec() });
+        msg.default_type = Text::Bytes(if in_digest {
+            b"message/rfc822".to_vec()
+        } else {
+            b"text/plain".to_vec()
+        });
         let mut headers = Vec::new();
         loop {
             let line = self.readline();
@@ -105,7 +121,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Blocks of headers separated by empty lines.
-    fn delivery_status(&mut self, mut msg: Message, part: &PartPath) -> Result<(Message, Vec<usize>), Error> {
+    fn delivery_status(
+        &mut self,
+        mut msg: Message,
+        part: &PartPath,
+    ) -> Result<(Message, Vec<usize>), Error> {
         let mut blocks = Vec::new();
         let last = loop {
             self.eof.push(EndOfPart::BlankLine);
@@ -126,7 +146,12 @@ impl<'a> Parser<'a> {
         Ok((msg, last))
     }
 
-    fn multipart(&mut self, msg: &mut Message, is_digest: bool, part: &PartPath) -> Result<(), Error> {
+    fn multipart(
+        &mut self,
+        msg: &mut Message,
+        is_digest: bool,
+        part: &PartPath,
+    ) -> Result<(), Error> {
         let Some(boundary) = boundary(msg, part)? else {
             // NoBoundaryInMultipartDefect: the body stays one string.
             msg.payload = Payload::Text(Text::Bytes(self.rest()));
@@ -143,7 +168,10 @@ impl<'a> Parser<'a> {
             }
             let Some(close) = match_boundary(&boundary, line) else {
                 if !capturing_preamble {
-                    return Err(problem(part, "the parser met a line outside any part (Python 2 asserts here)"));
+                    return Err(problem(
+                        part,
+                        "the parser met a line outside any part (Python 2 asserts here)",
+                    ));
                 }
                 preamble.push(line);
                 continue;
@@ -193,7 +221,11 @@ impl<'a> Parser<'a> {
             epilogue.drain(..cut);
         }
         msg.epilogue = Some(Text::Bytes(epilogue));
-        msg.payload = if parts.is_empty() { Payload::None } else { Payload::Parts(parts) };
+        msg.payload = if parts.is_empty() {
+            Payload::None
+        } else {
+            Payload::Parts(parts)
+        };
         Ok(())
     }
 
@@ -234,7 +266,10 @@ impl<'a> Parser<'a> {
 }
 
 fn push_header(msg: &mut Message, name: &[u8], value: &[u8]) {
-    msg.headers.push((Text::Bytes(name.to_vec()), HeaderValue::Text(Text::Bytes(value.to_vec()))));
+    msg.headers.push((
+        Text::Bytes(name.to_vec()),
+        HeaderValue::Text(Text::Bytes(value.to_vec())),
+    ));
 }
 
 /// What the enclosing multipart does to the last message its sub-part created: a
@@ -256,7 +291,9 @@ fn trim_last(last: &mut Message, part: &PartPath) -> Result<(), Error> {
 }
 
 fn descend<'m>(msg: &'m mut Message, path: &[usize]) -> Option<&'m mut Message> {
-    let Some((&first, rest)) = path.split_first() else { return Some(msg) };
+    let Some((&first, rest)) = path.split_first() else {
+        return Some(msg);
+    };
     match &mut msg.payload {
         Payload::Parts(parts) => descend(parts.get_mut(first)?, rest),
         _ => None,
@@ -270,7 +307,12 @@ fn match_boundary(b: &Boundary, line: &[u8]) -> Option<Option<bool>> {
     if line.len() < sep_len || &line[..2] != b"--" {
         return None;
     }
-    if !b.chars.iter().zip(&line[2..sep_len]).all(|(&c, &o)| c == o as u32) {
+    if !b
+        .chars
+        .iter()
+        .zip(&line[2..sep_len])
+        .all(|(&c, &o)| c == o as u32)
+    {
         return None;
     }
     let rest = &line[sep_len..];
@@ -284,7 +326,10 @@ fn match_boundary(b: &Boundary, line: &[u8]) -> Option<Option<bool>> {
 
 /// `(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$`: whether it matches, and with a line ending.
 fn tail(s: &[u8]) -> Option<bool> {
-    let rest = &s[s.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(s.len())..];
+    let rest = &s[s
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(s.len())..];
     match rest {
         b"" => Some(false),
         b"\r\n" | b"\r" | b"\n" => Some(true),
@@ -297,7 +342,10 @@ fn is_header_line(line: &[u8]) -> bool {
     if line.starts_with(b"From ") || line.starts_with(b" ") || line.starts_with(b"\t") {
         return true;
     }
-    let name_len = line.iter().take_while(|&&c| (0x21..=0x7e).contains(&c) && c != b':').count();
+    let name_len = line
+        .iter()
+        .take_while(|&&c| (0x21..=0x7e).contains(&c) && c != b':')
+        .count();
     name_len > 0 && line.get(name_len) == Some(&b':')
 }
 
@@ -329,7 +377,10 @@ fn leading_eol_len(s: &[u8]) -> usize {
 
 /// `s.rstrip('\r\n')`.
 fn rstrip_newlines(s: &[u8]) -> &[u8] {
-    let end = s.iter().rposition(|&c| c != b'\r' && c != b'\n').map_or(0, |i| i + 1);
+    let end = s
+        .iter()
+        .rposition(|&c| c != b'\r' && c != b'\n')
+        .map_or(0, |i| i + 1);
     &s[..end]
 }
 
