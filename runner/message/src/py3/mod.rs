@@ -10,9 +10,23 @@ mod pystr;
 
 use crate::model::{Error, Message, PartPath, Text};
 
+/// Class path of Python's compat32 policy object.
+pub(crate) const COMPAT32: &str = "email._policybase.Compat32";
+
 /// What `SMTP.send_message` puts in DATA for `msg` (before dot-stuffing): a shallow copy
 /// without top-level `Bcc`/`Resent-Bcc`, flattened, ending in CRLF.
 pub fn delivery_bytes(msg: &Message) -> Result<Vec<u8>, Error> {
+    // The top-level policy governs every part; only compat32's rules are emulated (it is
+    // what Mailman 3 parses and builds messages with).
+    match msg.policy.as_deref() {
+        Some(COMPAT32) => {}
+        other => {
+            return Err(Error::Unrepresentable {
+                part: PartPath::default(),
+                problem: format!("message policy is {}, not compat32", other.unwrap_or("missing")),
+            })
+        }
+    }
     let resent_dates = msg.headers.iter().filter(|(n, _)| params::name_is(n, "resent-date")).count();
     if resent_dates > 1 {
         return Err(Error::Unrepresentable {

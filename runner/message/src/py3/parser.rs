@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 
 /// The class every part of a parsed entry gets (the factory Mailman passes).
 const MESSAGE_CLASS: &str = "mailman.email.message.Message";
-const POLICY_CLASS: &str = "email._policybase.Compat32";
 /// Nesting beyond this is refused rather than risking the stack; Python itself gives up
 /// (RecursionError) well before it.
 const MAX_DEPTH: usize = 300;
@@ -162,7 +161,7 @@ impl<'a> Parser<'a> {
 
     fn new_message(&mut self) {
         let mut msg = Message::new(MESSAGE_CLASS, "text/plain");
-        msg.policy = Some(POLICY_CLASS.to_owned());
+        msg.policy = Some(super::COMPAT32.to_owned());
         if let Some(c) = self.cur {
             if params::content_type(&self.nodes[c].msg) == "multipart/digest" {
                 msg.default_type = Text::from("message/rfc822");
