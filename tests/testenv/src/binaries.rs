@@ -54,8 +54,8 @@ fn run_build_script() -> Result<PathBuf, String> {
     }
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|line| line.strip_prefix("MQ_K8S_BIN="))
-        .last()
+        .rev()
+        .find_map(|line| line.strip_prefix("MQ_K8S_BIN="))
         .map(PathBuf::from)
         .ok_or_else(|| format!("{} printed no MQ_K8S_BIN= line", script.display()))
 }

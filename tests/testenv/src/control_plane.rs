@@ -26,6 +26,9 @@ const CONTROLLER_MANAGER_START: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
 /// SIGTERM to SIGKILL when stopping a control-plane process.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// SIGTERM to SIGKILL for the API server alone: it stops serving at once but then
+/// waits on the controller manager's open watch streams for longer than a test should.
+const APISERVER_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The service IP range; the API server's own service takes its first address.
 const SERVICE_CIDR: &str = "10.0.0.0/24";
@@ -205,12 +208,12 @@ impl ControlPlane {
         self.start_apiserver().await
     }
 
-    /// Stops the API server (SIGTERM, then SIGKILL after 10 s). [`ControlPlane::start_apiserver`]
+    /// Stops the API server (SIGTERM, then SIGKILL after 2 s). [`ControlPlane::start_apiserver`]
     /// brings it back.
     pub async fn stop_apiserver(&self) {
         let apiserver = self.processes().apiserver.take();
         if let Some(mut process) = apiserver {
-            let _ = tokio::task::spawn_blocking(move || process.stop(STOP_GRACE)).await;
+            let _ = tokio::task::spawn_blocking(move || process.stop(APISERVER_STOP_GRACE)).await;
         }
     }
 

@@ -33,7 +33,7 @@ impl PathMap {
                 mount.pop();
             }
         }
-        mounts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
         Self { mounts }
     }
 

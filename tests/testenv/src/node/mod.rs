@@ -488,7 +488,8 @@ fn on_pod(shared: &Arc<Shared>, pod: Pod, running: &mut HashMap<String, Running>
                 // Ran to completion under an earlier task of this node; nothing to do.
                 return;
             }
-            let initial = deleting.then(|| Stop::Graceful(Some(Duration::ZERO)));
+            // Deleted before this node ran it (e.g. a node restarted): nothing to wait for.
+            let initial = deleting.then_some(Stop::Graceful(Some(Duration::ZERO)));
             let (stop, receiver) = watch::channel(initial);
             let mut tasks = shared.pod_tasks();
             while tasks.try_join_next().is_some() {}
