@@ -20,6 +20,20 @@ pub enum Command {
     Status(cmd::status::Args),
     /// Work a queue until stopped: deliver `out` over SMTP, or move due `retry` entries back.
     Run(cmd::run::Args),
+    /// Set aside `.bak` entries stuck longer than --older-than (never one in flight).
+    Quarantine(cmd::quarantine::Args),
+    /// Move chosen queued entries out of the live queue until released.
+    Hold(cmd::hold::Args),
+    /// Feed held entries back into their queue, in batches.
+    Release(cmd::release::Args),
+    /// Feed entries from quarantine, hold, shunt, bad or a directory back into a queue, in batches.
+    Requeue(cmd::requeue::Args),
+    /// Shrink a bloated queue directory: move it aside, recreate it, feed the entries back.
+    Compact(cmd::compact::Args),
+    /// Send shunted entries back to the queue in their metadata (whichq), in batches.
+    Unshunt(cmd::unshunt::Args),
+    /// Ask a queue's runners to stop claiming and wait until nothing is in flight (--resume undoes it).
+    Drain(cmd::drain::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -27,5 +41,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => cmd::show::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Quarantine(args) => cmd::quarantine::run(args),
+        Command::Hold(args) => cmd::hold::run(args),
+        Command::Release(args) => cmd::release::run(args),
+        Command::Requeue(args) => cmd::requeue::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
+        Command::Unshunt(args) => cmd::unshunt::run(args),
+        Command::Drain(args) => cmd::drain::run(args),
     }
 }

@@ -199,3 +199,28 @@ pub fn bak_state(fine: &FineSlices, dir: &Path, bak: &EntryName) -> Result<BakSt
 /// Slack for the owner's start time (written just after it took the lock) against the
 /// filesystem's clock.
 const RECOVERY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Who took a fine sub-slice last, from the record its lock file keeps (see
+/// [`crate::lock`]): `pid <pid> on host <host> (...)`. The record outlives its owner,
+/// so whether that process still lives is the reader's question.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+}
+
+/// The recorded holder of each fine sub-slice of `queue` that has one.
+pub fn recorded_holders(qfiles: &Path, queue: &str) -> Vec<(u32, Holder)> {
+    (0..Slice::MAX_COUNT)
+        .filter_map(|k| {
+            let record = std::fs::read_to_string(fine_lock_path(qfiles, queue, k)).ok()?;
+            let mut words = record.split_whitespace();
+            match (words.next(), words.next(), words.next(), words.next(), words.next()) {
+                (Some("pid"), Some(pid), Some("on"), Some("host"), Some(host)) => {
+                    Some((k, Holder { pid: pid.parse().ok()?, host: host.to_owned() }))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}

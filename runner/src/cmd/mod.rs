@@ -2,3 +2,11 @@
 pub mod show;
 pub mod status;
 pub mod run;
+pub mod compact;
+pub mod drain;
+pub mod hold;
+pub mod quarantine;
+pub mod queue_ops;
+pub mod release;
+pub mod requeue;
+pub mod unshunt;

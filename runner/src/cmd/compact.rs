@@ -1,0 +1,99 @@
+//! `mailqueue-runner compact`: shrink a bloated queue directory. Refuses while a live
+//! runner owns any slice of the queue, unless `--wait-drain` (drain, swap, resume);
+//! moves the directory aside, recreates it empty with the same mode and owner, and
+//! feeds the old entries back in batches. Run it again after any interruption or crash
+//! and it finishes the job.
+use super::drain;
+use super::queue_ops::{finish, interrupt_flag, parse_duration, start_logs, BatchArgs, OutputArgs, Reporter};
+use anyhow::bail;
+use mailqueue_queue::ops::compact::{Compact, Stage};
+use mailqueue_queue::ops::Feed;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
+    #[arg(long, value_name = "DIR")]
+    pub qfiles: PathBuf,
+    #[arg(long, default_value = "out")]
+    pub queue: String,
+    /// When live runners own the queue: drain them (they finish what they have in
+    /// flight and claim nothing), compact, and let them go on; otherwise refuse.
+    #[arg(long)]
+    pub wait_drain: bool,
+    /// How long --wait-drain waits for the runners to go idle.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Say what would happen; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    start_logs();
+    let op = Compact { qfiles: &args.qfiles, queue: &args.queue };
+    let resumed = op.stage() == Stage::Refeeding;
+    if resumed {
+        tracing::info!(queue = %args.queue, aside = %op.aside_dir().display(), "a compact is under way: carrying on");
+    }
+    if !args.dry_run {
+        swap(&args, &op)?;
+    }
+    let stop = interrupt_flag();
+    let mut reporter = Reporter::new("compact", args.output.json);
+    let mut show = |p: &_| reporter.show(p);
+    let stopped = || stop.load(Ordering::SeqCst);
+    let mut feed = Feed { batching: args.batch.batching(), reset_count: false, on_progress: &mut show, stop: &stopped };
+    let report = if args.dry_run && !resumed {
+        dry_run_report(&args, &op)?
+    } else {
+        op.refeed(&mut feed, args.dry_run)?
+    };
+    reporter.finish();
+    let state = if report.done { "done" } else { "not finished: run the same command again to carry on" };
+    let mut summary = format!("compact {}: {}; {state}", args.queue, report.tally);
+    if let Some(dir) = &report.leftover {
+        summary.push_str(&format!("\n  files that are not entries were left in {}", dir.display()));
+    }
+    let details = serde_json::json!({ "action": "compact", "queue": args.queue, "resumed": resumed, "result": &report });
+    finish(args.output.json, &summary, &report.tally, &details)
+}
+
+/// Moves the queue aside, draining its live runners around the swap when asked.
+fn swap(args: &Args, op: &Compact<'_>) -> anyhow::Result<()> {
+    if op.stage() == Stage::Refeeding || !args.wait_drain {
+        return Ok(op.swap(false)?);
+    }
+    let asked = drain::request(&args.qfiles, &args.queue)?;
+    let result = (|| {
+        let state = drain::wait_drained(&args.qfiles, &args.queue, args.drain_timeout)?;
+        if !state.drained {
+            let waiting: Vec<String> =
+                state.owners.iter().filter(|o| !o.drained).map(|o| format!("pid {} on host {}", o.pid, o.host)).collect();
+            bail!("the runners of {} did not go idle within {:?} ({}); nothing was moved", args.queue, args.drain_timeout, waiting.join(", "));
+        }
+        Ok(op.swap(true)?)
+    })();
+    // Lift only a drain this command asked for: an admin's own drain stays.
+    if asked {
+        drain::resume(&args.qfiles, &args.queue)?;
+    }
+    result
+}
+
+/// What a compact would do now, without doing it.
+fn dry_run_report(args: &Args, op: &Compact<'_>) -> anyhow::Result<mailqueue_queue::ops::compact::CompactReport> {
+    let dir = args.qfiles.join(&args.queue);
+    let names = mailqueue_queue::area::entries(&dir)?;
+    let mut tally = mailqueue_queue::ops::Tally::new(true);
+    tally.matched = names.len() as u64;
+    tally.moved = names.len() as u64;
+    Ok(mailqueue_queue::ops::compact::CompactReport { tally, aside: op.aside_dir(), leftover: None, done: false })
+}

@@ -1,0 +1,190 @@
+//! What the queue-operation commands (quarantine, hold, release, requeue, compact,
+//! unshunt, drain) share: durations on the command line, batching switches, progress
+//! on a terminal or in the log, Ctrl-C that stops between two moves, and the result
+//! printed as numbers or JSON.
+use crate::logging;
+use mailqueue_queue::ops::{Batching, Progress, Tally};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A duration: `500ms`, `30s`, `5m`, `2h`, `1d`, combined (`1h30m`), or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (examples: 30s, 5m, 1h30m, 2d, 500ms)");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest.get(..digits).and_then(|d| d.parse().ok()).ok_or_else(bad)?;
+        let tail = rest.get(digits..).unwrap_or("");
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit = tail.get(..unit_len).unwrap_or("");
+        let one = match unit {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        total += one.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        rest = tail.get(unit_len..).unwrap_or("");
+    }
+    Ok(total)
+}
+
+/// How entries are fed back into a live queue.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchArgs {
+    /// Entries moved per batch.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub batch: usize,
+    /// Pause between batches (e.g. 5s).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Never let the queue directory hold more than M entries: wait for the runners
+    /// to drain it below that before each batch.
+    #[arg(long, value_name = "M")]
+    pub max_depth: Option<u64>,
+}
+
+impl BatchArgs {
+    pub fn batching(&self) -> Batching {
+        Batching { batch: self.batch, interval: self.interval, max_depth: self.max_depth }
+    }
+}
+
+/// Output switches every operation has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Starts the log (on stderr) for an operation.
+pub fn start_logs() {
+    logging::init(logging::Format::Text);
+}
+
+/// Set by SIGINT or SIGTERM: the operation stops after the move in progress, and
+/// running it again carries on.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let listen = move || -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        runtime.block_on(async {
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            set.store(true, Ordering::SeqCst);
+            tracing::warn!("interrupted: stopping after the current move; run the same command again to carry on");
+            Ok(())
+        })
+    };
+    std::thread::spawn(move || {
+        if let Err(e) = listen() {
+            tracing::warn!(error = %e, "cannot listen for SIGINT/SIGTERM; an interrupt will end the command at once (no entry is lost)");
+        }
+    });
+    flag
+}
+
+/// Shows a feed's progress: a bar redrawn on a terminal, a log line every few seconds
+/// otherwise.
+pub struct Reporter {
+    what: &'static str,
+    terminal: bool,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+/// How often a log line is written when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+const BAR_WIDTH: u64 = 30;
+
+impl Reporter {
+    pub fn new(what: &'static str, quiet: bool) -> Reporter {
+        Reporter { what, terminal: !quiet && std::io::stderr().is_terminal(), last: None, drawn: false }
+    }
+
+    pub fn show(&mut self, p: &Progress) {
+        let due = self.last.is_none_or(|t| t.elapsed() >= if self.terminal { Duration::from_millis(100) } else { LOG_EVERY });
+        let finished = p.moved == p.total;
+        if !due && !finished {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let waiting = if p.waiting { " (waiting for the queue to drain)" } else { "" };
+        if self.terminal {
+            let filled = (p.moved * BAR_WIDTH).checked_div(p.total).unwrap_or(BAR_WIDTH) as usize;
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(BAR_WIDTH as usize - filled.min(BAR_WIDTH as usize)));
+            eprint!("\r{} [{bar}] {}/{} moved, queue holds {}{waiting}\x1b[K", self.what, p.moved, p.total, p.depth);
+            let _ = std::io::stderr().flush();
+            self.drawn = true;
+        } else {
+            tracing::info!(moved = p.moved, total = p.total, queue_depth = p.depth, waiting = p.waiting, "{} progress", self.what);
+        }
+    }
+
+    /// Ends the bar's line.
+    pub fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}
+
+/// Prints the outcome (`moved 412, skipped 3 in flight, 0 errors` or JSON) and picks
+/// the exit code: 1 when any entry failed, 2 when the operation was interrupted with
+/// entries left to move, else 0.
+pub fn finish(json: bool, summary: &str, tally: &Tally, details: &impl Serialize) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(details)?);
+    } else {
+        println!("{summary}");
+        for m in &tally.error_messages {
+            println!("  error: {m}");
+        }
+    }
+    Ok(if tally.errors > 0 {
+        ExitCode::from(1)
+    } else if tally.remaining > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "m", "5x", "1.5h", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}
