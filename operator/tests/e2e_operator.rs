@@ -12,78 +12,10 @@ use base64::Engine as _;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::wait::await_condition;
+use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use mailqueue_operator::crd::MailQueueStatus;
-use mailqueue_operator::MailQueue;
 use support::smtp::Sink;
-use support::{eventually, mailqueue, Setup, PATIENCE};
-
-fn spec_yaml(name: &str, slices: u32, smtp_port: u16) -> MailQueue {
-    mailqueue(&format!(
-        "apiVersion: mailqueue.dev/v1alpha1
-kind: MailQueue
-metadata: {{name: {name}}}
-spec:
-  storage: {{claimName: {claim}, queueDir: qfiles}}
-  queues: [{{name: out, slices: {slices}}}]
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, connectionsPerSlice: 1}}
-",
-        claim = support::CLAIM
-    ))
-}
-
-/// Creates the queue directories the way a Mailman installation has them.
-fn make_queue_dirs(qfiles: &Path) {
-    for queue in ["out", "retry", "shunt", "bad"] {
-        std::fs::create_dir_all(qfiles.join(queue)).expect("queue directory");
-    }
-}
-
-async fn apply(setup: &Setup, mq: &MailQueue) {
-    setup
-        .mailqueues()
-        .patch(&mq.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(mq))
-        .await
-        .expect("MailQueue is applied");
-}
-
-/// Waits until condition `type_` of the MailQueue has `status` for its current generation.
-async fn wait_condition(setup: &Setup, name: &str, type_: &str, status: &str) -> MailQueue {
-    let check = |mq: Option<&MailQueue>| {
-        mq.is_some_and(|mq| {
-            let generation = mq.metadata.generation;
-            mq.status.as_ref().is_some_and(|s| {
-                s.observed_generation == generation
-                    && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
-            })
-        })
-    };
-    match tokio::time::timeout(PATIENCE, await_condition(setup.mailqueues(), name, check)).await {
-        Ok(Ok(Some(mq))) => mq,
-        Ok(other) => panic!("watching {name} for {type_}={status}: {other:?}"),
-        Err(_) => {
-            let now = setup.mailqueues().get(name).await.ok().and_then(|mq| mq.status);
-            panic!("{name} did not reach {type_}={status} within {PATIENCE:?}; status: {now:#?}")
-        }
-    }
-}
-
-async fn runner_pods(setup: &Setup, name: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
-    let mut list = pods
-        .list(&ListParams::default().labels(&format!("mailqueue.dev/mailqueue={name}")))
-        .await
-        .expect("pods are listed")
-        .items;
-    list.sort_by_key(|p| p.name_any());
-    list
-}
-
-fn status(mq: &MailQueue) -> &MailQueueStatus {
-    mq.status.as_ref().expect("status is written")
-}
+use support::{apply, entries, eventually, make_queue_dirs, runner_pods, spec_yaml, status, wait_condition, Setup};
 
 #[tokio::test]
 async fn one_runner_per_slice_status_replacement_and_drain() {
@@ -196,13 +128,6 @@ fn mailman3_vectors() -> Vec<Vector> {
                 .collect(),
         })
         .collect()
-}
-
-/// Entries of `dir` whose name ends with `ext`.
-fn entries(dir: &Path, ext: &str) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(ext)).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::conditions::is_crd_established;
 use kube::runtime::wait::await_condition;
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use mailqueue_operator::crd::MailQueueStatus;
 use mailqueue_operator::MailQueue;
 use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node, NodeConfig};
 
@@ -78,6 +79,9 @@ impl Setup {
     /// Starts the operator binary watching this namespace.
     pub fn operator(&self, identity: &str) -> Operator {
         let port = free_port();
+        let log = self.volumes.path().join(format!("{identity}.log"));
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log file");
+        let err = out.try_clone().expect("operator log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailqueue-operator"))
             .args(["--namespace", &self.namespace, "--leader-lease-namespace", &self.namespace])
             .args(["--runner-image", RUNNER_IMAGE, "--runner-grace-period", "15", "--identity", identity])
@@ -85,12 +89,12 @@ impl Setup {
             .env("KUBECONFIG", self.plane.kubeconfig())
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .expect("operator binary starts");
-        Operator { child, port }
+        Operator { child, port, log }
     }
 
     /// Runs kubectl against the control plane; returns (success, stdout + stderr).
@@ -111,6 +115,20 @@ impl Setup {
 pub struct Operator {
     pub child: tokio::process::Child,
     pub port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("==> operator log {} (last 60 lines) <==", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 impl Operator {
@@ -120,6 +138,30 @@ impl Operator {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
         }
         tokio::time::timeout(PATIENCE, self.child.wait()).await.ok()?.ok()?.code()
+    }
+}
+
+impl Operator {
+    /// GETs `path` from the operator's HTTP endpoint; returns (status code, body), status 0
+    /// when nothing listens.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Not listening yet reads as status 0, so callers can wait for it.
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return (0, String::new());
+        };
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("response");
+        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (code, body)
+    }
+
+    /// The value of a metric without labels, from `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await;
+        body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 }
 
@@ -167,4 +209,76 @@ where
 /// A MailQueue from YAML text.
 pub fn mailqueue(yaml: &str) -> MailQueue {
     serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("test MailQueue does not parse: {e}\n{yaml}"))
+}
+
+pub fn spec_yaml(name: &str, slices: u32, smtp_port: u16) -> MailQueue {
+    mailqueue(&format!(
+        "apiVersion: mailqueue.dev/v1alpha1
+kind: MailQueue
+metadata: {{name: {name}}}
+spec:
+  storage: {{claimName: {claim}, queueDir: qfiles}}
+  queues: [{{name: out, slices: {slices}}}]
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, connectionsPerSlice: 1}}
+",
+        claim = CLAIM
+    ))
+}
+
+/// Creates the queue directories the way a Mailman installation has them.
+pub fn make_queue_dirs(qfiles: &Path) {
+    for queue in ["out", "retry", "shunt", "bad"] {
+        std::fs::create_dir_all(qfiles.join(queue)).expect("queue directory");
+    }
+}
+
+pub async fn apply(setup: &Setup, mq: &MailQueue) {
+    setup
+        .mailqueues()
+        .patch(&mq.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(mq))
+        .await
+        .expect("MailQueue is applied");
+}
+
+/// Waits until condition `type_` of the MailQueue has `status` for its current generation.
+pub async fn wait_condition(setup: &Setup, name: &str, type_: &str, status: &str) -> MailQueue {
+    let check = |mq: Option<&MailQueue>| {
+        mq.is_some_and(|mq| {
+            let generation = mq.metadata.generation;
+            mq.status.as_ref().is_some_and(|s| {
+                s.observed_generation == generation
+                    && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
+            })
+        })
+    };
+    match tokio::time::timeout(PATIENCE, await_condition(setup.mailqueues(), name, check)).await {
+        Ok(Ok(Some(mq))) => mq,
+        Ok(other) => panic!("watching {name} for {type_}={status}: {other:?}"),
+        Err(_) => {
+            let now = setup.mailqueues().get(name).await.ok().and_then(|mq| mq.status);
+            panic!("{name} did not reach {type_}={status} within {PATIENCE:?}; status: {now:#?}")
+        }
+    }
+}
+
+pub async fn runner_pods(setup: &Setup, name: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&format!("mailqueue.dev/mailqueue={name}")))
+        .await
+        .expect("pods are listed")
+        .items;
+    list.sort_by_key(|p| p.name_any());
+    list
+}
+
+pub fn status(mq: &MailQueue) -> &MailQueueStatus {
+    mq.status.as_ref().expect("status is written")
+}
+
+/// Entries of `dir` whose name ends with `ext`.
+pub fn entries(dir: &Path, ext: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(ext)).collect())
+        .unwrap_or_default()
 }
