@@ -6,9 +6,10 @@ mod support;
 
 use std::path::PathBuf;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node as NodeObject, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
@@ -196,10 +197,9 @@ spec:
     };
     assert_eq!(phase_of(pod), Some("Succeeded"));
     assert_eq!(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("node-jobs"));
-    let log = s.node.pod_log("jobs", &pod.name_any());
-    assert!(
-        log.contains(&format!("hello from {} in jobs\n", pod.name_any())),
-        "log was: {log}"
+    assert_eq!(
+        s.node.container_log("jobs", &pod.name_any(), "main"),
+        format!("hello from {} in jobs\n", pod.name_any())
     );
 }
 
@@ -237,7 +237,7 @@ spec:
 
     let on_host = s.volumes.path().join("volumes/spool/in/msg");
     assert_eq!(std::fs::read(&on_host).expect("file is in the claim's directory"), b"queued by writer");
-    assert_eq!(s.node.pod_log("volumes", "reader"), "==> main <==\nqueued by writer");
+    assert_eq!(s.node.container_log("volumes", "reader", "main"), "queued by writer");
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ spec:
     assert_eq!(status.restart_count, 1);
     let last_exit = status.last_state.and_then(|s| s.terminated).map(|t| t.exit_code);
     assert_eq!(last_exit, Some(3));
-    assert_eq!(s.node.pod_log("restarts", "flaky"), "==> main <==\nfirst\nsecond\n");
+    assert_eq!(s.node.container_log("restarts", "flaky", "main"), "first\nsecond\n");
 }
 
 #[tokio::test]
@@ -423,4 +423,82 @@ async fn kubectl_and_helm_use_the_admin_kubeconfig() {
     assert_eq!(run("kubectl", &["get", "namespace", "tools", "-o", "name"]), "namespace/tools\n");
     assert!(run("helm", &["version", "--short"]).starts_with("v3.22.0"));
     assert_eq!(run("helm", &["list", "-n", "tools", "-q"]), "");
+}
+
+#[tokio::test]
+async fn the_node_is_ready_and_holds_its_lease() {
+    let s = setup("heartbeat").await;
+    let node = Api::<NodeObject>::all(s.client.clone())
+        .get("node-heartbeat")
+        .await
+        .expect("node is registered");
+    let ready = node
+        .status
+        .and_then(|status| status.conditions)
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status);
+    assert_eq!(ready.as_deref(), Some("True"));
+    let lease = Api::<Lease>::namespaced(s.client.clone(), "kube-node-lease")
+        .get("node-heartbeat")
+        .await
+        .expect("node lease exists");
+    let holder = lease.spec.and_then(|spec| spec.holder_identity);
+    assert_eq!(holder.as_deref(), Some("node-heartbeat"));
+}
+
+#[tokio::test]
+async fn a_deployment_gets_its_replicas_ready() {
+    let s = setup("deployments").await;
+    let deployments: Api<Deployment> = s.api();
+    let deployment: Deployment = from_yaml(
+        r#"
+metadata: { name: idle }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: idle } }
+  template:
+    metadata: { labels: { app: idle } }
+    spec:
+      containers:
+        - name: main
+          image: shell
+          command: [sh, -c, 'while true; do sleep 0.2; done']
+"#,
+    );
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("deployment is created");
+    let ready_replicas = |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas) == Some(2)
+    };
+    wait_for(&deployments, "idle", "2 ready replicas", ready_replicas).await;
+}
+
+#[tokio::test]
+async fn init_containers_run_first() {
+    let s = setup("init").await;
+    s.create_pod(
+        r#"
+metadata: { name: staged }
+spec:
+  restartPolicy: Never
+  volumes: [{ name: work, emptyDir: {} }]
+  initContainers:
+    - name: prepare
+      image: shell
+      command: [sh, -c, 'echo prepared > /work/state']
+      volumeMounts: [{ name: work, mountPath: /work }]
+  containers:
+    - name: main
+      image: shell
+      command: [sh, -c, 'cat /work/state']
+      volumeMounts: [{ name: work, mountPath: /work }]
+"#,
+    )
+    .await;
+    s.wait_phase("staged", "Succeeded").await;
+    assert_eq!(s.node.container_log("init", "staged", "main"), "prepared\n");
 }

@@ -53,6 +53,7 @@ async fn clients_and_the_node_carry_on_after_an_apiserver_restart() {
         .await
         .expect("pod after the restart");
     wait_for(&pods, "after", "Succeeded", phase_is("Succeeded")).await;
+    assert_eq!(node.container_log("chaos", "after", "main"), "ran after the restart\n");
     assert_eq!(node.pod_log("chaos", "after"), "==> main <==\nran after the restart\n");
     // ...and the pod from before kept running.
     let before = pods.get("before").await.expect("pod before the restart");

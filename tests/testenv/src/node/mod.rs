@@ -150,8 +150,9 @@ impl NodeConfig {
 pub(crate) struct Shared {
     client: Client,
     config: NodeConfig,
-    /// Per-pod container logs and working directories; also the node's own log.
-    log_dir: PathBuf,
+    /// `node.log` (the node's own), `logs/<namespace>/<pod>/<container>.log`, and
+    /// `pods/<uid>/` (working directories and per-pod volumes).
+    dir: PathBuf,
     /// One task per pod; aborting one kills its processes.
     pods: std::sync::Mutex<JoinSet<()>>,
 }
@@ -164,7 +165,7 @@ impl Shared {
 
     /// Appends a line to the node's own log (what went wrong that no pod status shows).
     fn note(&self, line: &str) {
-        let path = self.log_dir.join("node.log");
+        let path = self.dir.join("node.log");
         if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = writeln!(file, "{} {line}", Timestamp::now());
         }
@@ -201,7 +202,7 @@ impl Node {
         let shared = Arc::new(Shared {
             client,
             config,
-            log_dir: dir.path().to_owned(),
+            dir: dir.path().to_owned(),
             pods: std::sync::Mutex::new(JoinSet::new()),
         });
         let node = register(&shared).await?;
@@ -221,8 +222,15 @@ impl Node {
         &self.shared.config.name
     }
 
-    /// Everything the pod's containers wrote, every run appended, each container's
-    /// output headed by its name; empty if the pod never ran here.
+    /// What one container of the pod wrote to stdout and stderr, every run appended;
+    /// empty if it never ran here.
+    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
+        let text = std::fs::read(self.container_log_path(namespace, pod, container)).unwrap_or_default();
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// Everything the pod's containers wrote, each container's output headed by
+    /// `==> <name> <==`, for failure messages; empty if the pod never ran here.
     pub fn pod_log(&self, namespace: &str, pod: &str) -> String {
         self.pod_logs(namespace, pod)
             .iter()
@@ -236,7 +244,8 @@ impl Node {
     /// The log file of one container of a pod (it may not exist yet).
     pub fn container_log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
         self.shared
-            .log_dir
+            .dir
+            .join("logs")
             .join(namespace)
             .join(pod)
             .join(format!("{container}.log"))
@@ -253,7 +262,7 @@ impl Node {
     }
 
     fn pod_logs(&self, namespace: &str, pod: &str) -> Vec<(String, PathBuf)> {
-        let dir = self.shared.log_dir.join(namespace).join(pod);
+        let dir = self.shared.dir.join("logs").join(namespace).join(pod);
         let mut logs: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -269,9 +278,9 @@ impl Node {
     }
 
     fn all_logs(&self) -> Vec<(String, PathBuf)> {
-        let mut logs = vec![("node stand-in".to_owned(), self.shared.log_dir.join("node.log"))];
-        let namespaces = std::fs::read_dir(&self.shared.log_dir).into_iter().flatten().flatten();
-        for namespace in namespaces.filter(|e| e.path().is_dir() && e.file_name() != "pods") {
+        let mut logs = vec![("node stand-in".to_owned(), self.shared.dir.join("node.log"))];
+        let namespaces = std::fs::read_dir(self.shared.dir.join("logs")).into_iter().flatten().flatten();
+        for namespace in namespaces {
             for pod in std::fs::read_dir(namespace.path()).into_iter().flatten().flatten() {
                 let ns = namespace.file_name().to_string_lossy().into_owned();
                 let name = pod.file_name().to_string_lossy().into_owned();

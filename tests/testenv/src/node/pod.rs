@@ -46,9 +46,10 @@ pub(crate) enum Stop {
 
 /// Runs the pod until it is deleted.
 pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, pod_ip: IpAddr, mut stop: watch::Receiver<Option<Stop>>) {
-    let mut worker = match PodWorker::new(shared, pod, pod_ip) {
+    let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+    let mut worker = match PodWorker::new(shared.clone(), pod, pod_ip) {
         Ok(worker) => worker,
-        Err(err) => return eprintln!("node stand-in: {err}"),
+        Err(err) => return shared.note(&format!("pod {key}: cannot run it: {err}")),
     };
     worker.run(&mut stop).await;
 }
@@ -110,8 +111,8 @@ impl PodWorker {
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let uid = pod.uid().unwrap_or_default();
-        let dir = shared.log_dir.join(&namespace).join(&name);
-        let work = shared.log_dir.join("pods").join(&uid);
+        let dir = shared.dir.join("logs").join(&namespace).join(&name);
+        let work = shared.dir.join("pods").join(&uid);
         std::fs::create_dir_all(&dir).map_err(|source| NodeError::Io {
             action: "create directory",
             path: dir.clone(),
