@@ -144,6 +144,17 @@ impl Encoder {
     }
 }
 
+/// `Charset.header_encode(s)`: one encoded word (or the text itself for a charset
+/// without a header encoding).
+pub fn header_encode(charset: &Charset, s: &str) -> Result<String, CodecError> {
+    let codec = output_codec(charset);
+    let bytes = encode(s, codec)?;
+    Ok(match Encoder::for_bytes(charset, &bytes) {
+        Some(e) => e.encode_word(&bytes, codec),
+        None => s.to_owned(),
+    })
+}
+
 fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }

@@ -48,6 +48,13 @@ impl Header {
         Ok(Header { chunks: vec![(value.to_owned(), cs)], headerlen: pystr::len(name) + 2, continuation_ws: " ".into() })
     }
 
+    /// `Header(value)` without a field name (nothing reserved on the first line).
+    pub fn unnamed(value: &str) -> Result<Header, HeaderError> {
+        let mut h = Header::from_str(value, "")?;
+        h.headerlen = 0;
+        Ok(h)
+    }
+
     /// A pickled `email.header.Header`.
     pub fn from_obj(h: &HeaderObj) -> Result<Header, HeaderError> {
         let chunks = h

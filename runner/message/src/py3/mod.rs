@@ -2,11 +2,15 @@
 //! flattening with `BytesGenerator` under the compat32 policy.
 
 mod charset;
+pub mod decorate;
 mod generator;
 mod header;
 mod params;
 pub mod parser;
+pub mod personalize;
 mod pystr;
+mod transfer;
+pub mod verp;
 
 use crate::model::{Error, Message, PartPath, Text};
 

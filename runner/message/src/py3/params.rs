@@ -85,6 +85,21 @@ pub fn with_boundary(msg: &Message, boundary: &str) -> Option<String> {
     Some(parts.join("; "))
 }
 
+/// `get_params()` (values unquoted) of `Content-Type`; `None` without that header. An
+/// RFC 2231 value, which Python hands back as a tuple, is `None`.
+pub(crate) fn content_type_params(msg: &Message) -> Option<Vec<(String, Option<String>)>> {
+    let value = get(msg, "content-type")?;
+    Some(
+        decode_params(parse_params(&value))
+            .into_iter()
+            .map(|(k, v)| match v {
+                ParamValue::Plain(v) => (k, Some(unquote(&v))),
+                ParamValue::Rfc2231 { .. } => (k, None),
+            })
+            .collect(),
+    )
+}
+
 /// `repr(s)` for a str, as Python quotes it.
 fn py_repr(s: &str) -> String {
     let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
