@@ -69,6 +69,6 @@ mod tests {
         assert_eq!(formataddr(Some("Bob Smith"), "b@x").unwrap(), "Bob Smith <b@x>");
         assert_eq!(formataddr(Some("Smith, Bob"), "b@x").unwrap(), "\"Smith, Bob\" <b@x>");
         assert_eq!(formataddr(None, "b@x").unwrap(), "b@x");
-        assert_eq!(formataddr(Some("Dave \u{d8}deg\u{e5}rd"), "d@x").unwrap(), "=?utf-8?q?Dave_=C3=98deg=C3=A5rd?= <d@x>");
+        assert_eq!(formataddr(Some("Dave \u{d8}deg\u{e5}rd"), "d@x").unwrap(), "=?utf-8?b?RGF2ZSDDmGRlZ8OlcmQ=?= <d@x>");
     }
 }
