@@ -60,7 +60,14 @@ pub struct ObjectNode {
 
 impl ObjectNode {
     pub fn new(module: String, name: String, args: Option<Id>) -> Self {
-        ObjectNode { module, name, args, state: None, list_items: Vec::new(), dict_items: Vec::new() }
+        ObjectNode {
+            module,
+            name,
+            args,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }
     }
 }
 
@@ -106,7 +113,11 @@ pub struct Arena {
 
 impl Arena {
     pub fn new(input_len: usize) -> Self {
-        Arena { nodes: Vec::new(), work: 0, work_limit: work_limit(input_len) }
+        Arena {
+            nodes: Vec::new(),
+            work: 0,
+            work_limit: work_limit(input_len),
+        }
     }
 
     pub fn add(&mut self, node: Node, at: usize) -> Id {
@@ -125,7 +136,9 @@ impl Arena {
     pub fn charge(&mut self, steps: usize) -> Result<(), Error> {
         self.work = self.work.saturating_add(steps);
         if self.work > self.work_limit {
-            return Err(Error::TooMuchWork { limit: self.work_limit });
+            return Err(Error::TooMuchWork {
+                limit: self.work_limit,
+            });
         }
         Ok(())
     }
@@ -140,7 +153,9 @@ impl Arena {
                 Value::Bytes(b) => (1u8, b).hash(&mut h),
                 Value::Int(i) => (2u8, i).hash(&mut h),
                 Value::Bool(b) => (2u8, i64::from(*b)).hash(&mut h),
-                Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (2u8, *f as i64).hash(&mut h),
+                Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => {
+                    (2u8, *f as i64).hash(&mut h)
+                }
                 Value::None => 3u8.hash(&mut h),
                 _ => (4u8, id).hash(&mut h),
             },
@@ -175,7 +190,12 @@ impl Arena {
     }
 
     /// Where `key` already is among `keyed`'s items, by Python equality.
-    fn find_key<T>(&mut self, keyed: &Keyed<T>, key: Id, key_of: impl Fn(&T) -> Id) -> Result<(u64, Option<usize>), Error> {
+    fn find_key<T>(
+        &mut self,
+        keyed: &Keyed<T>,
+        key: Id,
+        key_of: impl Fn(&T) -> Id,
+    ) -> Result<(u64, Option<usize>), Error> {
         let hash = self.key_hash(key);
         if let Some(positions) = keyed.index.get(&hash) {
             for &pos in positions {
@@ -267,7 +287,10 @@ struct Frame {
 
 impl<'a> Expander<'a> {
     fn spend(&mut self, bytes: usize) -> Result<(), Error> {
-        self.spent = self.spent.saturating_add(bytes).saturating_add(size_of::<Value>());
+        self.spent = self
+            .spent
+            .saturating_add(bytes)
+            .saturating_add(size_of::<Value>());
         if self.spent > self.limit {
             return Err(Error::TooLarge { limit: self.limit });
         }
@@ -298,7 +321,11 @@ impl<'a> Expander<'a> {
                         self.spend(0)?;
                         let mut children = children(node);
                         children.reverse(); // popped from the end, in order
-                        stack.push(Frame { id, children, values: Vec::new() });
+                        stack.push(Frame {
+                            id,
+                            children,
+                            values: Vec::new(),
+                        });
                     }
                 }
             }
@@ -324,7 +351,10 @@ impl<'a> Expander<'a> {
         let arena: &'a Arena = self.arena;
         match arena.nodes.get(id) {
             Some((node, at)) => Ok((node, *at)),
-            None => Err(Error::malformed("reference to an object that was never created", 0)),
+            None => Err(Error::malformed(
+                "reference to an object that was never created",
+                0,
+            )),
         }
     }
 

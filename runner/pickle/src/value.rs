@@ -27,7 +27,10 @@ pub enum Value {
     /// A naive `datetime.datetime` (Mailman stores UTC this way).
     DateTime(DateTime),
     /// A reference to a class or function (`GLOBAL`, `STACK_GLOBAL`), never resolved.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// An instance of a class, built from `OBJ`, `INST`, `NEWOBJ(_EX)` or `REDUCE`,
     /// then `BUILD`.
     Object(Box<Object>),
@@ -70,7 +73,10 @@ impl Object {
 
 /// Looks up `key` in a dict whose keys are text (`str`/`unicode`) or byte strings.
 pub fn dict_get<'a>(dict: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
-    dict.iter().rev().find(|(k, _)| k.key_is(key)).map(|(_, v)| v)
+    dict.iter()
+        .rev()
+        .find(|(k, _)| k.key_is(key))
+        .map(|(_, v)| v)
 }
 
 impl Value {
@@ -214,7 +220,11 @@ impl PyStr {
     pub fn decode_surrogateescape(bytes: &[u8]) -> Self {
         let mut out = Vec::with_capacity(bytes.len());
         for &b in bytes {
-            let cp = if b < 0x80 { b as u32 } else { 0xDC00 + b as u32 };
+            let cp = if b < 0x80 {
+                b as u32
+            } else {
+                0xDC00 + b as u32
+            };
             push_code_point(&mut out, cp);
         }
         PyStr(out)
@@ -342,7 +352,15 @@ mod tests {
 
     #[test]
     fn isoformat_matches_python() {
-        let d = DateTime { year: 2024, month: 1, day: 2, hour: 3, minute: 4, second: 5, microsecond: 60 };
+        let d = DateTime {
+            year: 2024,
+            month: 1,
+            day: 2,
+            hour: 3,
+            minute: 4,
+            second: 5,
+            microsecond: 60,
+        };
         assert_eq!(d.to_string(), "2024-01-02T03:04:05.000060");
     }
 }

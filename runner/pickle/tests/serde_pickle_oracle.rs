@@ -11,7 +11,12 @@ use serde_pickle::{DeOptions, Value as Sp};
 /// serde-pickle models (instances, classes, datetimes, lone surrogates).
 fn plain(v: &Value) -> Option<Sp> {
     let all = |items: &[Value]| items.iter().map(plain).collect::<Option<Vec<Sp>>>();
-    let hashable = |items: &[Value]| all(items)?.into_iter().map(|v| v.into_hashable().ok()).collect::<Option<_>>();
+    let hashable = |items: &[Value]| {
+        all(items)?
+            .into_iter()
+            .map(|v| v.into_hashable().ok())
+            .collect::<Option<_>>()
+    };
     Some(match v {
         Value::None => Sp::None,
         Value::Bool(b) => Sp::Bool(*b),
@@ -40,16 +45,25 @@ fn plain_data_pickles_read_as_serde_pickle_reads_them() {
     for (path, v) in common::vector_files() {
         let data = std::fs::read(&path).unwrap();
         let entry = read_entry(&data).unwrap();
-        let pickles = [(&entry.message, &data[..entry.message_len]), (&entry.metadata, &data[entry.message_len..])];
+        let pickles = [
+            (&entry.message, &data[..entry.message_len]),
+            (&entry.metadata, &data[entry.message_len..]),
+        ];
         for (ours, bytes) in pickles {
-            let Some(expected) = plain(ours) else { continue };
+            let Some(expected) = plain(ours) else {
+                continue;
+            };
             let theirs = serde_pickle::value_from_slice(bytes, DeOptions::new())
                 .unwrap_or_else(|e| panic!("{}: serde-pickle: {e}", path.display()));
             assert_eq!(theirs, expected, "{}", path.display());
             compared += 1;
         }
         if v["version"] == "mailman2" {
-            assert!(plain(&entry.metadata).is_some(), "{}: 2.1 metadata is plain data", path.display());
+            assert!(
+                plain(&entry.metadata).is_some(),
+                "{}: 2.1 metadata is plain data",
+                path.display()
+            );
         }
     }
     assert!(compared >= 33, "only {compared} pickles compared");

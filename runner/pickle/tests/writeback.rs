@@ -13,7 +13,9 @@ use std::process::Command;
 /// `metadata['_bak_count'] = metadata.get('_bak_count', 0) + 1`, with the key type of
 /// the owning Python's `str`.
 fn bump_bak_count(metadata: &mut Value, dialect: Dialect) {
-    let Value::Dict(pairs) = metadata else { panic!("metadata is not a dict: {metadata:?}") };
+    let Value::Dict(pairs) = metadata else {
+        panic!("metadata is not a dict: {metadata:?}")
+    };
     match pairs.iter_mut().find(|(k, _)| k.key_is("_bak_count")) {
         Some((_, Value::Int(n))) => *n += 1,
         Some((_, other)) => panic!("_bak_count is {other:?}"),
@@ -41,20 +43,27 @@ fn check_with_python(python: &str, version: &str, pairs: &[(PathBuf, PathBuf)]) 
         "{version} check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(&format!("checked {} entries, 0 failed", pairs.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("checked {} entries, 0 failed", pairs.len())),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn rewritten_metadata_loads_in_the_owning_python() {
-    let Some((py2, py3)) = common::pythons() else { return };
+    let Some((py2, py3)) = common::pythons() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let mut by_version: [(&str, Vec<(PathBuf, PathBuf)>); 2] = [("mailman2", Vec::new()), ("mailman3", Vec::new())];
+    let mut by_version: [(&str, Vec<(PathBuf, PathBuf)>); 2] =
+        [("mailman2", Vec::new()), ("mailman3", Vec::new())];
     for (path, v) in common::vector_files() {
         let data = std::fs::read(&path).unwrap();
         let mut entry = read_entry(&data).unwrap();
         let dialect = Dialect::of(&entry);
         bump_bak_count(&mut entry.metadata, dialect);
-        let rewritten = rewrite_metadata(&data, entry.message_len, &entry.metadata, dialect).unwrap();
+        let rewritten =
+            rewrite_metadata(&data, entry.message_len, &entry.metadata, dialect).unwrap();
         assert_eq!(&rewritten[..entry.message_len], &data[..entry.message_len]);
 
         // Our own reader sees the change, and nothing else.
@@ -63,9 +72,15 @@ fn rewritten_metadata_loads_in_the_owning_python() {
         assert_eq!(again.message, entry.message);
 
         let version = v["version"].as_str().unwrap();
-        let out = dir.path().join(format!("{version}-{}", path.file_name().unwrap().to_string_lossy()));
+        let out = dir.path().join(format!(
+            "{version}-{}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
         std::fs::write(&out, rewritten).unwrap();
-        let slot = by_version.iter_mut().find(|(name, _)| *name == version).unwrap();
+        let slot = by_version
+            .iter_mut()
+            .find(|(name, _)| *name == version)
+            .unwrap();
         slot.1.push((path, out));
     }
     let [(_, mailman2), (_, mailman3)] = &by_version;

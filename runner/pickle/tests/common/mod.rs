@@ -29,11 +29,16 @@ pub fn vector_files() -> Vec<(PathBuf, Json)> {
 /// (with a loud message) when the script cannot provide them.
 pub fn pythons() -> Option<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash").arg(root.join("tests/tools/python-env.sh")).output();
+    let out = Command::new("bash")
+        .arg(root.join("tests/tools/python-env.sh"))
+        .output();
     let out = match out {
         Ok(out) if out.status.success() => out,
         Ok(out) => {
-            eprintln!("!!! SKIPPED: tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "!!! SKIPPED: tests/tools/python-env.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return None;
         }
         Err(e) => {
