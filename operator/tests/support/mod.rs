@@ -42,7 +42,11 @@ impl Setup {
     /// A fresh namespace with the CRD installed, the runners' ServiceAccount, and a node
     /// running `mailqueue-runner` for the runner image.
     pub async fn new(namespace: &str) -> Self {
-        let plane = control_plane::shared().await.expect("control plane starts");
+        Self::on(control_plane::shared().await.expect("control plane starts"), namespace).await
+    }
+
+    /// The same on a control plane of the test's own (for tests that restart it).
+    pub async fn on(plane: &'static ControlPlane, namespace: &str) -> Self {
         let report = plane.report_on_failure();
         // Runner processes reach the API server through it, as in-cluster pods would.
         std::env::set_var("KUBECONFIG", plane.kubeconfig());
