@@ -106,13 +106,29 @@ pub struct Args {
     pub lease: crate::lease::LeaseArgs,
 }
 
+/// Exit code after a panic anywhere in the process.
+const PANIC_EXIT: i32 = 70;
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
+    exit_on_panic();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let result = runtime.block_on(main(args));
     // Entries are on disk in a safe state by now; do not wait for stray blocking tasks.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// A panicking task must not leave a half-working runner behind (a lister waiting for a
+/// worker that is gone): the whole process exits non-zero at once. What was in flight
+/// stays `.bak` and is recovered at the next start, as after a crash.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        tracing::error!(panic = %info, "a task panicked; exiting");
+        std::process::exit(PANIC_EXIT);
+    }));
 }
 
 async fn main(args: Args) -> anyhow::Result<ExitCode> {

@@ -56,16 +56,26 @@ pub fn run_cmd(qfiles: &Path, smtp: &str, extra: &[&str]) -> Command {
     c
 }
 
-/// Runs to completion; panics with the logs if it takes longer than `limit`.
+/// Runs to completion; panics with the logs if it takes longer than `limit`. Output goes
+/// through files, not pipes: a runner that logs more than a pipe holds must not block.
 pub fn run_to_end(mut cmd: Command, limit: Duration) -> std::process::Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut out_file = tempfile::tempfile().expect("temp file");
+    let mut err_file = tempfile::tempfile().expect("temp file");
+    cmd.stdout(out_file.try_clone().expect("clone")).stderr(err_file.try_clone().expect("clone"));
     let mut child = cmd.spawn().expect("spawn runner");
     let status = wait_child(&mut child, limit);
-    let out = child.wait_with_output().expect("collect output");
-    if status.is_none() {
-        panic!("runner did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    out
+    let read = |f: &mut std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().expect("rewind");
+        f.read_to_end(&mut v).expect("read output");
+        v
+    };
+    let (stdout, stderr) = (read(&mut out_file), read(&mut err_file));
+    let Some(status) = status else {
+        panic!("runner did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
+    };
+    std::process::Output { status, stdout, stderr }
 }
 
 /// Waits for the child to exit, up to `limit`; kills it (returning None) otherwise.
