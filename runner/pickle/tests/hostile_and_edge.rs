@@ -204,8 +204,14 @@ fn errors_say_what_and_where() {
     );
     assert_eq!(error(b""), "truncated pickle at byte 0");
     let huge_long = [b"\x80\x02\x8b\x01\x08\x00\x00".as_slice(), &[1; 2049], b"."].concat();
-    assert_eq!(error(&huge_long), "unsupported pickle content at byte 2: integer of 2049 bytes (at most 2048)");
-    assert_eq!(error(b"\x80\x02c__main__\nC\nK\x01\x81."), "NEWOBJ arguments are a int, not a tuple at byte 16");
+    assert_eq!(
+        error(&huge_long),
+        "unsupported pickle content at byte 2: integer of 2049 bytes (at most 2048)"
+    );
+    assert_eq!(
+        error(b"\x80\x02c__main__\nC\nK\x01\x81."),
+        "NEWOBJ arguments are a int, not a tuple at byte 16"
+    );
     let long = [b"I".as_slice(), &[b'9'; 5000], b"\n."].concat();
     assert_eq!(error(&long), "integer with more than 4300 digits at byte 0");
 }
