@@ -8,6 +8,8 @@ cache=${MQ_CACHE:-$HOME/.cache/mailqueue-operator}
 mailman_version=3.3.10
 aiosmtpd_version=1.4.6
 venv="$cache/py3-mailman-$mailman_version"
+# SQLAlchemy 2.1 breaks Mailman 3.3.10's REST member resources (HTTP 500).
+sqlalchemy_pin="sqlalchemy>=2.0,<2.1"
 
 find_python() { # version prefix
     local v
@@ -23,10 +25,15 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mailman, aiosm
     rm -rf "$venv.tmp"
     "$py3" -m venv "$venv.tmp"
     "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check \
-        "mailman==$mailman_version" "aiosmtpd==$aiosmtpd_version" >&2
+        "mailman==$mailman_version" "aiosmtpd==$aiosmtpd_version" "$sqlalchemy_pin" >&2
     rm -rf "$venv"
     mv "$venv.tmp" "$venv"
     # A venv records its own path in scripts; the python binary itself works after the move.
+fi
+
+if ! "$venv/bin/python" -c 'import sqlalchemy, sys; sys.exit(not sqlalchemy.__version__.startswith("2.0."))' 2>/dev/null; then
+    echo "python-env: pinning $sqlalchemy_pin in $venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$sqlalchemy_pin" >&2
 fi
 
 py2=$(find_python 2.7) || { echo "python-env: Python 2.7 not found; install it with 'pyenv install 2.7.18'" >&2; exit 1; }
