@@ -177,15 +177,15 @@ pub enum BakState {
 pub fn bak_state(fine: &FineSlices, dir: &Path, bak: &EntryName) -> Result<BakState> {
     let path = dir.join(bak.to_string());
     if let Some(Fine::Owned { since, .. }) = fine.of(bak) {
-        // A live owner recovers every older `.bak` of its slice when it starts, without
-        // entry locks; one still here is being recovered right now. Its own claims come
-        // later than its start.
+        // A live owner recovers every `.bak` of its slice older than its lock when it
+        // starts, without entry locks: one still here is being recovered right now. The
+        // owner's own claims come later. Both times are the filesystem's clock.
         let changed = match state_time(&path) {
             Ok(t) => t,
             Err(Error::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => return Ok(BakState::Gone),
             Err(e) => return Err(e),
         };
-        if changed <= *since + RECOVERY_MARGIN {
+        if changed <= *since {
             return Ok(BakState::InFlight);
         }
     }
@@ -196,9 +196,6 @@ pub fn bak_state(fine: &FineSlices, dir: &Path, bak: &EntryName) -> Result<BakSt
     })
 }
 
-/// Slack for the owner's start time (written just after it took the lock) against the
-/// filesystem's clock.
-const RECOVERY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who took a fine sub-slice last, from the record its lock file keeps (see
 /// [`crate::lock`]): `pid <pid> on host <host> (...)`. The record outlives its owner,

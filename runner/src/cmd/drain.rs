@@ -148,7 +148,7 @@ pub fn state(qfiles: &Path, queue: &str) -> anyhow::Result<DrainReport> {
     let mut by_holder: BTreeMap<Holder, (usize, bool)> = BTreeMap::new();
     for (k, holder) in recorded_holders(qfiles, queue) {
         // A record outlives its owner; on this host a dead pid is no owner.
-        if holder.host == host && !Path::new("/proc").join(holder.pid.to_string()).exists() {
+        if holder.host == host && !process_lives(holder.pid) {
             continue;
         }
         let acked = acks.iter().any(|(pid, slice)| *pid == holder.pid && slice.fine_range().contains(&k));
@@ -198,6 +198,14 @@ fn acknowledgements(qfiles: &Path, queue: &str, since: SystemTime) -> Vec<(u32, 
 fn parse_slice(s: &str) -> Option<Slice> {
     let (i, n) = s.split_once("-of-")?;
     Slice::new(i.parse().ok()?, n.parse().ok()?).ok()
+}
+
+/// A process of this host that exists and has not exited (a zombie has).
+fn process_lives(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, the state follows
+    // the last `)`.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| !matches!(rest.split_whitespace().next(), Some("Z" | "X")))
 }
 
 fn this_host() -> String {
