@@ -149,7 +149,7 @@ impl<'a> Machine<'a> {
     fn run_opcodes(&mut self) -> Result<Id, Error> {
         loop {
             let at = self.pos;
-            let op = self.fixed::<1>()?[0];
+            let op = self.byte()?;
             self.protocol = self.protocol.max(opcode_protocol(op));
             if op == b'.' {
                 return self.pop(at);
@@ -219,7 +219,7 @@ impl<'a> Machine<'a> {
                 self.put(key, at)?;
             }
             b'q' => {
-                let key = self.fixed::<1>()?[0];
+                let key = self.byte()?;
                 self.put(key.into(), at)?;
             }
             b'r' => {
@@ -235,7 +235,7 @@ impl<'a> Machine<'a> {
                 self.get(key, at)?;
             }
             b'h' => {
-                let key = self.fixed::<1>()?[0];
+                let key = self.byte()?;
                 self.get(key.into(), at)?;
             }
             b'j' => {
@@ -243,7 +243,7 @@ impl<'a> Machine<'a> {
                 self.get(key.into(), at)?;
             }
             0x80 => {
-                let proto = self.fixed::<1>()?[0];
+                let proto = self.byte()?;
                 if proto > 5 {
                     return Err(Error::unsupported(format!("pickle protocol {proto}"), at));
                 }
@@ -269,7 +269,7 @@ impl<'a> Machine<'a> {
                 self.push_leaf(Value::Int(v.into()), at);
             }
             b'K' => {
-                let v = self.fixed::<1>()?[0];
+                let v = self.byte()?;
                 self.push_leaf(Value::Int(v.into()), at);
             }
             b'M' => {
@@ -282,7 +282,7 @@ impl<'a> Machine<'a> {
                 self.push_leaf(v, at);
             }
             0x8a => {
-                let len = self.fixed::<1>()?[0];
+                let len = self.byte()?;
                 let bytes = self.take("long", len.into(), at)?;
                 self.push_leaf(long_from_le(bytes), at);
             }
@@ -325,7 +325,7 @@ impl<'a> Machine<'a> {
                 self.push_bytes(len, at)?;
             }
             b'U' | b'C' => {
-                let len = self.fixed::<1>()?[0];
+                let len = self.byte()?;
                 self.push_bytes(len.into(), at)?;
             }
             b'B' => {
@@ -356,7 +356,7 @@ impl<'a> Machine<'a> {
                 self.push_text(len.into(), at)?;
             }
             0x8c => {
-                let len = self.fixed::<1>()?[0];
+                let len = self.byte()?;
                 self.push_text(len.into(), at)?;
             }
             0x8d => {
@@ -511,6 +511,11 @@ impl<'a> Machine<'a> {
 
     fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
+    }
+
+    fn byte(&mut self) -> Result<u8, Error> {
+        let [b] = self.fixed::<1>()?;
+        Ok(b)
     }
 
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Error> {
