@@ -171,9 +171,9 @@ const DELTA: f64 = 0.0001;
 /// Orders entries first in, first out, exactly as Mailman's `Switchboard.get_files`:
 /// in the order given (the directory's order), each time that is already taken is
 /// bumped by 0.0001 until free, then all are sorted by that key.
-pub fn fifo_order(names: impl IntoIterator<Item = EntryName>) -> Vec<EntryName> {
-    let mut taken: HashSet<u64> = HashSet::new();
-    let mut keyed: Vec<(f64, EntryName)> = Vec::new();
+pub fn fifo_order(names: Vec<EntryName>) -> Vec<EntryName> {
+    let mut taken: HashSet<u64> = HashSet::with_capacity(names.len());
+    let mut keyed: Vec<(f64, EntryName)> = Vec::with_capacity(names.len());
     for name in names {
         let mut key = name.timestamp();
         // Python's dict compares float keys by value; the bit pattern is the same
@@ -183,7 +183,8 @@ pub fn fifo_order(names: impl IntoIterator<Item = EntryName>) -> Vec<EntryName> 
         }
         keyed.push((key, name));
     }
-    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Keys are unique by now, so an unstable sort gives the one order.
+    keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     keyed.into_iter().map(|(_, n)| n).collect()
 }
 
