@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod deliver;
 pub mod http;
 pub mod lease;
+pub mod lists;
 pub mod logging;
 pub mod metrics;
 pub mod ownership;

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub connect_failures: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Answers about list settings taken from the cache because the API was down.
+    pub list_settings_stale: AtomicU64,
+    /// Entries left queued because their list's settings could not be had.
+    pub list_settings_unavailable: AtomicU64,
     /// Per slice index: `.pck` entries seen at the last listing.
     depth: Mutex<Vec<(u32, u64)>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -66,6 +70,8 @@ impl Metrics {
         counter(&mut out, "mailqueue_entries_bad_total", "Entries preserved in bad/ because they could not be read.", "", &self.entries_bad);
         counter(&mut out, "mailqueue_entries_shunted_total", "Entries set aside in shunt/ because they cannot be delivered as Mailman would.", "", &self.entries_shunted);
         counter(&mut out, "mailqueue_entries_moved_from_retry_total", "Retry entries moved back to out once due.", "", &self.entries_moved_from_retry);
+        counter(&mut out, "mailqueue_list_settings_stale_total", "List settings answered from the cache because the Mailman REST API was unreachable.", "", &self.list_settings_stale);
+        counter(&mut out, "mailqueue_list_settings_unavailable_total", "Entries left queued because their list's settings could not be read (API down, nothing cached).", "", &self.list_settings_unavailable);
         counter(&mut out, "mailqueue_smtp_sessions_opened_total", "SMTP sessions opened.", "", &self.sessions_opened);
         counter(&mut out, "mailqueue_smtp_connect_failures_total", "Failed attempts to open an SMTP session.", "", &self.connect_failures);
         let _ = writeln!(out, "# HELP mailqueue_in_flight Entries claimed and being delivered.\n# TYPE mailqueue_in_flight gauge\nmailqueue_in_flight{{queue=\"{queue}\"}} {}", self.in_flight.load(Relaxed));

@@ -104,6 +104,8 @@ pub struct Args {
     pub log_format: logging::Format,
     #[command(flatten)]
     pub lease: crate::lease::LeaseArgs,
+    #[command(flatten)]
+    pub mailman3: crate::lists::mm3::Mm3Args,
 }
 
 /// Exit code after a panic anywhere in the process.
@@ -275,6 +277,7 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
+    let mm3_lists = args.mailman3.client(metrics.clone())?;
     let bounce_path = args.bounce_log.clone().unwrap_or_else(|| args.qfiles.join(STATE_DIR).join("bounces.jsonl"));
     Ok(Engine {
         retry: queue_dir(&args.qfiles, "retry")?,
@@ -300,6 +303,8 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         metrics,
         bounces: BounceLog::open(&bounce_path).with_context(|| format!("opening the bounce log {}", bounce_path.display()))?,
         stop,
+        mm3_lists,
+        list_retry: Duration::from_secs(args.mailman3.mailman_rest_retry_secs),
     })
 }
 

@@ -4,7 +4,9 @@
 //! moment only the entries really in flight are `.bak`.
 use super::bounces::{Bounce, BounceLog};
 use super::outcome::{EntryOutcome, Refusal, TxOutcome};
+use super::mm3_list;
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use crate::lists::mm3::Mm3Rest;
 use super::smtp::{Session, Settings};
 use crate::metrics::Metrics;
 use crate::ownership::{SliceCounters, SliceLease};
@@ -13,6 +15,7 @@ use crate::shutdown::Stop;
 use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
 use mailqueue_queue::inflight;
 use mailqueue_queue::switchboard::{NewEntry, Switchboard};
+use mailqueue_message::Version;
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,6 +40,11 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub bounces: BounceLog,
     pub stop: Stop,
+    /// Mailman 3 list settings (`--mailman-rest`); without it Mailman 3 entries are
+    /// delivered as lists that change nothing.
+    pub mm3_lists: Option<Arc<Mm3Rest>>,
+    /// How long an entry waits when its list's settings cannot be had.
+    pub list_retry: Duration,
 }
 
 /// Why a slice stopped early.
@@ -257,8 +265,19 @@ impl Engine {
             self.put_back(&bak);
             return Done::Deferred(name, after);
         }
-        let plan = match plan::plan(&entry, &self.policy) {
+        let planned = match (&self.mm3_lists, entry.version()) {
+            (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, rest, &self.policy).await,
+            _ => plan::plan(&entry, &self.policy),
+        };
+        let plan = match planned {
             Ok(p) => p,
+            Err(PlanError::Unavailable(reason)) => {
+                tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
+                self.metrics.list_settings_unavailable.fetch_add(1, Relaxed);
+                self.put_back(&bak);
+                let after = retry::unix_secs(SystemTime::now()) + self.list_retry.as_secs_f64();
+                return Done::Deferred(name, after);
+            }
             Err(PlanError::Unreproducible(reason)) => {
                 self.shunt(&bak, &entry, &reason);
                 return Done::Handled;

@@ -1,9 +1,11 @@
 //! Delivery of the `out` queue over SMTP: what to send for an entry (`plan`, `chunk`,
-//! `verp`), how to send it (`smtp`), what came of it (`outcome`, `bounces`), and the
-//! loop that drains a slice (`engine`).
+//! `verp`; `mm3_list` for Mailman 3 lists that decorate or personalize), how to send
+//! it (`smtp`), what came of it (`outcome`, `bounces`), and the loop that drains a
+//! slice (`engine`).
 pub mod bounces;
 pub mod chunk;
 pub mod engine;
+pub mod mm3_list;
 pub mod outcome;
 pub mod plan;
 pub mod smtp;

@@ -49,6 +49,10 @@ pub enum PlanError {
     /// aside (shunt) for an admin, never sent wrong.
     #[error("cannot be delivered as Mailman would: {0}")]
     Unreproducible(String),
+    /// What the entry needs (its list's settings) cannot be had right now: it stays
+    /// queued and is tried again later.
+    #[error("{0}")]
+    Unavailable(String),
     /// The entry's content is broken: it goes to `bad/`.
     #[error("{0}")]
     Corrupt(#[from] mailqueue_queue::entry::EntryError),

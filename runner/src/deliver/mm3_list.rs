@@ -1,0 +1,153 @@
+//! From a Mailman 3 entry and its list's settings (`crate::lists::mm3`) to the SMTP
+//! transactions Mailman 3's `deliver()` makes: one decorated copy for everyone
+//! (`BulkDelivery`), or one copy per recipient (`Deliver`: VERP, duplicate flag,
+//! personalized decoration, full personalization's `To`).
+use super::chunk;
+use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use crate::lists::mm3::{List, Mm3Rest, Personalize, Site};
+use crate::lists::ListError;
+use mailqueue_message::py3::decorate::{self, Decoration, MemberVars};
+use mailqueue_message::py3::{personalize, verp};
+use mailqueue_message::{Message, Version};
+use mailqueue_pickle::Value;
+use mailqueue_queue::entry::QueueEntry;
+use std::sync::Arc;
+
+/// The plan for a Mailman 3 entry of a list; entries without a list id (site mail) are
+/// planned as before.
+pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
+    let meta = entry.metadata();
+    let Some(list_id) = entry.list_key() else { return plan::plan(entry, policy) };
+    let recipients = entry.recipients()?;
+    if recipients.is_empty() {
+        return Ok(Plan::default());
+    }
+    let site = rest.site().await.map_err(list_error)?;
+    let list = rest.list(&list_id, &site).await.map_err(list_error)?;
+    if site.arc_enabled {
+        return Err(PlanError::Unreproducible("the site signs outgoing mail with ARC ([ARC] enabled), which the runner does not do".into()));
+    }
+    let verp = wants_verp(meta, &list, &site);
+    let sender = match meta.get("sender").and_then(Value::as_text) {
+        Some(s) => s,
+        None => list.bounces_address.clone(),
+    };
+    let message = entry.message()?;
+    let templates = Templates::new(&list, meta)?;
+    if !verp && list.personalize == Personalize::None {
+        let mut m = message;
+        templates.decorate(&mut m, &list, None)?;
+        let data = Arc::new(flatten(&m)?);
+        let limit = policy.rcpt_limit.unwrap_or(site.max_recipients);
+        let transactions = chunk::chunk(&recipients, limit, Version::Mailman3)
+            .into_iter()
+            .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: data.clone() })
+            .collect();
+        return Ok(Plan { transactions, skipped: Vec::new() });
+    }
+    let dups = add_dup_header(meta);
+    let mut plan = Plan::default();
+    for rcpt in recipients {
+        let mut m = message.clone();
+        personalize::avoid_duplicates(&mut m, dups.contains(&rcpt));
+        let member = rest.member(&list_id, &rcpt).await.map_err(list_error)?;
+        templates.decorate(&mut m, &list, member.as_ref().map(|mm| (&mm.vars, rcpt.as_str())))?;
+        if list.personalize == Personalize::Full {
+            let user = rest.user_display_name(&rcpt).await.map_err(list_error)?;
+            let user = user.as_ref().map(|name| name.as_deref());
+            personalize::personalize_to(&mut m, user, &rcpt).map_err(decorate_error)?;
+        }
+        let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?) });
+    }
+    Ok(plan)
+}
+
+/// The out-runner's choice: the metadata's `verp` if set; else personalized lists
+/// follow `verp_personalized_deliveries`, others `verp_delivery_interval`.
+fn wants_verp(meta: &Value, list: &List, site: &Site) -> bool {
+    if let Some(v) = meta.get("verp") {
+        return v.is_truthy();
+    }
+    if list.personalize != Personalize::None {
+        return site.verp_personalized_deliveries;
+    }
+    match site.verp_delivery_interval {
+        0 => false,
+        1 => true,
+        n => list.post_id % n == 0,
+    }
+}
+
+/// The header and footer templates and what decorating with them needs.
+struct Templates {
+    /// `None`: the entry is not decorated (`nodecorate`, digests).
+    skip: bool,
+    /// `decoration-data` from the metadata.
+    extra: Vec<(String, String)>,
+}
+
+impl Templates {
+    fn new(list: &List, meta: &Value) -> Result<Templates, PlanError> {
+        let skip = ["isdigest", "nodecorate"].iter().any(|k| meta.get(k).is_some_and(Value::is_truthy));
+        let extra = match meta.get("decoration-data") {
+            None | Some(Value::None) => Vec::new(),
+            Some(Value::Dict(d)) => d
+                .iter()
+                .map(|(k, v)| match (k.as_text(), v.as_text()) {
+                    (Some(k), Some(v)) => Ok((k, v)),
+                    _ => Err(PlanError::Unreproducible("metadata 'decoration-data' holds values that are not text".into())),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(PlanError::Unreproducible("metadata 'decoration-data' is not a dict".into())),
+        };
+        // Enabled archivers offer `$<name>_url`, a permalink the runner cannot compute.
+        for name in &list.archivers {
+            let var = format!("{name}_url");
+            if list.header.contains(&var) || list.footer.contains(&var) {
+                return Err(PlanError::Unreproducible(format!(
+                    "list {}: a template uses ${var}, the {name} archive permalink, which the runner cannot compute",
+                    list.vars.list_id
+                )));
+            }
+        }
+        Ok(Templates { skip, extra })
+    }
+
+    fn decorate(&self, msg: &mut Message, list: &List, member: Option<(&MemberVars, &str)>) -> Result<(), PlanError> {
+        if self.skip {
+            return Ok(());
+        }
+        let vars = decorate::substitutions(&list.vars, member, &self.extra).map_err(decorate_error)?;
+        let d = Decoration {
+            header: decorate::expand_decoration(&list.header, &vars),
+            footer: decorate::expand_decoration(&list.footer, &vars),
+            list_charset: list.charset.clone(),
+        };
+        decorate::decorate(msg, &d).map_err(decorate_error)
+    }
+}
+
+fn flatten(m: &Message) -> Result<Vec<u8>, PlanError> {
+    mailqueue_message::py3::delivery_bytes(m).map_err(|e| PlanError::Corrupt(e.into()))
+}
+
+fn decorate_error(e: decorate::DecorateError) -> PlanError {
+    PlanError::Unreproducible(e.to_string())
+}
+
+fn list_error(e: ListError) -> PlanError {
+    match e {
+        ListError::Unavailable(why) => PlanError::Unavailable(why),
+        ListError::Unreproducible(why) => PlanError::Unreproducible(why),
+    }
+}
+
+/// Mailman 3 keeps `add-dup-header` as a set of addresses.
+fn add_dup_header(meta: &Value) -> Vec<String> {
+    match meta.get("add-dup-header") {
+        Some(Value::Set(v) | Value::List(v) | Value::FrozenSet(v) | Value::Tuple(v)) => v.iter().filter_map(Value::as_text).collect(),
+        Some(Value::Dict(d)) => d.iter().filter_map(|(k, _)| k.as_text()).collect(),
+        _ => Vec::new(),
+    }
+}
