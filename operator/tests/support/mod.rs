@@ -52,13 +52,7 @@ impl Setup {
         std::env::set_var("KUBECONFIG", plane.kubeconfig());
         let client = plane.client().expect("admin client");
         install_crd(&client).await;
-        plane.create_namespace(namespace).await.expect("namespace is created");
-        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": "mailqueue-runner"}}))
-            .expect("service account");
-        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-            .create(&PostParams::default(), &sa)
-            .await
-            .expect("runner service account is created");
+        runner_namespace(plane, &client, namespace).await;
         let volumes = tempfile::tempdir().expect("volume root");
         let node = Node::start(
             client.clone(),
@@ -82,12 +76,18 @@ impl Setup {
 
     /// Starts the operator binary watching this namespace.
     pub fn operator(&self, identity: &str) -> Operator {
+        self.operator_for(identity, &self.namespace)
+    }
+
+    /// Starts the operator binary watching `namespace` (which no node serves, for tests that
+    /// measure the operator alone).
+    pub fn operator_for(&self, identity: &str, namespace: &str) -> Operator {
         let port = free_port();
         let log = self.volumes.path().join(format!("{identity}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log file");
         let err = out.try_clone().expect("operator log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailqueue-operator"))
-            .args(["--namespace", &self.namespace, "--leader-lease-namespace", &self.namespace])
+            .args(["--namespace", namespace, "--leader-lease-namespace", namespace])
             .args(["--runner-image", RUNNER_IMAGE, "--runner-grace-period", "15", "--identity", identity])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("KUBECONFIG", self.plane.kubeconfig())
@@ -113,6 +113,17 @@ impl Setup {
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status.success(), text)
     }
+}
+
+/// Creates `namespace` with the ServiceAccount the runner pods run as.
+pub async fn runner_namespace(plane: &ControlPlane, client: &Client, namespace: &str) {
+    plane.create_namespace(namespace).await.expect("namespace is created");
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "mailqueue-runner"}})).expect("service account");
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("runner service account is created");
 }
 
 /// A running operator process; killed when dropped.
