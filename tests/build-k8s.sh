@@ -64,11 +64,15 @@ fi
 # never mistaken for a complete one.
 scratch="$(mktemp -d "$cache/.build-k8s.XXXXXX")"
 ticker=""
+builder=""
 cleanup() {
+    [[ -n "$builder" ]] && kill "$builder" 2>/dev/null || true
     [[ -n "$ticker" ]] && kill "$ticker" 2>/dev/null || true
     rm -rf "$scratch"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 chmod 755 "$scratch"
 mkdir -p "$scratch/bin"
 
@@ -92,9 +96,16 @@ build() { # <name> <module dir> <package> <ldflags>
     n=$((n + 1))
     log "($n/${#tools[@]}) building $name from $pkg"
     # Go prints nothing while compiling; say every minute that it is still going.
-    ( while sleep 60; do log "    still building $name ($(( SECONDS - t0 ))s)"; done ) &
+    # sleep gets no copy of the output pipes, which would stay open after the ticker
+    # is killed and keep a reader of this script waiting.
+    ( while sleep 60 </dev/null >/dev/null 2>&1; do log "    still building $name ($(( SECONDS - t0 ))s)"; done ) 9>&- &
     ticker=$!
-    (cd "$modules/$dir" && go build -ldflags "$flags" -o "$scratch/bin/$name" "$pkg")
+    # In the background so that a signal reaches the trap at once (and the build is
+    # stopped with the script); without the lock, which is the script's alone.
+    (cd "$modules/$dir" && exec go build -ldflags "$flags" -o "$scratch/bin/$name" "$pkg") 9>&- &
+    builder=$!
+    wait "$builder"
+    builder=""
     kill "$ticker" 2>/dev/null || true
     wait "$ticker" 2>/dev/null || true
     ticker=""
