@@ -69,8 +69,9 @@ fn show_dump_prints_metadata_then_message() {
     let meta = text.find("-------------------- metadata").unwrap();
     let message = text.find("-------------------- message").unwrap();
     assert!(meta < message);
-    assert!(text.contains("listid: \"test.example.com\""), "{text}");
+    assert!(text.contains("listid: 'test.example.com'"), "{text}");
     assert!(text.contains("x_test_tuple: (12, 3.5, None)"), "{text}");
+    assert!(text.contains("x_test_bytes: b'\\x00\\xffraw'"), "{text}");
 }
 
 #[test]

@@ -79,7 +79,7 @@ fn dump(path: &Path, entry: &QueueEntry) -> String {
     out += "-------------------- metadata\n";
     if let Value::Dict(items) = entry.metadata() {
         for (k, v) in items {
-            out += &format!("{}: {}\n", k.as_text().unwrap_or_else(|| repr(k)), repr(v));
+            out += &format!("{}: {}\n", k.as_text().unwrap_or_else(|| repr(k, entry.version())), repr(v, entry.version()));
         }
     }
     match entry.delivery_bytes() {
@@ -123,7 +123,7 @@ fn to_json(v: &Value) -> Json {
             Json::Array(items)
         }
         Value::Dict(items) => Json::Object(
-            items.iter().map(|(k, v)| (k.as_text().unwrap_or_else(|| repr(k)), to_json(v))).collect::<Map<_, _>>(),
+            items.iter().map(|(k, v)| (k.as_text().unwrap_or_else(|| to_json(k).to_string()), to_json(v))).collect::<Map<_, _>>(),
         ),
         Value::DateTime(d) => Json::String(d.to_string()),
         Value::Global { module, name } => Json::String(format!("{module}.{name}")),
@@ -135,27 +135,54 @@ fn to_json(v: &Value) -> Json {
     }
 }
 
-/// A Python-like rendering for the readable dump.
-fn repr(v: &Value) -> String {
-    let join = |items: &[Value]| items.iter().map(repr).collect::<Vec<_>>().join(", ");
+/// A rendering like Python's `repr` in the owning version (2.1: `'str'`, `u'text'`;
+/// Mailman 3: `b'bytes'`, `'text'`), for the readable dump.
+fn repr(v: &Value, version: Version) -> String {
+    let join = |items: &[Value]| items.iter().map(|i| repr(i, version)).collect::<Vec<_>>().join(", ");
+    let (bytes_prefix, text_prefix) = match version {
+        Version::Mailman2 => ("", "u"),
+        Version::Mailman3 => ("b", ""),
+    };
     match v {
         Value::None => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
         Value::Int(i) => i.to_string(),
         Value::BigInt(i) => i.to_string(),
-        Value::Float(f) => format!("{f:?}"),
-        Value::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
-        Value::Str(s) => format!("{:?}", s.to_string_lossy()),
+        Value::Float(f) => mailqueue_pickle::write::python_float_repr(*f),
+        Value::Bytes(b) => format!("{bytes_prefix}{}", quote(b.iter().map(|&c| char::from(c)), true)),
+        Value::Str(s) => format!("{text_prefix}{}", quote(s.to_string_lossy().chars(), false)),
         Value::List(items) => format!("[{}]", join(items)),
+        Value::Tuple(items) if items.len() == 1 => format!("({},)", join(items)),
         Value::Tuple(items) => format!("({})", join(items)),
+        Value::Set(items) if items.is_empty() => "set()".into(),
         Value::Set(items) => format!("{{{}}}", join(items)),
         Value::FrozenSet(items) => format!("frozenset({{{}}})", join(items)),
         Value::Dict(items) => format!(
             "{{{}}}",
-            items.iter().map(|(k, v)| format!("{}: {}", repr(k), repr(v))).collect::<Vec<_>>().join(", ")
+            items.iter().map(|(k, v)| format!("{}: {}", repr(k, version), repr(v, version))).collect::<Vec<_>>().join(", ")
         ),
-        Value::DateTime(d) => format!("datetime({d})"),
-        Value::Global { module, name } => format!("<class {module}.{name}>"),
+        Value::DateTime(d) => format!("datetime.datetime({d})"),
+        Value::Global { module, name } => format!("<class '{module}.{name}'>"),
         Value::Object(o) => format!("<{} object>", o.class_path()),
     }
+}
+
+/// Single-quoted with Python's escapes; `bytes` escapes everything outside ASCII.
+fn quote(chars: impl Iterator<Item = char>, bytes: bool) -> String {
+    let mut out = String::from("'");
+    for c in chars {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f || (bytes && (c as u32) > 0x7f) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
