@@ -502,3 +502,56 @@ spec:
     s.wait_phase("staged", "Succeeded").await;
     assert_eq!(s.node.container_log("init", "staged", "main"), "prepared\n");
 }
+
+fn waiting_reason(pod: &Pod) -> Option<&str> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[tokio::test]
+async fn config_and_start_errors_show_as_kubelet_shows_them() {
+    let s = setup("errors").await;
+    // A Secret that does not exist yet: the pod waits for it, then runs.
+    s.create_pod(
+        r#"
+metadata: { name: late-secret }
+spec:
+  restartPolicy: Never
+  containers:
+    - name: main
+      image: shell
+      command: [sh, -c, 'echo "token=$TOKEN"']
+      env: [{ name: TOKEN, valueFrom: { secretKeyRef: { name: late, key: token } } }]
+"#,
+    )
+    .await;
+    s.wait_pod("late-secret", "CreateContainerConfigError", |pod| {
+        waiting_reason(pod) == Some("CreateContainerConfigError")
+    })
+    .await;
+    let secret: Secret = from_yaml("metadata: { name: late }\nstringData: { token: abc123 }\n");
+    s.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    s.wait_phase("late-secret", "Succeeded").await;
+    assert_eq!(s.node.container_log("errors", "late-secret", "main"), "token=abc123\n");
+
+    // A command that cannot be run fails the container with exit code 128.
+    s.create_pod(
+        r#"
+metadata: { name: no-binary }
+spec:
+  restartPolicy: Never
+  containers: [{ name: main, image: shell, command: [/nonexistent/bin/tool] }]
+"#,
+    )
+    .await;
+    let pod = s.wait_phase("no-binary", "Failed").await;
+    let terminated = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.state)
+        .and_then(|state| state.terminated)
+        .expect("container is terminated");
+    assert_eq!(terminated.exit_code, 128);
+    assert_eq!(terminated.reason.as_deref(), Some("StartError"));
+}

@@ -67,6 +67,8 @@ struct PodWorker {
     containers: Vec<ContainerRun>,
     conditions: BTreeMap<&'static str, (bool, Time)>,
     published: Option<serde_json::Value>,
+    /// The last reason the pod could not be set up, noted once rather than each retry.
+    config_error: Option<String>,
 }
 
 struct ContainerRun {
@@ -94,6 +96,9 @@ enum RunState {
 struct Terminated {
     exit_code: i32,
     signal: Option<i32>,
+    /// Kubelet's words: Completed, Error, or StartError when it never ran.
+    reason: &'static str,
+    message: Option<String>,
     started: Time,
     finished: Time,
 }
@@ -138,6 +143,7 @@ impl PodWorker {
             started: Time(Timestamp::now()),
             conditions: BTreeMap::new(),
             published: None,
+            config_error: None,
         })
     }
 
@@ -194,7 +200,11 @@ impl PodWorker {
     }
 
     fn wait_for_config(&mut self, err: &NodeError) {
-        self.shared.note(&format!("pod {}/{}: {err}", self.namespace, self.name));
+        let message = err.to_string();
+        if self.config_error.as_ref() != Some(&message) {
+            self.shared.note(&format!("pod {}/{}: {message}", self.namespace, self.name));
+            self.config_error = Some(message);
+        }
         for run in self.init.iter_mut().chain(self.containers.iter_mut()) {
             run.state = RunState::Waiting {
                 reason: "CreateContainerConfigError".to_owned(),
@@ -426,7 +436,7 @@ impl ContainerRun {
             _ => false,
         };
         if due {
-            self.start(work_dir, pod_name);
+            self.start(work_dir, pod_name, policy);
         }
     }
 
@@ -438,14 +448,22 @@ impl ContainerRun {
         };
         let signal = status.signal();
         let exit_code = status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
-        self.ready = false;
-        self.next_probe = None;
         let terminated = Terminated {
             exit_code,
             signal,
+            reason: if exit_code == 0 { "Completed" } else { "Error" },
+            message: None,
             started,
             finished: Time(Timestamp::now()),
         };
+        self.ended(terminated, policy);
+    }
+
+    /// Records the end of a run and, if `policy` restarts it, when it starts again.
+    fn ended(&mut self, terminated: Terminated, policy: &str) {
+        let exit_code = terminated.exit_code;
+        self.ready = false;
+        self.next_probe = None;
         self.restart_at = restarts(policy, exit_code).then(|| {
             let doublings = self.restart_count.clamp(0, 4) as u32;
             Instant::now() + (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
@@ -453,7 +471,7 @@ impl ContainerRun {
         self.state = RunState::Terminated(terminated);
     }
 
-    fn start(&mut self, work_dir: &Path, pod_name: &str) {
+    fn start(&mut self, work_dir: &Path, pod_name: &str, policy: &str) {
         let Some(launch) = self.launch.clone() else {
             return;
         };
@@ -481,12 +499,18 @@ impl ContainerRun {
                 self.next_probe = Some(Instant::now() + Duration::from_secs(delay.max(0) as u64));
             }
             Err(err) => {
-                // Shown as kubelet shows a container it cannot start; it is tried again
-                // at the next tick.
-                self.state = RunState::Waiting {
-                    reason: "RunContainerError".to_owned(),
+                // As kubelet reports a container whose command cannot be run: exit
+                // code 128, restarted (or not) like any other failure.
+                let now = Time(Timestamp::now());
+                let terminated = Terminated {
+                    exit_code: 128,
+                    signal: None,
+                    reason: "StartError",
                     message: Some(format!("could not run {}: {err}", launch.program.display())),
+                    started: now.clone(),
+                    finished: now,
                 };
+                self.ended(terminated, policy);
             }
         }
     }
@@ -627,7 +651,8 @@ fn terminated(t: &Terminated) -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: t.exit_code,
         signal: t.signal,
-        reason: Some(if t.exit_code == 0 { "Completed" } else { "Error" }.to_owned()),
+        reason: Some(t.reason.to_owned()),
+        message: t.message.clone(),
         started_at: Some(t.started.clone()),
         finished_at: Some(t.finished.clone()),
         ..ContainerStateTerminated::default()
