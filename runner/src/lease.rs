@@ -6,13 +6,17 @@
 //! checks the runner makes before every claim only read atomics. Ownership ends for good when a
 //! renewal fails for as long as the Lease lasts, or another holder shows up: from then on
 //! `still_owned` is false and the runner stops claiming (it must restart to own again).
+//! A watch on the Lease carries the operator's drain request at once rather than at the
+//! next renewal, so `kubectl wait --for=condition=Drained` returns within a second or two.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use mailqueue_operator::lease::{Attempt, LeaseLock};
 use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
@@ -54,6 +58,7 @@ pub enum LeaseOwnershipError {
 
 /// Hands out the one slice named by `--lease-name`.
 pub struct ClusterOwnership {
+    api: Api<Lease>,
     lock: LeaseLock,
     runtime: tokio::runtime::Handle,
 }
@@ -67,8 +72,8 @@ impl ClusterOwnership {
         let client = Client::try_default().await.map_err(LeaseOwnershipError::Client)?;
         let holder = args.lease_holder.clone().unwrap_or_else(|| format!("mailqueue-runner-{}", std::process::id()));
         let api = Api::<Lease>::namespaced(client, namespace);
-        let lock = LeaseLock::new(api, name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
-        Ok(Some(Self { lock, runtime: tokio::runtime::Handle::current() }))
+        let lock = LeaseLock::new(api.clone(), name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
+        Ok(Some(Self { api, lock, runtime: tokio::runtime::Handle::current() }))
     }
 
     /// Waits for the Lease to be free (its previous holder releases it or lets it expire), up
@@ -108,7 +113,13 @@ impl Ownership for ClusterOwnership {
         });
         tracing::info!(lease = self.lock.name(), "holding the slice Lease");
         let renewal = self.runtime.spawn(renew(self.lock.clone(), shared.clone()));
-        Ok(Box::new(ClusterLease { shared, renewal: Mutex::new(Some(renewal)), runtime: self.runtime.clone() }))
+        let follower = self.runtime.spawn(follow_drain(self.api.clone(), self.lock.name().to_owned(), shared.clone()));
+        Ok(Box::new(ClusterLease {
+            shared,
+            renewal: Mutex::new(Some(renewal)),
+            follower,
+            runtime: self.runtime.clone(),
+        }))
     }
 }
 
@@ -127,6 +138,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records the operator's drain request as last read from the Lease.
+    fn set_drain(&self, drain: bool) {
+        if !drain {
+            self.acknowledged.store(false, Ordering::SeqCst);
+        }
+        if self.drain.swap(drain, Ordering::SeqCst) && !drain {
+            tracing::info!("drain lifted: claiming resumes");
+        }
+    }
+
     fn lose(&self, why: &str) {
         if self.owned.swap(false, Ordering::SeqCst) {
             tracing::error!(reason = why, "slice Lease lost: claiming stops now");
@@ -137,6 +158,7 @@ impl Shared {
 struct ClusterLease {
     shared: Arc<Shared>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    follower: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -177,6 +199,7 @@ impl SliceLease for ClusterLease {
     }
 
     fn release(&self) {
+        self.follower.abort();
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
         let Some(task) = self.renewal.lock().ok().and_then(|mut t| t.take()) else { return };
@@ -191,6 +214,7 @@ impl SliceLease for ClusterLease {
 
 impl Drop for ClusterLease {
     fn drop(&mut self) {
+        self.follower.abort();
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
     }
@@ -213,13 +237,7 @@ async fn renew(lock: LeaseLock, shared: Arc<Shared>) {
                 if let Ok(mut at) = shared.renewed.lock() {
                     *at = Instant::now();
                 }
-                let drain = lease.metadata.annotations.as_ref().is_some_and(drain_requested);
-                if !drain {
-                    shared.acknowledged.store(false, Ordering::SeqCst);
-                }
-                if shared.drain.swap(drain, Ordering::SeqCst) != drain && !drain {
-                    tracing::info!("drain lifted: claiming resumes");
-                }
+                shared.set_drain(lease.metadata.annotations.as_ref().is_some_and(drain_requested));
             }
             Ok(Ok(Attempt::HeldByOther(holder))) => {
                 shared.lose(&format!("taken over by {holder}"));
@@ -238,6 +256,19 @@ async fn renew(lock: LeaseLock, shared: Arc<Shared>) {
     match lock.release().await {
         Ok(()) => tracing::info!(lease = lock.name(), "released the slice Lease"),
         Err(error) => tracing::warn!(%error, "could not release the slice Lease; it expires by itself"),
+    }
+}
+
+/// Follows the Lease's drain annotation as it changes. Renewals read it too, so a broken
+/// watch only delays a drain to the next renewal.
+async fn follow_drain(api: Api<Lease>, name: String, shared: Arc<Shared>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut leases = watcher(api, config).default_backoff().applied_objects().boxed();
+    while let Some(event) = leases.next().await {
+        match event {
+            Ok(lease) => shared.set_drain(lease.metadata.annotations.as_ref().is_some_and(drain_requested)),
+            Err(error) => tracing::debug!(%error, "watching the slice Lease"),
+        }
     }
 }
 
