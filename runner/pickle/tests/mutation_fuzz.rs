@@ -5,23 +5,8 @@
 
 mod common;
 
+use common::{same, Rng};
 use mailqueue_pickle::{read, read_entry, write, Dialect, Value, WriteError};
-
-/// xorshift64*: deterministic, so a failure reproduces from its case number.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const OPCODES: &[u8] = b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu})]G\x80\x81\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96";
 const LENGTHS: &[[u8; 4]] = &[
@@ -69,29 +54,6 @@ fn mutate(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
         }
     }
     d
-}
-
-/// Equality that counts NaN equal to NaN (protocol 0 writes any NaN as `nan`); other
-/// floats must come back bit for bit.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => {
-            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
-        }
-        (Value::List(x), Value::List(y))
-        | (Value::Tuple(x), Value::Tuple(y))
-        | (Value::Set(x), Value::Set(y))
-        | (Value::FrozenSet(x), Value::FrozenSet(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Dict(x), Value::Dict(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
-        }
-        _ => a == b,
-    }
 }
 
 fn check_round_trip(metadata: &Value, case: usize) {

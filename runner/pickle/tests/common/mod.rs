@@ -1,6 +1,7 @@
 //! What the integration tests share: the vectors, and the real Pythons.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use mailqueue_pickle::Value;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,4 +54,43 @@ pub fn pythons() -> Option<(String, String)> {
             .map(|v| v.trim().to_owned())
     };
     Some((var("MQ_PY2")?, var("MQ_PY3")?))
+}
+
+/// xorshift64*: deterministic, so a failure reproduces from its seed and case number.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Equality that counts NaN equal to NaN (protocol 0 writes any NaN as `nan`); other
+/// floats must come back bit for bit.
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => {
+            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
+        }
+        (Value::List(x), Value::List(y))
+        | (Value::Tuple(x), Value::Tuple(y))
+        | (Value::Set(x), Value::Set(y))
+        | (Value::FrozenSet(x), Value::FrozenSet(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Dict(x), Value::Dict(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+        }
+        _ => a == b,
+    }
 }
