@@ -41,12 +41,21 @@ fn bounces(q: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn refused_recipients_split_into_delivered_retried_and_bounced() {
+    refused_recipients(false);
+}
+
+#[test]
+fn refused_recipients_without_pipelining() {
+    refused_recipients(true);
+}
+
+fn refused_recipients(no_pipelining: bool) {
     let server = Server::start();
     let mut rcpt = HashMap::new();
     rcpt.insert("bob@example.org".to_owned(), (450, "4.2.1 mailbox busy".to_owned()));
     rcpt.insert("carol@example.com".to_owned(), (550, "5.1.1 no such user".to_owned()));
     rcpt.insert("dave@example.edu".to_owned(), (552, "5.5.3 too many recipients".to_owned()));
-    server.set_faults(Faults { rcpt, ..Faults::default() });
+    server.set_faults(Faults { rcpt, no_pipelining, ..Faults::default() });
     let q = support::qfiles();
     support::add_vector(q.path(), "out", M3_FIVE);
     support::add_vector(q.path(), "out", M2_FIVE);

@@ -37,6 +37,8 @@ pub struct Faults {
     pub stall: Option<Stage>,
     /// Close the connection after this many DATA octets.
     pub drop_after_data_bytes: Option<usize>,
+    /// Do not offer PIPELINING (the client must wait for each reply).
+    pub no_pipelining: bool,
 }
 
 pub struct Server {
@@ -131,7 +133,11 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
         let upper = text.to_ascii_uppercase();
         let f = faults.lock().unwrap().clone();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n").await?;
+            if f.no_pipelining {
+                w.write_all(b"250-capture.test\r\n250 8BITMIME\r\n").await?;
+            } else {
+                w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n").await?;
+            }
         } else if upper.starts_with("MAIL FROM:") {
             if f.stall == Some(Stage::Mail) {
                 return stall().await;
