@@ -1,6 +1,8 @@
-//! The switchboard: the one type that renames, writes and unlinks files in a queue
-//! directory, modelled on Mailman's `Switchboard` (enqueue, files, claim, finish,
-//! recover). Every move is a rename within one filesystem.
+//! The switchboard: the type that renames, writes and unlinks entries in a queue
+//! directory along Mailman's lifecycle, modelled on Mailman's `Switchboard` (enqueue,
+//! files, claim, finish, preserve, recover). Every move is a rename within one
+//! filesystem. (The offline operations' moves between queues and holding areas are
+//! `crate::area`'s.)
 
 use crate::entry::{self, QueueEntry, MAX_BAK_COUNT};
 use crate::name::{fifo_order, EntryName, Ext};
