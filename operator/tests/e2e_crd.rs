@@ -53,6 +53,29 @@ async fn invalid_mailqueues_are_refused_with_a_readable_message() {
     let twice = refusal(&api, &with_queues("twice", "[{name: out, slices: 2}, {name: out, slices: 4}]")).await;
     assert!(twice.contains("spec.queues") && twice.contains("Duplicate value"), "{twice}");
 
+    // The same, as an admin sees it from kubectl.
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new(plane.binaries().path("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", plane.kubeconfig())
+            .output()
+            .expect("kubectl runs")
+    };
+    let manifest = std::env::temp_dir().join(format!("mq-three-{}.yaml", std::process::id()));
+    std::fs::write(&manifest, serde_yaml::to_string(&with_queues("three", "[{name: out, slices: 3}]")).expect("yaml"))
+        .expect("manifest is written");
+    let applied = kubectl(&["apply", "-n", "crd-validation", "-f", manifest.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_file(&manifest);
+    let said = String::from_utf8_lossy(&applied.stderr);
+    assert!(!applied.status.success() && said.contains("slices must be a power of two"), "{said}");
+
+    // Every field is documented for `kubectl explain`.
+    let explained = kubectl(&["explain", "mailqueue.spec.queues.slices"]);
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(text.contains("Number of slices of the hash space"), "{text}");
+    let explained = kubectl(&["explain", "mailqueue.status.conditions"]);
+    assert!(String::from_utf8_lossy(&explained.stdout).contains("observedGeneration"));
+
     let ok = with_queues("fine", "[{name: out, slices: 4}, {name: retry}]");
     let created = api.create(&PostParams::default(), &ok).await.expect("a valid MailQueue is accepted");
     assert_eq!(created.spec.queues[1].slices, 1, "slices default to 1");
