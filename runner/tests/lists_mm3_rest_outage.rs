@@ -128,3 +128,31 @@ fn api_gone_mid_run_delivers_from_the_cache() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     assert!(support::wait_child(&mut child, Duration::from_secs(40)).expect("runner exits").success(), "{}", logs());
 }
+
+#[test]
+fn entry_of_a_list_the_site_does_not_have_is_shunted_not_sent() {
+    use mailqueue_queue::entry::{version_str, with_field, QueueEntry};
+    use mailqueue_queue::switchboard::{NewEntry, Switchboard};
+    let python = mm3::mailman_python();
+    let templates = mm3::mailman_templates(&python);
+    let api = mm3::RestApi::start(&python, &[]);
+    let server = Server::start();
+    let q = support::qfiles();
+    // A real entry, re-queued as if its list had been deleted since.
+    let bytes = std::fs::read(mm3::vectors_dir().join(CUSTOM_PLAIN)).expect("vector");
+    let entry = QueueEntry::from_bytes(bytes).expect("entry");
+    let metadata = with_field(entry.metadata(), entry.version(), "listid", version_str(entry.version(), "gone.example.com"));
+    let out = Switchboard::open(q.path(), "out").expect("out");
+    out.enqueue(NewEntry { message_pickle: entry.message_pickle(), metadata: &metadata, version: entry.version(), text: false })
+        .expect("enqueue");
+    let args = mm3::rest_args(q.path(), &api.url(), &templates);
+    let mut extra: Vec<&str> = vec!["--exit-when-empty"];
+    extra.extend(args.iter().map(String::as_str));
+    let run = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &extra), Duration::from_secs(60));
+    let logs = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{logs}");
+    assert!(server.captured().is_empty(), "{logs}");
+    assert!(support::files(q.path(), "out", "pck").is_empty(), "{logs}");
+    assert_eq!(support::files(q.path(), "shunt", "pck").len(), 1, "{logs}");
+    assert!(logs.contains("list gone.example.com does not exist on the Mailman 3 site"), "the reason is logged:\n{logs}");
+}

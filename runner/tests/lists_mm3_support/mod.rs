@@ -65,13 +65,26 @@ impl RestApi {
     }
 
     pub fn start_on(python: &str, port: u16, overlay: &[(String, String)]) -> RestApi {
-        use std::os::unix::process::CommandExt;
         let work = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lists_mm3_support/serve_site.py");
-        let log = std::fs::File::create(work.path().join("rest.log")).expect("log file");
         let mut cmd = Command::new(python);
         cmd.arg(&script).arg(vectors_dir()).arg(work.path()).arg(port.to_string());
         cmd.args(overlay.iter().map(|(k, v)| format!("{k}={v}")));
+        RestApi::launch(cmd, port, work)
+    }
+
+    /// The REST API of a site made by `make_site.py build` in `site` (configured
+    /// for `port` there).
+    pub fn serve_made_site(python: &str, site: &Path, port: u16) -> RestApi {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lists_mm3_support/make_site.py");
+        let mut cmd = Command::new(python);
+        cmd.arg(&script).arg("serve").arg(site);
+        RestApi::launch(cmd, port, tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn launch(mut cmd: Command, port: u16, work: tempfile::TempDir) -> RestApi {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(work.path().join("rest.log")).expect("log file");
         cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).process_group(0);
         let child = cmd.spawn().expect("start Mailman's REST runner");
         let mut api = RestApi { port, child: Some(child), _work: work };
