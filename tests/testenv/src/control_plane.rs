@@ -18,6 +18,7 @@ use crate::kubeconfig::{self, Credentials};
 use crate::pki::Pki;
 use crate::process::{log_tail, remove_at_exit, Process};
 use crate::report::FailureReport;
+use crate::NodeConfig;
 
 /// How long each part may take to come up on a loaded 2-core machine.
 const ETCD_START: Duration = Duration::from_secs(60);
@@ -86,6 +87,7 @@ impl ControlPlane {
                 cert: &pki.admin_cert,
                 key: &pki.admin_key,
             },
+            None,
         )?;
         let admin_config = kubeconfig::load(&admin_kubeconfig).await?;
         let plane = Self {
@@ -116,6 +118,12 @@ impl ControlPlane {
     /// The API server's URL, `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.ports.apiserver)
+    }
+
+    /// A [`NodeConfig`] for a node of this control plane: its pods reach the API
+    /// server as their service accounts (see [`NodeConfig::api_server`]).
+    pub fn node_config(&self, name: impl Into<String>, volume_root: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig::new(name, volume_root).api_server(self.server_url())
     }
 
     /// The PEM file of the CA that signed the API server's certificate.
@@ -172,7 +180,13 @@ impl ControlPlane {
                 name: name.to_owned(),
             })?;
         let path = self.dir().join(format!("sa-{namespace}-{name}.kubeconfig"));
-        kubeconfig::write(&path, &self.server_url(), &self.pki.ca_cert, Credentials::Token(&token))?;
+        kubeconfig::write(
+            &path,
+            &self.server_url(),
+            &self.pki.ca_cert,
+            Credentials::Token(&token),
+            Some(namespace),
+        )?;
         Ok(path)
     }
 

@@ -11,15 +11,26 @@ use crate::error::{io, Result};
 pub(crate) enum Credentials<'a> {
     ClientCert { cert: &'a Path, key: &'a Path },
     Token(&'a str),
+    /// A token read from this file at each use, as a pod reads its projected token.
+    TokenFile(&'a Path),
 }
 
-pub(crate) fn write(path: &Path, server: &str, ca_cert: &Path, user: Credentials<'_>) -> Result<()> {
+/// Writes a kubeconfig; `namespace` is the default namespace of its context (a pod's
+/// own, as in-cluster clients default to it).
+pub(crate) fn write(
+    path: &Path,
+    server: &str,
+    ca_cert: &Path,
+    user: Credentials<'_>,
+    namespace: Option<&str>,
+) -> Result<()> {
     let user = match user {
         Credentials::ClientCert { cert, key } => serde_json::json!({
             "client-certificate": cert,
             "client-key": key,
         }),
         Credentials::Token(token) => serde_json::json!({ "token": token }),
+        Credentials::TokenFile(path) => serde_json::json!({ "tokenFile": path }),
     };
     let doc = serde_json::json!({
         "apiVersion": "v1",
@@ -29,7 +40,11 @@ pub(crate) fn write(path: &Path, server: &str, ca_cert: &Path, user: Credentials
             "certificate-authority": ca_cert,
         }}],
         "users": [{ "name": "testenv", "user": user }],
-        "contexts": [{ "name": "testenv", "context": { "cluster": "testenv", "user": "testenv" }}],
+        "contexts": [{ "name": "testenv", "context": {
+            "cluster": "testenv",
+            "user": "testenv",
+            "namespace": namespace.unwrap_or("default"),
+        }}],
         "current-context": "testenv",
     });
     let text = serde_yaml::to_string(&doc).map_err(|e| crate::error::Error::Io {

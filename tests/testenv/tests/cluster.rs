@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::conditions::{is_crd_established, is_deleted, is_job_completed};
 use kube::{Api, Client, ResourceExt};
-use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node, NodeConfig};
+use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node};
 use support::{from_yaml, wait_for};
 
 /// A namespace of the shared control plane with a node serving only it.
@@ -36,9 +36,11 @@ async fn setup(namespace: &str) -> Setup {
     let volumes = tempfile::tempdir().expect("volume root");
     let node = Node::start(
         client.clone(),
-        NodeConfig::new(format!("node-{namespace}"), volumes.path())
+        plane
+            .node_config(format!("node-{namespace}"), volumes.path())
             .image("shell", "/bin/sh")
             .image("python", python())
+            .image("kubectl", plane.binaries().path("kubectl"))
             .namespace(namespace),
     )
     .await
@@ -398,6 +400,27 @@ subjects: [{ kind: ServiceAccount, name: runner, namespace: rbac }]
     assert!(
         forbidden(configmaps.create(&PostParams::default(), &config).await.map(|_| ())),
         "creating configmaps must be refused"
+    );
+
+    // A pod of that service account reaches the API server as it, through the
+    // kubeconfig the node gives it.
+    let kubectl_pod = |name: &str, resource: &str| {
+        format!(
+            "metadata: {{ name: {name} }}\nspec:\n  serviceAccountName: runner\n  restartPolicy: Never\n  containers: [{{ name: main, image: kubectl, args: [get, {resource}, -o, name] }}]\n"
+        )
+    };
+    s.create_pod(&kubectl_pod("lists-configmaps", "configmaps")).await;
+    s.create_pod(&kubectl_pod("lists-secrets", "secrets")).await;
+    s.wait_phase("lists-configmaps", "Succeeded").await;
+    s.wait_phase("lists-secrets", "Failed").await;
+    assert_eq!(
+        s.node.container_log("rbac", "lists-configmaps", "main"),
+        "configmap/kube-root-ca.crt\n"
+    );
+    let refusal = s.node.container_log("rbac", "lists-secrets", "main");
+    assert!(
+        refusal.contains("\"system:serviceaccount:rbac:runner\" cannot list resource \"secrets\""),
+        "kubectl said: {refusal}"
     );
 }
 

@@ -121,6 +121,11 @@ pub struct NodeConfig {
     /// it when tests share a control plane, so their nodes leave each other's pods
     /// alone.
     pub namespaces: BTreeSet<String>,
+    /// The API server URL for pods. With it, a container that mounts its pod's
+    /// service-account token volume gets `KUBECONFIG` pointing at a kubeconfig that
+    /// uses that token (so `Client::try_default()` in the process acts as the pod's
+    /// service account, RBAC and all). [`crate::ControlPlane::node_config`] sets it.
+    pub api_server: Option<String>,
 }
 
 impl NodeConfig {
@@ -130,7 +135,14 @@ impl NodeConfig {
             image_map: BTreeMap::new(),
             volume_root: volume_root.into(),
             namespaces: BTreeSet::new(),
+            api_server: None,
         }
+    }
+
+    /// Sets [`NodeConfig::api_server`].
+    pub fn api_server(mut self, url: impl Into<String>) -> Self {
+        self.api_server = Some(url.into());
+        self
     }
 
     /// Maps an image name to the binary standing in for it.

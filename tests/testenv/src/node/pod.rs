@@ -190,13 +190,52 @@ impl PodWorker {
             paths: &no_paths,
         };
         let dirs = volumes::prepare(&ctx, &self.shared.config.volume_root, &self.dir).await?;
+        let api_volume = self.write_kubeconfig(&dirs)?;
         for run in self.init.iter_mut().chain(self.containers.iter_mut()) {
             let paths = volumes::path_map(&run.spec, &dirs)?;
             let ctx = LaunchContext { paths: &paths, ..ctx };
-            run.launch = Some(ctx.launch(&run.spec).await?);
+            let mut launch = ctx.launch(&run.spec).await?;
+            if let Some((volume, kubeconfig)) = &api_volume {
+                let mounts_it = run.spec.volume_mounts.iter().flatten().any(|m| &m.name == volume);
+                if mounts_it && !launch.env.iter().any(|(name, _)| name == "KUBECONFIG") {
+                    launch.env.push(("KUBECONFIG".to_owned(), kubeconfig.to_string_lossy().into_owned()));
+                }
+            }
+            run.launch = Some(launch);
             run.paths = paths;
         }
         Ok(())
+    }
+
+    /// Processes cannot read the token at its in-cluster path, so a pod with an API
+    /// access volume gets a kubeconfig using that volume's token and CA; returns the
+    /// volume's name and the kubeconfig's path.
+    fn write_kubeconfig(&self, dirs: &BTreeMap<String, PathBuf>) -> Result<Option<(String, PathBuf)>, NodeError> {
+        let Some(server) = &self.shared.config.api_server else {
+            return Ok(None);
+        };
+        let mut pod_volumes = self.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+        let found = pod_volumes.find_map(|volume| {
+            let credentials = volumes::api_credentials(volume, dirs.get(&volume.name)?)?;
+            Some((volume.name.clone(), credentials))
+        });
+        let Some((volume, credentials)) = found else {
+            return Ok(None);
+        };
+        let path = self.dir.join("kubeconfig");
+        crate::kubeconfig::write(
+            &path,
+            server,
+            &credentials.ca_cert,
+            crate::kubeconfig::Credentials::TokenFile(&credentials.token),
+            Some(&self.namespace),
+        )
+        .map_err(|err| NodeError::Io {
+            action: "write",
+            path: path.clone(),
+            source: std::io::Error::other(err.to_string()),
+        })?;
+        Ok(Some((volume, path)))
     }
 
     fn wait_for_config(&mut self, err: &NodeError) {

@@ -45,6 +45,28 @@ pub(crate) async fn prepare(
     Ok(dirs)
 }
 
+/// The files of an API access volume (the projected service-account token and the
+/// cluster CA that admission adds to every pod that automounts its token).
+pub(crate) struct ApiCredentials {
+    pub token: PathBuf,
+    pub ca_cert: PathBuf,
+}
+
+/// The credentials in `volume`, if it is an API access volume written to `dir`.
+pub(crate) fn api_credentials(volume: &Volume, dir: &Path) -> Option<ApiCredentials> {
+    let sources = volume.projected.as_ref()?.sources.as_ref()?;
+    let token = sources.iter().find_map(|s| s.service_account_token.as_ref())?;
+    let ca_cert = sources
+        .iter()
+        .filter_map(|s| s.config_map.as_ref()?.items.as_ref())
+        .flatten()
+        .find(|item| item.key == "ca.crt")?;
+    Some(ApiCredentials {
+        token: dir.join(&token.path),
+        ca_cert: dir.join(&ca_cert.path),
+    })
+}
+
 /// The container's mount paths and their host directories (`subPath` included).
 pub(crate) fn path_map(container: &Container, dirs: &BTreeMap<String, PathBuf>) -> Result<PathMap, NodeError> {
     let mut mounts = Vec::new();
