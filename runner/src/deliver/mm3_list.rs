@@ -51,7 +51,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         let mut m = message.clone();
         personalize::avoid_duplicates(&mut m, dups.contains(&rcpt));
         let member = rest.member(&list_id, &rcpt).await.map_err(list_error)?;
-        templates.decorate(&mut m, &list, member.as_ref().map(|mm| (&mm.vars, rcpt.as_str())))?;
+        templates.decorate(&mut m, &list, member.as_ref().map(|mm| (mm, rcpt.as_str())))?;
         if list.personalize == Personalize::Full {
             let user = rest.user_display_name(&rcpt).await.map_err(list_error)?;
             let user = user.as_ref().map(|name| name.as_deref());
@@ -75,13 +75,13 @@ fn wants_verp(meta: &Value, list: &List, site: &Site) -> bool {
     match site.verp_delivery_interval {
         0 => false,
         1 => true,
-        n => list.post_id % n == 0,
+        n => list.post_id.checked_rem(n) == Some(0),
     }
 }
 
 /// The header and footer templates and what decorating with them needs.
 struct Templates {
-    /// `None`: the entry is not decorated (`nodecorate`, digests).
+    /// The entry is not decorated (`nodecorate`: already done before a retry; digests).
     skip: bool,
     /// `decoration-data` from the metadata.
     extra: Vec<(String, String)>,

@@ -69,12 +69,6 @@ pub struct List {
     pub archivers: Vec<String>,
 }
 
-/// A member of a list, as personalized decoration sees it.
-#[derive(Clone, Debug)]
-pub struct Member {
-    pub vars: MemberVars,
-}
-
 /// The REST client with its cache.
 pub struct Mm3Rest {
     config: RestConfig,
@@ -115,7 +109,8 @@ impl Mm3Rest {
             verp_format: text(&mta, "verp_format"),
             max_recipients: usize::try_from(number(&mta, "max_recipients")?).unwrap_or(usize::MAX),
             arc_enabled: arc.as_ref().is_some_and(|a| as_boolean(&text(a, "enabled"))),
-            // Mailman's configuration order; the API lists the same names.
+            // In name order (the API's JSON object); Mailman's own patterns use only
+            // list variables, so the order they are expanded in does not matter.
             urlpatterns: patterns
                 .as_object()
                 .map(|o| {
@@ -149,9 +144,9 @@ impl Mm3Rest {
             list_name: text(&config, "list_name"),
             mail_host: mail_host.clone(),
             list_id: list_id.to_owned(),
-            display_name: text(&config, "display_name"),
-            description: text(&config, "description"),
-            info: text(&config, "info"),
+            display_name: py_str(&config, "display_name"),
+            description: py_str(&config, "description"),
+            info: py_str(&config, "info"),
             request_address: text(&config, "request_address"),
             owner_address: text(&config, "owner_address"),
             language: language.clone(),
@@ -180,7 +175,7 @@ impl Mm3Rest {
     }
 
     /// The list's member with this address (`mlist.members.get_member`), if any.
-    pub async fn member(&self, list_id: &str, email: &str) -> Result<Option<Member>, ListError> {
+    pub async fn member(&self, list_id: &str, email: &str) -> Result<Option<MemberVars>, ListError> {
         let Some(member) = self.get(&format!("lists/{list_id}/member/{email}")).await? else { return Ok(None) };
         let member_id = text(&member, "member_id");
         let address_email = link_tail(&member, "address").unwrap_or_else(|| email.to_owned());
@@ -193,14 +188,12 @@ impl Mm3Rest {
             .await?
             .ok_or_else(|| unreproducible(format!("member {email} of {list_id}: no preferences")))?;
         let (description, _) = self.language(&text(&prefs, "preferred_language")).await?;
-        Ok(Some(Member {
-            vars: MemberVars {
-                address_display_name: address.get("display_name").and_then(Json::as_str).map(str::to_owned),
-                email: text(&address, "email"),
-                original_email: text(&address, "original_email"),
-                display_name: text(&member, "display_name"),
-                language_description: description,
-            },
+        Ok(Some(MemberVars {
+            address_display_name: address.get("display_name").and_then(Json::as_str).map(str::to_owned),
+            email: text(&address, "email"),
+            original_email: text(&address, "original_email"),
+            display_name: text(&member, "display_name"),
+            language_description: description,
         }))
     }
 
@@ -386,6 +379,14 @@ fn unreproducible(why: String) -> ListError {
 /// A string field ("" when absent or not a string).
 fn text(v: &Json, key: &str) -> String {
     v.get(key).and_then(Json::as_str).unwrap_or("").to_owned()
+}
+
+/// A list attribute as `safe_substitute` writes it: `None` (JSON null) is `"None"`.
+fn py_str(v: &Json, key: &str) -> String {
+    match v.get(key) {
+        Some(Json::Null) => "None".to_owned(),
+        _ => text(v, key),
+    }
 }
 
 /// The last path segment of a link field (`.../addresses/<email>`).

@@ -156,14 +156,12 @@ fn split_lines_bytes(b: &[u8]) -> Vec<&[u8]> {
 /// `_encoded_words.decode_b` for well-formed input (padding added when short).
 fn base64_decode(b: &[u8]) -> Option<Vec<u8>> {
     let mut padded = b.to_vec();
-    while padded.len() % 4 != 0 {
-        padded.push(b'=');
-    }
+    padded.resize(b.len().div_ceil(4) * 4, b'=');
     base64::engine::general_purpose::STANDARD.decode(&padded).ok()
 }
 
 /// `binascii.a2b_qp(data, header=False)`.
-fn qp_decode(b: &[u8]) -> Vec<u8> {
+pub(crate) fn qp_decode(b: &[u8]) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -208,7 +206,7 @@ pub fn body_encode(bytes: &[u8], cs: BodyCharset) -> (PyStr, &'static str) {
 }
 
 /// `base64mime.body_encode`: 57 octets a line, every line ending in `\n`.
-fn base64_body(bytes: &[u8]) -> String {
+pub(crate) fn base64_body(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(57) {
         out.push_str(&base64::engine::general_purpose::STANDARD.encode(chunk));
