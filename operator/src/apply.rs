@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
@@ -29,6 +29,13 @@ pub struct ApplyError {
     source: kube::Error,
 }
 
+/// One pod as seen: deleting by name and uid never removes a newer pod of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub name: String,
+    pub uid: Option<String>,
+}
+
 /// What the apply step will do.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
@@ -37,7 +44,7 @@ pub struct Plan {
     /// Pods to create.
     pub create_pods: Vec<Pod>,
     /// Pods to delete: not desired any more, finished, or built from an older spec.
-    pub delete_pods: Vec<String>,
+    pub delete_pods: Vec<PodRef>,
     /// Leases of layouts that are gone and that nobody holds.
     pub delete_leases: Vec<String>,
     /// Queues whose new pods wait for the old layout to release its Leases.
@@ -65,7 +72,7 @@ pub fn plan(desired: &[DesiredSlice], observed: &Observed, now: jiff::Timestamp)
         .filter_map(|p| {
             let name = p.metadata.name.as_deref()?;
             let keep = wanted.get(name).is_some_and(|d| !finished(p) && spec_hash(p) == spec_hash(&d.pod));
-            (!keep).then(|| name.to_owned())
+            (!keep).then(|| PodRef { name: name.to_owned(), uid: p.metadata.uid.clone() })
         })
         .collect();
 
@@ -106,10 +113,14 @@ pub async fn apply(client: &Client, namespace: &str, plan: &Plan) -> Result<(), 
         let params = PatchParams::apply(FIELD_MANAGER).force();
         leases.patch(name, &params, &Patch::Apply(lease)).await.map_err(error("declare", "Lease", name))?;
     }
-    for name in &plan.delete_pods {
-        tracing::info!(pod = %name, "deleting runner pod");
-        ignore_not_found(pods.delete(name, &DeleteParams::default()).await.map(|_| ()))
-            .map_err(error("delete", "pod", name))?;
+    for pod in &plan.delete_pods {
+        tracing::info!(pod = %pod.name, "deleting runner pod");
+        let params = DeleteParams::default().preconditions(Preconditions { uid: pod.uid.clone(), resource_version: None });
+        // Gone already, or replaced meanwhile (the uid precondition fails): nothing to do.
+        match pods.delete(&pod.name, &params).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => {}
+            other => other.map(|_| ()).map_err(error("delete", "pod", &pod.name))?,
+        }
     }
     for pod in &plan.create_pods {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -193,6 +204,10 @@ mod tests {
         pods.iter().filter_map(|p| p.metadata.name.clone()).collect()
     }
 
+    fn deleted(plan: &Plan) -> Vec<&str> {
+        plan.delete_pods.iter().map(|p| p.name.as_str()).collect()
+    }
+
     #[test]
     fn creates_what_is_missing_and_replaces_failed_and_outdated_pods() {
         let now = jiff::Timestamp::now();
@@ -203,7 +218,7 @@ mod tests {
         let observed = Observed { pods: vec![want[0].pod.clone(), failed, outdated], leases: vec![] };
         let plan = plan(&want, &observed, now);
         assert_eq!(names(&plan.create_pods), ["lists-out-3of4"]);
-        assert_eq!(plan.delete_pods, ["lists-out-1of4", "lists-out-2of4"]);
+        assert_eq!(deleted(&plan), ["lists-out-1of4", "lists-out-2of4"]);
         assert_eq!(plan.apply_leases.len(), 4);
         assert!(plan.blocked.is_empty());
     }
@@ -218,7 +233,7 @@ mod tests {
             leases: vec![held(&old[0].lease, now), old[1].lease.clone()],
         };
         let plan1 = plan(&new, &observed, now);
-        assert_eq!(plan1.delete_pods, ["lists-out-0of2", "lists-out-1of2"]);
+        assert_eq!(deleted(&plan1), ["lists-out-0of2", "lists-out-1of2"]);
         assert!(plan1.create_pods.is_empty(), "no new owner while an old one holds a Lease");
         assert_eq!(plan1.blocked, ["out"]);
         assert_eq!(plan1.delete_leases, ["lists-out-1of2"], "only the released old Lease goes");
@@ -239,7 +254,7 @@ mod tests {
             leases: both.iter().map(|d| d.lease.clone()).collect(),
         };
         let plan = plan(&only_out, &observed, now);
-        assert_eq!(plan.delete_pods, ["lists-retry-0of1"]);
+        assert_eq!(deleted(&plan), ["lists-retry-0of1"]);
         assert!(plan.create_pods.is_empty());
         assert!(plan.apply_leases.is_empty());
         assert_eq!(plan.delete_leases, ["lists-retry-0of1"]);

@@ -21,7 +21,9 @@ pub struct ReadError {
 
 /// Lists the objects labelled as belonging to the `MailQueue` `namespace/name`.
 pub async fn observe(client: &Client, namespace: &str, name: &str) -> Result<Observed, ReadError> {
-    let params = ListParams::default().labels(&format!("{MAILQUEUE_LABEL}={name}"));
+    // Served from the API server's watch cache: a reconcile runs on every heartbeat that
+    // changes, and the apply step tolerates a read that is a moment old.
+    let params = ListParams::default().labels(&format!("{MAILQUEUE_LABEL}={name}")).match_any();
     let error = |kind, source| ReadError { kind, namespace: namespace.to_owned(), name: name.to_owned(), source };
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&params)

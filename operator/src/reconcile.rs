@@ -1,6 +1,7 @@
 //! The reconcile pipeline: read -> validate -> build desired -> apply -> status. Each step
 //! lives in its own module with its own error, so a failure names the step and the reason.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{watcher, Controller, PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::apply::{self, ApplyError};
@@ -117,6 +118,15 @@ async fn write_status(
         .map_err(|source| ReconcileError::Status { name, source })
 }
 
+/// What in a slice Lease is worth a reconcile: its holder and its annotations (heartbeat,
+/// drain request).
+fn holder_and_annotations(lease: &Lease) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    lease.spec.as_ref().and_then(|s| s.holder_identity.as_ref()).hash(&mut hasher);
+    lease.metadata.annotations.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn error_policy(mq: Arc<MailQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     tracing::warn!(mailqueue = %mq.name_any(), namespace = ?mq.namespace(), %error, "reconcile failed");
     ctx.metrics.failed(error.step());
@@ -132,9 +142,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let owned = watcher::Config::default().labels(crate::slice::MAILQUEUE_LABEL);
+    // A renewal that only moves renewTime is no news; a new holder or heartbeat is.
+    let lease_news = watcher(leases, owned.clone())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(holder_and_annotations, PredicateConfig::default());
     Controller::new(mailqueues, watcher::Config::default())
-        .owns(pods, owned.clone())
-        .owns(leases, owned)
+        .owns(pods, owned)
+        .owns_stream(lease_news)
         // Heartbeats arrive from every slice every few seconds: fold bursts into one pass.
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)))
         .graceful_shutdown_on(shutdown)
