@@ -40,29 +40,42 @@ fn fill(dir: &Path, count: usize) {
     }
 }
 
-/// Mean time of one create (`.pck.tmp` written) plus rename to `.pck` in `dir`, over
-/// `n` entries (removed afterwards).
-fn create_rename(dir: &Path, n: usize) -> Duration {
-    let start = Instant::now();
-    for i in 0..n {
-        let tmp = dir.join(format!("9{i:09}.5+{:040x}.pck.tmp", i + 1));
-        std::fs::write(&tmp, b"x").expect("create");
-        std::fs::rename(&tmp, dir.join(format!("9{i:09}.5+{:040x}.pck", i + 1))).expect("rename");
-    }
-    let took = start.elapsed() / n as u32;
-    for i in 0..n {
-        std::fs::remove_file(dir.join(format!("9{i:09}.5+{:040x}.pck", i + 1))).expect("clean up");
-    }
-    took
+/// Time of one create (`.pck.tmp` written) plus rename to `.pck` in `dir`: the median
+/// of 5 rounds of 500 (the entries are removed after each round).
+fn create_rename(dir: &Path) -> Duration {
+    let name = |i: usize| format!("9{i:09}.5+{:040x}.pck", i + 1);
+    let mut rounds: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..500 {
+                let tmp = dir.join(format!("{}.tmp", name(i)));
+                std::fs::write(&tmp, b"x").expect("create");
+                std::fs::rename(&tmp, dir.join(name(i))).expect("rename");
+            }
+            let took = start.elapsed() / 500;
+            for i in 0..500 {
+                std::fs::remove_file(dir.join(name(i))).expect("clean up");
+            }
+            took
+        })
+        .collect();
+    rounds.sort();
+    rounds[2]
 }
 
-/// Time of one listing of `dir` (what every runner does before each batch).
+/// Time of one listing of `dir` (what every runner does before each batch): the
+/// median of 5.
 fn listing(dir: &Path) -> Duration {
-    let start = Instant::now();
-    let n = area::entries(dir).expect("list").len();
-    let took = start.elapsed();
-    assert!(n < ENTRIES * 2);
-    took
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let n = area::entries(dir).expect("list").len();
+            assert!(n <= ENTRIES);
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[2]
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -95,7 +108,7 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     let start = Instant::now();
     fill(&out, ENTRIES);
     let filled = start.elapsed();
-    let full = (dir_size(&out), create_rename(&out, 2000), listing(&out));
+    let full = (dir_size(&out), create_rename(&out), listing(&out));
 
     // A directory that held as many and was emptied: it keeps its size.
     let emptied_dir = q.path().join("emptied");
@@ -104,7 +117,7 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     for name in area::entries(&emptied_dir).unwrap() {
         std::fs::remove_file(emptied_dir.join(name.to_string())).unwrap();
     }
-    let emptied = (dir_size(&emptied_dir), create_rename(&emptied_dir, 2000), listing(&emptied_dir));
+    let emptied = (dir_size(&emptied_dir), create_rename(&emptied_dir), listing(&emptied_dir));
 
     let mut runner = support::run_cmd(q.path(), &format!("127.0.0.1:{port}"), &["--slices", "4", "--connections", "4"])
         .stdout(Stdio::null())
@@ -141,7 +154,7 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     for other in ["retry", "bad", "shunt"] {
         assert_eq!(area::entries(&q.path().join(other)).unwrap().len(), 0, "entries ended in {other}/");
     }
-    let compacted = (dir_size(&out), create_rename(&out, 2000), listing(&out));
+    let compacted = (dir_size(&out), create_rename(&out), listing(&out));
     assert!(compacted.0 < full.0 / 10, "compacted directory is small: {} bytes vs {}", compacted.0, full.0);
 
     eprintln!("\n100,000 entries, {} filesystem", fs_type(q.path()));

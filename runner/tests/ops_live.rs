@@ -26,10 +26,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Entry `id`: a Mailman 3 vector (even ids) or a Mailman 2.1 vector (odd ids) with its
 /// recipients replaced by `u<id>@example.com`, enqueued into `dir` with `extra` metadata.
 fn enqueue(dir: &Switchboard, id: usize, extra: &[(&str, &str)]) -> EntryName {
-    let vector = support::vectors_dir().join(if id % 2 == 0 { M3 } else { M2 });
+    let vector = support::vectors_dir().join(if id.is_multiple_of(2) { M3 } else { M2 });
     let entry = QueueEntry::read(&vector).expect("read vector");
     let v = entry.version();
-    let key = if id % 2 == 0 { "recipients" } else { "recips" };
+    let key = if id.is_multiple_of(2) { "recipients" } else { "recips" };
     let mut metadata = with_field(entry.metadata(), v, key, Value::List(vec![version_str(v, &format!("u{id}@example.com"))]));
     for (k, val) in extra {
         metadata = with_field(&metadata, v, k, version_str(v, val));

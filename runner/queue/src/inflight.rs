@@ -221,3 +221,54 @@ pub fn recorded_holders(qfiles: &Path, queue: &str) -> Vec<(u32, Holder)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Ext;
+
+    const D: &str = "a123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn a_claimed_entry_is_in_flight_until_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("out")).unwrap();
+        let sb = Switchboard::open(root.path(), "out").unwrap();
+        let pck = EntryName::parse(&format!("1.5+{D}.pck")).unwrap();
+        std::fs::write(sb.path_of(&pck), b"entry").unwrap();
+        let claimed = claim(&sb, &pck).unwrap().expect("claimed");
+        let bak = claimed.bak().clone();
+        assert_eq!(bak.ext(), Ext::Bak);
+        assert!(matches!(probe(&sb.path_of(&bak)).unwrap(), Probe::InFlight));
+        drop(claimed);
+        let held = match probe(&sb.path_of(&bak)).unwrap() {
+            Probe::Free(lock) => lock,
+            other => panic!("{other:?}"),
+        };
+        // While an operation holds it, a runner cannot claim it back once it is `.pck`.
+        std::fs::rename(sb.path_of(&bak), sb.path_of(&pck)).unwrap();
+        assert!(claim(&sb, &pck).unwrap().is_none());
+        drop(held);
+        assert!(claim(&sb, &pck).unwrap().is_some());
+        assert!(matches!(probe(&sb.path_of(&pck)).unwrap(), Probe::Gone));
+    }
+
+    #[test]
+    fn fine_slices_tell_live_owners_from_free_slices() {
+        let root = tempfile::tempdir().unwrap();
+        let owner = SliceLock::acquire(root.path(), "out", Slice::new(1, 4).unwrap()).unwrap();
+        let fine = FineSlices::probe(root.path(), "out").unwrap();
+        let in_slice = |top: &str| EntryName::parse(&format!("1.5+{top}{}.bak", &D[2..])).unwrap();
+        assert!(matches!(fine.of(&in_slice("40")), Some(Fine::Owned { .. })));
+        assert!(matches!(fine.of(&in_slice("00")), Some(Fine::Held(_))));
+        assert_eq!(fine.owners().len(), 1);
+        assert!(fine.owners()[0].starts_with(&format!("pid {} on host ", std::process::id())));
+        let holders = recorded_holders(root.path(), "out");
+        assert_eq!(holders.len(), 256);
+        drop(owner);
+        // The free slices are held by the probe: no runner can start on them.
+        assert!(SliceLock::acquire(root.path(), "out", Slice::new(0, 4).unwrap()).is_err());
+        drop(fine);
+        assert!(SliceLock::acquire(root.path(), "out", Slice::new(0, 4).unwrap()).is_ok());
+    }
+}

@@ -43,13 +43,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if resumed {
         tracing::info!(queue = %args.queue, aside = %op.aside_dir().display(), "a compact is under way: carrying on");
     }
-    if !args.dry_run {
-        swap(&args, &op)?;
-    }
     let stop = interrupt_flag();
+    let stopped = || stop.load(Ordering::SeqCst);
+    if !args.dry_run {
+        swap(&args, &op, &stopped)?;
+    }
     let mut reporter = Reporter::new("compact", args.output.json);
     let mut show = |p: &_| reporter.show(p);
-    let stopped = || stop.load(Ordering::SeqCst);
     let mut feed = Feed { batching: args.batch.batching(), reset_count: false, on_progress: &mut show, stop: &stopped };
     let report = if args.dry_run && !resumed {
         dry_run_report(&args, &op)?
@@ -67,13 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Moves the queue aside, draining its live runners around the swap when asked.
-fn swap(args: &Args, op: &Compact<'_>) -> anyhow::Result<()> {
+fn swap(args: &Args, op: &Compact<'_>, stopped: &dyn Fn() -> bool) -> anyhow::Result<()> {
     if op.stage() == Stage::Refeeding || !args.wait_drain {
         return Ok(op.swap(false)?);
     }
     let asked = drain::request(&args.qfiles, &args.queue)?;
     let result = (|| {
-        let state = drain::wait_drained(&args.qfiles, &args.queue, args.drain_timeout)?;
+        let state = drain::wait_drained(&args.qfiles, &args.queue, args.drain_timeout, stopped)?;
+        if stopped() {
+            bail!("interrupted while waiting for the drain; nothing was moved");
+        }
         if !state.drained {
             let waiting: Vec<String> =
                 state.owners.iter().filter(|o| !o.drained).map(|o| format!("pid {} on host {}", o.pid, o.host)).collect();

@@ -2,7 +2,7 @@
 //! claiming (the drain flag file, see `ownership::Standalone`), and wait until every one
 //! of them has acknowledged it in its heartbeat, which it publishes only between
 //! batches: from then on it has nothing in flight. `--resume` removes the flag.
-use super::queue_ops::{parse_duration, start_logs, OutputArgs};
+use super::queue_ops::{interrupt_flag, parse_duration, start_logs, OutputArgs};
 use crate::ownership::Standalone;
 use anyhow::Context;
 use mailqueue_queue::inflight::{recorded_holders, Holder};
@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, clap::Args)]
@@ -81,7 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = if args.no_wait {
         state(&args.qfiles, &args.queue)?
     } else {
-        wait_drained(&args.qfiles, &args.queue, args.timeout)?
+        let stop = interrupt_flag();
+        wait_drained(&args.qfiles, &args.queue, args.timeout, &|| stop.load(Ordering::SeqCst))?
     };
     let code = if report.drained || args.no_wait { ExitCode::SUCCESS } else { ExitCode::from(1) };
     print(&args.output, &report, code)
@@ -128,11 +130,12 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Waits until every live runner of the queue has acknowledged the drain, up to
 /// `timeout`. The report says who has not when it ran out.
-pub fn wait_drained(qfiles: &Path, queue: &str, timeout: Duration) -> anyhow::Result<DrainReport> {
+/// `stop` ends the wait early (an interrupt), with the report of the moment.
+pub fn wait_drained(qfiles: &Path, queue: &str, timeout: Duration, stop: &dyn Fn() -> bool) -> anyhow::Result<DrainReport> {
     let deadline = Instant::now() + timeout;
     loop {
         let report = state(qfiles, queue)?;
-        if report.drained || Instant::now() >= deadline {
+        if report.drained || Instant::now() >= deadline || stop() {
             return Ok(report);
         }
         std::thread::sleep(POLL);

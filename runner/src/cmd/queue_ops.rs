@@ -155,6 +155,10 @@ impl Reporter {
 /// the exit code: 1 when any entry failed, 2 when the operation was interrupted with
 /// entries left to move, else 0.
 pub fn finish(json: bool, summary: &str, tally: &Tally, details: &impl Serialize) -> anyhow::Result<ExitCode> {
+    if !tally.balanced() {
+        // Every entry looked at must be moved, skipped or failed: say so loudly if not.
+        tracing::error!(?tally, "the counts do not balance; please report this");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(details)?);
     } else {
