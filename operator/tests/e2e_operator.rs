@@ -196,3 +196,36 @@ async fn delivers_real_entries_across_slices_without_loss_when_a_pod_is_deleted_
     let pod = pods_api.get(&victim).await.expect("the deleted pod was replaced");
     assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
 }
+
+#[tokio::test]
+async fn queues_added_and_removed() {
+    let setup = Setup::new("mq-queues").await;
+    make_queue_dirs(&setup.claim_dir().join("qfiles"));
+    let sink = Sink::start().await;
+    let _operator = setup.operator("operator-queues");
+    let mut mq = spec_yaml("lists", 2, sink.port);
+    apply(&setup, &mq).await;
+    wait_condition(&setup, "lists", "Ready", "True").await;
+
+    // Adding `retry` adds its runner.
+    mq.spec.queues.push(mailqueue_operator::crd::QueueSpec { name: "retry".into(), slices: 1 });
+    apply(&setup, &mq).await;
+    let ready = wait_condition(&setup, "lists", "Ready", "True").await;
+    let queues: Vec<&str> = status(&ready).queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(queues, ["out", "retry"]);
+    let names: Vec<String> = runner_pods(&setup, "lists").await.iter().map(|p| p.name_any()).collect();
+    assert_eq!(names, ["lists-out-0of2", "lists-out-1of2", "lists-retry-0of1"]);
+
+    // Removing it removes the pod, and its Lease once released.
+    mq.spec.queues.retain(|q| q.name == "out");
+    apply(&setup, &mq).await;
+    let leases: Api<Lease> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    eventually("the retry runner and its Lease to go", || async {
+        let pods = runner_pods(&setup, "lists").await;
+        let gone = pods.iter().all(|p| p.name_any() != "lists-retry-0of1");
+        (gone && leases.get_opt("lists-retry-0of1").await.ok()?.is_none()).then_some(())
+    })
+    .await;
+    let mq = wait_condition(&setup, "lists", "Ready", "True").await;
+    assert_eq!(status(&mq).slices.len(), 2);
+}
