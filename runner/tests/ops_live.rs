@@ -421,3 +421,21 @@ fn drain_waits_for_entries_in_flight_and_resume_lets_runners_go_on() {
     stop(live);
     census(q.path(), &[&server], 0..6);
 }
+
+#[test]
+fn moves_across_filesystems_are_refused_and_nothing_moves() {
+    let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+        panic!("this test needs /dev/shm (a tmpfs) as a second filesystem");
+    };
+    let q = support::qfiles();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(dev(other.path()), dev(q.path()), "/dev/shm must be another filesystem than the temp dir");
+    std::fs::create_dir(other.path().join("out")).unwrap();
+    fill(other.path(), "out", 0..3);
+    let from = other.path().join("out");
+    let (out, err) = op_raw(q.path(), &["requeue", "--from", from.to_str().unwrap(), "--queue", "out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("are on different filesystems"), "{err}");
+    assert_eq!(mailqueue_queue::area::entries(&from).unwrap().len(), 3, "nothing moved, nothing copied");
+    assert!(support::files(q.path(), "out", "pck").is_empty());
+}
