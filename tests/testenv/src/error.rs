@@ -5,6 +5,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("could not get the Kubernetes binaries: {0}")]
     Binaries(String),
+    #[error("could not build a workspace binary: {0}")]
+    CargoBuild(String),
     #[error("could not {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use mailqueue_testenv::{ControlPlane, Node, NodeConfig};
+//! use mailqueue_testenv::{cargo_binary, ControlPlane, Node};
 //!
 //! // Builds the binaries on first use (minutes), then reuses them (seconds);
 //! // `MQ_K8S_BIN=<dir>` points at binaries elsewhere.
@@ -16,9 +16,9 @@
 //! let volumes = tempfile::tempdir()?;
 //! let node = Node::start(
 //!     plane.client()?,
-//!     NodeConfig::new("node-1", volumes.path())
-//!         // In a test of the runner crate: env!("CARGO_BIN_EXE_mailqueue-runner").
-//!         .image("mailqueue-runner", "/path/to/target/debug/mailqueue-runner")
+//!     plane
+//!         .node_config("node-1", volumes.path())
+//!         .image("mailqueue-runner", cargo_binary("mailqueue-runner", "mailqueue-runner")?)
 //!         .namespace("demo"),
 //! )
 //! .await?;
@@ -41,6 +41,7 @@
 //! a shared control plane.
 
 mod binaries;
+mod cargo_binary;
 pub mod control_plane;
 mod error;
 mod http_probe;
@@ -51,6 +52,7 @@ mod process;
 mod report;
 
 pub use binaries::Binaries;
+pub use cargo_binary::cargo_binary;
 pub use control_plane::ControlPlane;
 pub use error::{Error, Result};
 pub use node::{Node, NodeConfig, NodeError};

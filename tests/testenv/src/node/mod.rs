@@ -24,6 +24,14 @@
 //!   be bound); `emptyDir` -> a fresh per-pod directory; `configMap`, `secret`,
 //!   `downwardAPI`, `projected` -> per-pod files written at start (a projected
 //!   service-account token is real); `hostPath` -> the path itself.
+//! - API access: a pod's token volume (the projected `kube-api-access-*` volume that
+//!   admission adds) is written with a real token of the pod's service account, and,
+//!   when the node knows the API server's URL ([`NodeConfig::api_server`], set by
+//!   [`crate::ControlPlane::node_config`]), containers mounting it get `KUBECONFIG`
+//!   pointing at a kubeconfig with that token, the cluster CA and the pod's namespace.
+//!   `kube::Client::try_default()` in the process then acts as the pod's service
+//!   account; code that insists on in-cluster config (fixed paths under
+//!   `/var/run/secrets`) cannot work here.
 //! - Each pod gets its own loopback address (127.1.x.y) as `status.podIP`; a process
 //!   that listens on its pod IP (env `fieldRef: status.podIP`) can share a port number
 //!   with other pods, one that listens on 0.0.0.0 cannot.
@@ -31,8 +39,9 @@
 //!   TCP or exec readiness probe (run at most 1 s apart, whatever `periodSeconds`
 //!   says), exit codes, Succeeded/Failed, restarts per `restartPolicy` with
 //!   `restartCount` and a short back-off (0.2 s doubling to 3 s). Init containers run
-//!   one by one first. Liveness and startup probes, resource limits and ports are
-//!   not enforced.
+//!   one by one first. Liveness and startup probes, resource limits, ports, security
+//!   contexts (users, read-only root, capabilities) and image pull settings are not
+//!   enforced: processes run as the test's user.
 //! - Deletion (`deletionTimestamp` set): SIGTERM to each container's main process,
 //!   SIGKILL to its whole process group after the grace period, then the pod object
 //!   is removed (delete with grace 0, preconditioned on its uid), as kubelet does.
