@@ -35,6 +35,9 @@ trap 'kill $sink_pid 2>/dev/null || true' EXIT
 
 # peak RSS in MiB from a `/usr/bin/time -v` report
 rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+# CPU time (user + system) per delivered entry, in ms: independent of how busy the
+# machine is, unlike entries/s.
+cpu_ms() { awk -F: -v n="$2" '/User time|System time/ {t += $2} END {printf "%.2f", t * 1000 / n}' "$1"; }
 
 rows=()
 for n in "${sizes[@]}"; do
@@ -56,7 +59,7 @@ for n in "${sizes[@]}"; do
     mm_entries=$("$MQ_PY3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["entries"])' "$work/mm.json")
     mm_secs=$("$MQ_PY3" -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$work/mm.json")
     mm_rate=$("$MQ_PY3" -c "print(f'{$mm_entries/$mm_secs:.1f}')")
-    rows+=("$(printf '| %7d | Mailman 3 OutgoingRunner | 1 | %6d | %7.1f | %9s | 1.0x | %4s |' "$n" "$mm_entries" "$mm_secs" "$mm_rate" "$(rss_mib "$work/mm.time")")")
+    rows+=("$(printf '| %7d | Mailman 3 OutgoingRunner | 1 | %6d | %7.1f | %9s | 1.0x | %s | %4s |' "$n" "$mm_entries" "$mm_secs" "$mm_rate" "$(cpu_ms "$work/mm.time" "$mm_entries")" "$(rss_mib "$work/mm.time")")")
 
     for slices in 1 4; do
         q="$work/q-$slices"
@@ -74,13 +77,13 @@ for n in "${sizes[@]}"; do
         secs=$("$MQ_PY3" -c "print(f'{$end-$start:.1f}')")
         rate=$("$MQ_PY3" -c "print(f'{$n/($end-$start):.1f}')")
         ratio=$("$MQ_PY3" -c "print(f'{$n/($end-$start)/$mm_rate:.1f}')")
-        rows+=("$(printf '| %7d | mailqueue-runner | %d | %6d | %7s | %9s | %sx | %4s |' "$n" "$slices" "$n" "$secs" "$rate" "$ratio" "$(rss_mib "$work/rq.time")")")
+        rows+=("$(printf '| %7d | mailqueue-runner | %d | %6d | %7s | %9s | %sx | %s | %4s |' "$n" "$slices" "$n" "$secs" "$rate" "$ratio" "$(cpu_ms "$work/rq.time" "$n")" "$(rss_mib "$work/rq.time")")")
     done
 done
 
 echo
-echo "Delivery to Postfix smtp-sink on loopback; $(nproc) CPUs; ${conns} SMTP sessions per slice"
+echo "Delivery to Postfix smtp-sink on loopback; $(nproc) CPUs (load average at end: $(cut -d' ' -f1-3 /proc/loadavg)); ${conns} SMTP sessions per slice"
 echo
-echo "| queue | runner | slices | entries delivered | seconds | entries/s | vs Mailman 3 | peak RSS MiB |"
-echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| queue | runner | slices | entries delivered | seconds | entries/s | vs Mailman 3 | CPU ms/entry | peak RSS MiB |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${rows[@]}"
