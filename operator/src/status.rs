@@ -19,6 +19,8 @@ pub const DEGRADED: &str = "Degraded";
 
 /// How many names a condition message lists before it says "and N more".
 const NAMES_IN_MESSAGE: usize = 5;
+/// How long a runner's failed exit keeps the MailQueue `Degraded`.
+const CRASH_MEMORY: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
 
 /// The pods and Leases of one `MailQueue`, as read from the API server.
 #[derive(Clone, Debug, Default)]
@@ -91,12 +93,20 @@ pub fn status(
         (Verdict::new(DRAINING, true, "DrainRequested", message.clone()), Verdict::new(DRAINED, false, "InFlight", message))
     };
 
+    let crashes: Vec<&str> = views.iter().filter_map(|v| v.crash.as_deref()).collect();
     let degraded = if !blocked.is_empty() {
         Verdict::new(
             DEGRADED,
             true,
             "OldLayoutStillHeld",
             format!("new slices of {} wait until every runner of the old layout has released its Lease", list(blocked)),
+        )
+    } else if !crashes.is_empty() {
+        Verdict::new(
+            DEGRADED,
+            true,
+            "RunnersRestarting",
+            format!("{}; see `kubectl logs --previous` of those pods", list(&crashes)),
         )
     } else if stale_bak > 0 {
         Verdict::new(
@@ -151,6 +161,8 @@ struct SliceView {
     heartbeat: Heartbeat,
     /// Nothing in flight and no claims to come.
     quiet: bool,
+    /// The runner exited with an error recently: what to tell the admin.
+    crash: Option<String>,
 }
 
 fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp) -> SliceView {
@@ -180,7 +192,24 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         stale_bak: heartbeat.stale_bak,
         delivered: heartbeat.delivered,
     };
-    SliceView { status, heartbeat, quiet }
+    SliceView { status, heartbeat, quiet, crash: pod.and_then(|p| recent_crash(p, now)) }
+}
+
+/// "<pod> exited with code N ..." when the runner's last run failed within [`CRASH_MEMORY`].
+fn recent_crash(pod: &Pod, now: jiff::Timestamp) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        let last = c.last_state.as_ref()?.terminated.as_ref()?;
+        let finished = last.finished_at.as_ref()?.0;
+        (last.exit_code != 0 && now.duration_since(finished) < CRASH_MEMORY).then(|| {
+            format!(
+                "{} exited with code {} and was restarted ({} restarts)",
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                last.exit_code,
+                c.restart_count
+            )
+        })
+    })
 }
 
 fn queue_status<'a>(name: &str, slices: i32, of_queue: impl Iterator<Item = &'a SliceView>) -> QueueStatus {
@@ -312,6 +341,39 @@ mod tests {
         assert_eq!(condition(&s, DRAINED).status, "True");
         assert_eq!(condition(&s, DRAINING).status, "False");
         assert_eq!(s.phase.as_deref(), Some("Drained"));
+    }
+
+    #[test]
+    fn a_runner_that_failed_recently_degrades_the_mailqueue() {
+        use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus};
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let crashed = |secs_ago: i64| {
+            let mut pod = running(&desired[0]);
+            if let Some(status) = pod.status.as_mut() {
+                status.container_statuses = Some(vec![ContainerStatus {
+                    name: "runner".into(),
+                    restart_count: 2,
+                    last_state: Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: 1,
+                            finished_at: Some(Time(now - jiff::SignedDuration::from_secs(secs_ago))),
+                            ..ContainerStateTerminated::default()
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]);
+            }
+            Observed { pods: vec![pod, running(&desired[1])], leases: vec![] }
+        };
+        let s = status(&valid, &desired, &crashed(10), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RunnersRestarting"));
+        assert!(degraded.message.contains("lists-out-0of2 exited with code 1"), "{}", degraded.message);
+
+        let s = status(&valid, &desired, &crashed(600), &[], &[], Some(1), now);
+        assert_eq!(condition(&s, DEGRADED).status, "False", "an old crash is forgotten");
     }
 
     #[test]
