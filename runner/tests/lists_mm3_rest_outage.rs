@@ -156,3 +156,24 @@ fn entry_of_a_list_the_site_does_not_have_is_shunted_not_sent() {
     assert_eq!(support::files(q.path(), "shunt", "pck").len(), 1, "{logs}");
     assert!(logs.contains("list gone.example.com does not exist on the Mailman 3 site"), "the reason is logged:\n{logs}");
 }
+
+#[test]
+fn refused_credentials_leave_entries_queued_with_a_clear_reason() {
+    let python = mm3::mailman_python();
+    let templates = mm3::mailman_templates(&python);
+    let api = mm3::RestApi::start(&python, &[]);
+    let server = Server::start();
+    let q = support::qfiles();
+    mm3::add_list_vector(q.path(), CUSTOM_PLAIN);
+    let mut args = mm3::rest_args(q.path(), &api.url(), &templates);
+    std::fs::write(q.path().join("rest-password"), "wrong\n").expect("password file");
+    args.extend(["--exit-when-empty".to_owned()]);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &extra), Duration::from_secs(60));
+    let logs = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{logs}");
+    assert!(server.captured().is_empty(), "{logs}");
+    assert_eq!(support::files(q.path(), "out", "pck").len(), 1, "{logs}");
+    assert!(support::files(q.path(), "shunt", "pck").is_empty(), "{logs}");
+    assert!(logs.contains("refused the credentials"), "the log names the problem:\n{logs}");
+}
