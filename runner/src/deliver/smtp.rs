@@ -45,8 +45,8 @@ pub enum ConnectError {
     Tcp { addr: String, source: std::io::Error },
     #[error("cannot connect to the SMTP relay {addr}: {source}")]
     Connect { addr: String, source: lettre::transport::smtp::Error },
-    #[error("SMTP relay {addr} did not answer within {secs} s")]
-    Timeout { addr: String, secs: u64 },
+    #[error("SMTP relay {addr} did not answer {stage} within {secs} s")]
+    Timeout { addr: String, stage: &'static str, secs: u64 },
     #[error("STARTTLS with the SMTP relay {addr} failed: {source}")]
     Starttls { addr: String, source: lettre::transport::smtp::Error },
     #[error("the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it")]
@@ -135,7 +135,7 @@ impl Session {
         };
         let mut conn = bounded(settings.connect_timeout, connect)
             .await
-            .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })??;
+            .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "the greeting and EHLO", secs: settings.connect_timeout.as_secs() })??;
         if settings.security == Security::Starttls {
             if !conn.can_starttls() {
                 conn.abort().await;
@@ -144,21 +144,21 @@ impl Session {
             let params = settings.tls_parameters()?;
             bounded(settings.connect_timeout, conn.starttls(params, &hello))
                 .await
-                .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.connect_timeout.as_secs() })?
+                .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "STARTTLS", secs: settings.connect_timeout.as_secs() })?
                 .map_err(|source| ConnectError::Starttls { addr: addr.clone(), source })?;
         }
         if let Some((user, pass)) = &settings.credentials {
             let creds = Credentials::new(user.clone(), pass.clone());
             bounded(settings.command_timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
                 .await
-                .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.command_timeout.as_secs() })?
+                .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "AUTH", secs: settings.command_timeout.as_secs() })?
                 .map_err(|source| ConnectError::Auth { addr: addr.clone(), source })?;
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one: ask
         // again (EHLO may be repeated; it only resets the session state).
         let ehlo = bounded(settings.command_timeout, conn.command(format!("EHLO {hello}\r\n")))
             .await
-            .ok_or(ConnectError::Timeout { addr: addr.clone(), secs: settings.command_timeout.as_secs() })?;
+            .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "EHLO", secs: settings.command_timeout.as_secs() })?;
         let pipelining = ehlo.is_ok_and(|r| r.message().any(|line| line.trim().eq_ignore_ascii_case("PIPELINING")));
         Ok(Session {
             conn,
