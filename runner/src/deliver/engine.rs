@@ -95,7 +95,7 @@ impl Engine {
                 break Err(SliceError::OwnershipLost(slice));
             }
             if lease.draining() {
-                self.publish(lease.as_ref(), 0);
+                self.publish(lease.as_ref(), 0, 0);
                 self.pause(self.idle).await;
                 continue;
             }
@@ -104,8 +104,10 @@ impl Engine {
                 Err(source) => break Err(SliceError::List { slice, source }),
             };
             self.metrics.set_depth(slice.index(), names.len() as u64);
-            self.publish(lease.as_ref(), names.len() as u64);
             let now = retry::unix_secs(SystemTime::now());
+            // FIFO order: the first name is the oldest entry.
+            let oldest = names.first().map_or(0, |n| (now - n.timestamp()).max(0.0) as u64);
+            self.publish(lease.as_ref(), names.len() as u64, oldest);
             deferred.retain(|_, after| *after > now);
             let batch: Vec<EntryName> = names.into_iter().filter(|n| !deferred.contains_key(n)).collect();
             if batch.is_empty() {
@@ -174,12 +176,12 @@ impl Engine {
         }
     }
 
-    fn publish(&self, lease: &dyn SliceLease, pending: u64) {
+    fn publish(&self, lease: &dyn SliceLease, pending: u64, oldest_pending_seconds: u64) {
         lease.publish(&SliceCounters {
             pending,
             in_flight: self.metrics.in_flight.load(Relaxed),
             delivered: self.metrics.entries_delivered.load(Relaxed),
-            oldest_pending_seconds: 0,
+            oldest_pending_seconds,
         });
     }
 
@@ -212,7 +214,12 @@ impl Engine {
         }
         // Connect before claiming: while the relay is down entries stay plain `.pck`.
         if session.is_none() {
-            match self.open_session().await {
+            // Nothing is claimed yet: a stop need not wait for the relay to answer.
+            let opened = tokio::select! {
+                s = self.open_session() => s,
+                _ = self.stop.stopped() => return Done::Handled,
+            };
+            match opened {
                 Some(s) => *session = Some(s),
                 None => return Done::RelayDown,
             }
