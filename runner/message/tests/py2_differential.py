@@ -13,7 +13,6 @@ cPickle records the same class path Mailman's pickles carry.
 """
 
 import base64
-import copy
 import cPickle
 import email
 import email.generator
@@ -97,17 +96,47 @@ def smtplib_fix(data):
     return data
 
 
-def deliver(entry):
-    """The bytes Mailman 2.1 sends for a queue entry, replayed from the entry itself."""
-    f = StringIO(entry)
-    msg = cPickle.load(f)
-    meta = cPickle.load(f)
-    if meta.get('_parsemsg'):
-        msg = email.message_from_string(msg, Message)
-    flat = smtplib_fix(copy.deepcopy(msg).as_string(mangle_from_=False))
+# The delivery path keeps Mailman 2.1's call depth: main() stands for bin/qrunner's,
+# then Runner.run, _oneloop, _onefile, OutgoingRunner._dispose, SMTPDirect.process and
+# bulkdeliver, so that Python's recursion limit strikes where it does in Mailman.
+
+def runner_run(entry):
+    """The bytes Mailman 2.1 sends for a queue entry (and those without Errors-To)."""
+    return oneloop(entry)
+
+
+def oneloop(entry):
+    # Loaded twice: once as Mailman delivers it, once for the flattening alone (a
+    # deepcopy would meet the recursion limit sooner than Mailman does).
+    msgs = []
+    for _ in range(2):
+        f = StringIO(entry)
+        msg = cPickle.load(f)
+        meta = cPickle.load(f)
+        if meta.get('_parsemsg'):
+            msg = email.message_from_string(msg, Message)
+        msgs.append(msg)
+    return onefile(msgs, meta)
+
+
+def onefile(msgs, meta):
+    return dispose(msgs, meta)
+
+
+def dispose(msgs, meta):
+    return process(msgs, meta)
+
+
+def process(msgs, meta):
+    msg, copy_of_msg = msgs
+    flat = bulkdeliver(copy_of_msg)
     del msg['errors-to']
     msg['Errors-To'] = meta['envsender']
-    return smtplib_fix(msg.as_string(mangle_from_=False)), flat
+    return bulkdeliver(msg), flat
+
+
+def bulkdeliver(msg):
+    return smtplib_fix(msg.as_string(mangle_from_=False))
 
 
 def enqueue(msg, plaintext=False, envsender='test-bounces@example.com'):
@@ -302,6 +331,33 @@ def adversarial(rng):
     return msg
 
 
+FRAGMENTS = ['\n', '\r\n', '\r', '--', '--BB', '--BB--', 'From ', ' ', '\t', ':', ';', '"',
+             'Content-Type: multipart/mixed; boundary=BB\n', 'Content-Type: message/rfc822\n',
+             'Content-Type: message/delivery-status\n', 'Content-Type: multipart/digest; boundary=BB\n',
+             'X-H: v\n', '\xe9', '=?utf-8?q?x?=', '\n\n']
+
+
+def mutate(rng, text):
+    """Random line edits and byte noise on a real message."""
+    lines = text.splitlines(True) or ['']
+    for _ in range(rng.randint(1, 6)):
+        op = rng.randint(0, 4)
+        i = rng.randrange(len(lines))
+        if op == 0 and len(lines) > 1:
+            del lines[i]
+        elif op == 1:
+            lines.insert(i, lines[rng.randrange(len(lines))])
+        elif op == 2:
+            lines.insert(i, rng.choice(FRAGMENTS))
+        elif op == 3:
+            line = lines[i]
+            j = rng.randint(0, len(line))
+            lines[i] = line[:j] + rng.choice(FRAGMENTS) + line[j:]
+        else:
+            lines[i] = lines[i].replace('\n', rng.choice(['\r\n', '\r', '', '\n\n']))
+    return ''.join(lines)
+
+
 def corpus_texts():
     here = os.path.dirname(email.__file__)
     for path in sorted(glob.glob(os.path.join(here, 'test', 'data', 'msg_*.txt'))):
@@ -311,7 +367,8 @@ def corpus_texts():
 
 def cases(count, seed):
     rng = random.Random(seed)
-    for name, text in corpus_texts():
+    corpus = list(corpus_texts())
+    for name, text in corpus:
         yield 'corpus-text-' + name, text, True
         yield 'corpus-obj-' + name, email.message_from_string(text, Message), False
     for i, text in enumerate(ODD_TEXTS):
@@ -320,9 +377,30 @@ def cases(count, seed):
     n = UserNotification('bob@example.com', 'test-owner@example.com',
                          'Moderator request: a subject that is quite long and will need folding', 'hello\n')
     yield 'user-notification', n, False
+    for depth in (244, 245, 246, 250):
+        # Python's recursion limit meets the generator near 246 nested parts.
+        text = 'Subject: deep\n'
+        for level in range(depth):
+            if level % 2:
+                text += 'Content-Type: message/rfc822\n\n'
+            else:
+                text += 'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (level, level)
+        text += 'Subject: innermost\n\nbody\n'
+        yield 'nesting-%d' % depth, text, True
+    for n in (1956, 1958, 1960):
+        # Two characters a line: Python's recursion limit falls between 979 and 980 lines.
+        msg = base_message(rng)
+        msg['Subject'] = Header('\xe9' * n, 'iso-8859-1', maxlinelen=24)
+        yield 'recursion-limit-%d' % n, msg, False
     for i in range(count):
-        kind = rng.choice(['headers', 'headers', 'nested-text', 'nested-obj', 'adversarial'])
-        if kind == 'headers':
+        kind = rng.choice(['headers', 'headers', 'nested-text', 'nested-obj', 'adversarial', 'mutated'])
+        if kind == 'mutated':
+            text = mutate(rng, rng.choice([t for _, t in corpus] + ODD_TEXTS))
+            if rng.random() < 0.5:
+                yield 'mutated-text-%04d' % i, text, True
+            else:
+                yield 'mutated-obj-%04d' % i, email.message_from_string(text, Message), False
+        elif kind == 'headers':
             yield 'headers-%04d' % i, case_headers(rng), False
         elif kind == 'adversarial':
             yield 'adversarial-%04d' % i, adversarial(rng), False
@@ -345,8 +423,8 @@ def main():
         record = {'name': name, 'entry': base64.b64encode(entry),
                   'delivery': None, 'flat': None, 'error': None}
         try:
-            delivery, flat = deliver(entry)
-            if deliver(entry) != (delivery, flat):
+            delivery, flat = runner_run(entry)
+            if runner_run(entry) != (delivery, flat):
                 # A multipart without a usable boundary gets a random one.
                 raise ValueError('Python writes different bytes each time')
             record['delivery'] = base64.b64encode(delivery)

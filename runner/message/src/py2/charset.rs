@@ -296,7 +296,7 @@ enum JisState {
     Jis0208,
 }
 
-fn decode_iso2022jp(s: &[u8]) -> Option<Vec<Unit>> {
+pub(super) fn decode_iso2022jp(s: &[u8]) -> Option<Vec<Unit>> {
     let mut out = Vec::new();
     let mut state = JisState::Ascii;
     let mut i = 0;
@@ -379,7 +379,7 @@ fn encode(codec: Codec, units: &[Unit]) -> Vec<u8> {
 
 /// Python's ISO-2022-JP encoder: designate a set only when it changes, end in ASCII;
 /// what the charset cannot hold becomes `?` (`errors='replace'`).
-fn encode_iso2022jp(units: &[Unit], out: &mut Vec<u8>) {
+pub(super) fn encode_iso2022jp(units: &[Unit], out: &mut Vec<u8>) {
     let mut state = JisState::Ascii;
     let mut put = |out: &mut Vec<u8>, to: JisState, bytes: &[u8]| {
         if state != to {

@@ -40,8 +40,8 @@ impl Generator {
             ));
         }
         let mut body = Vec::new();
-        self.dispatch(msg, part, depth, &mut body)?;
-        self.write_headers(msg, part, out)?;
+        super::with_stack(|| self.dispatch(msg, part, depth, &mut body))?;
+        self.write_headers(msg, part, depth, out)?;
         out.extend_from_slice(&body);
         Ok(())
     }
@@ -82,6 +82,7 @@ impl Generator {
         &self,
         msg: &Message,
         part: &PartPath,
+        depth: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         for (name, value) in &msg.headers {
@@ -89,7 +90,7 @@ impl Generator {
             out.extend_from_slice(&name);
             out.extend_from_slice(b": ");
             let written = match value {
-                HeaderValue::Header(h) => Header::from_obj(h, part)?.encode(part)?,
+                HeaderValue::Header(h) => Header::from_obj(h, part)?.encode(part, depth)?,
                 HeaderValue::Text(v) if self.maxheaderlen == 0 => ascii_bytes(
                     v,
                     part,
@@ -99,7 +100,7 @@ impl Generator {
                 // Raw 8-bit octets in a byte string are written unsplit.
                 HeaderValue::Text(Text::Bytes(v)) if !v.is_ascii() => v.clone(),
                 HeaderValue::Text(v) => {
-                    Header::for_value(v, name.len(), self.maxheaderlen).encode(part)?
+                    Header::for_value(v, name.len(), self.maxheaderlen).encode(part, depth)?
                 }
             };
             out.extend_from_slice(&written);

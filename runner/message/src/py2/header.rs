@@ -3,7 +3,7 @@
 //! with newline plus continuation whitespace.
 
 use super::charset::{HeaderCharset, Unit};
-use super::{ascii_bytes, lstrip, problem};
+use super::{ascii_bytes, lstrip, problem, MAX_SPLIT_LINES_AT_TOP};
 use crate::model::{Charset, Error, HeaderObj, PartPath, Text};
 
 /// `Header.encode`'s default `splitchars`.
@@ -60,19 +60,21 @@ impl Header {
         }
     }
 
-    /// `Header.encode()`.
-    pub fn encode(&self, part: &PartPath) -> Result<Vec<u8>, Error> {
+    /// `Header.encode()` for a header of a part nested `depth` levels deep (for the
+    /// recursion limit Python meets when a chunk folds into very many lines).
+    pub fn encode(&self, part: &PartPath, depth: usize) -> Result<Vec<u8>, Error> {
+        let max_lines = MAX_SPLIT_LINES_AT_TOP.saturating_sub(4 * depth);
         let mut newchunks: Vec<(Vec<u8>, &Charset)> = Vec::new();
         let maxlinelen = self.firstlinelen;
         let mut lastlen = 0;
         for (s, charset) in &self.chunks {
             let cs = HeaderCharset::new(charset, part);
-            let mut targetlen = maxlinelen - lastlen - 1;
+            let mut targetlen = maxlinelen.saturating_sub(lastlen).saturating_sub(1);
             if targetlen < cs.encoded_header_len(b"") {
                 targetlen = maxlinelen;
             }
             newchunks.extend(
-                self.split(s, &cs, targetlen, part)?
+                self.split(s, &cs, targetlen, max_lines, part)?
                     .into_iter()
                     .map(|c| (c, charset)),
             );
@@ -100,12 +102,25 @@ impl Header {
         s: &[u8],
         cs: &HeaderCharset,
         maxlinelen: i64,
+        max_lines: usize,
         part: &PartPath,
     ) -> Result<Vec<Vec<u8>>, Error> {
+        let too_deep = || {
+            problem(
+                part,
+                format!(
+                    "a header folds into more than {max_lines} encoded lines; Python 2 \
+                     exceeds its recursion limit there"
+                ),
+            )
+        };
         let mut out = Vec::new();
         let mut s = s.to_vec();
         let mut maxlen = maxlinelen;
         loop {
+            if out.len() >= max_lines {
+                return Err(too_deep());
+            }
             let splittable = cs.read_chars(&s)?;
             let encoded = cs.write_chars(&splittable, true)?;
             let elen = cs.encoded_header_len(&encoded);
@@ -133,6 +148,12 @@ impl Header {
                 })?;
                 out.extend(lines);
                 return Ok(out);
+            }
+            // Every line holds at most its width of output octets: fail early rather
+            // than fold a huge value line by line only to fail at the limit.
+            let widest = maxlen.max(self.maxlinelen).max(1);
+            if out.is_empty() && encoded.len() as i64 > (max_lines as i64).saturating_mul(widest) {
+                return Err(too_deep());
             }
             let (first, last) = if elen == s.len() as i64 {
                 let at = py_slice_index(maxlen, splittable.len());

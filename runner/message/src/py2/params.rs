@@ -87,20 +87,7 @@ pub(super) fn boundary(
     msg: &Message,
     part: &PartPath,
 ) -> Result<Option<Boundary>, crate::model::Error> {
-    let Some(value) = content_type_value(msg, part)? else {
-        return Ok(None);
-    };
-    let mut semi = Vec::with_capacity(value.len() + 1);
-    semi.push(b';');
-    semi.extend_from_slice(&value);
-    let raw: Vec<(Vec<u8>, Vec<u8>)> = parse_params(&semi)
-        .into_iter()
-        .map(|p| match p.iter().position(|&c| c == b'=') {
-            Some(i) => (strip(&p[..i]).to_vec(), strip(&p[i + 1..]).to_vec()),
-            None => (strip(&p).to_vec(), Vec::new()),
-        })
-        .collect();
-    let Some(found) = find_param(raw, b"boundary") else {
+    let Some(found) = content_type_param(msg, part, b"boundary")? else {
         return Ok(None);
     };
     let collapsed = match found {
@@ -117,6 +104,47 @@ pub(super) fn boundary(
         }
     };
     Ok(Some(rstrip_boundary(collapsed)))
+}
+
+/// `msg.get_param(name)` on Content-Type as a byte string (unquoted); RFC 2231 values
+/// are refused (Python hands back a tuple the callers here do not expect).
+pub(super) fn param(
+    msg: &Message,
+    part: &PartPath,
+    name: &[u8],
+) -> Result<Option<Vec<u8>>, crate::model::Error> {
+    match content_type_param(msg, part, name)? {
+        None => Ok(None),
+        Some(ParamValue::Plain(v)) => Ok(Some(v)),
+        Some(ParamValue::Rfc2231 { .. }) => Err(problem(
+            part,
+            format!(
+                "the Content-Type {} parameter is RFC 2231 encoded",
+                String::from_utf8_lossy(name)
+            ),
+        )),
+    }
+}
+
+fn content_type_param(
+    msg: &Message,
+    part: &PartPath,
+    name: &[u8],
+) -> Result<Option<ParamValue>, crate::model::Error> {
+    let Some(value) = content_type_value(msg, part)? else {
+        return Ok(None);
+    };
+    let mut semi = Vec::with_capacity(value.len() + 1);
+    semi.push(b';');
+    semi.extend_from_slice(&value);
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = parse_params(&semi)
+        .into_iter()
+        .map(|p| match p.iter().position(|&c| c == b'=') {
+            Some(i) => (strip(&p[..i]).to_vec(), strip(&p[i + 1..]).to_vec()),
+            None => (strip(&p).to_vec(), Vec::new()),
+        })
+        .collect();
+    Ok(find_param(raw, name))
 }
 
 /// `decode_params` followed by `get_param`'s search: the first parameter (the type
@@ -329,7 +357,7 @@ pub(super) fn replace(s: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 /// `email.utils.quote`.
-fn quote(s: &[u8]) -> Vec<u8> {
+pub(super) fn quote(s: &[u8]) -> Vec<u8> {
     replace(&replace(s, b"\\", b"\\\\"), b"\"", b"\\\"")
 }
 

@@ -75,6 +75,14 @@ impl<'a> Parser<'a> {
         in_digest: bool,
         part: &PartPath,
     ) -> Result<(Message, Vec<usize>), Error> {
+        super::with_stack(|| self.parsegen_level(in_digest, part))
+    }
+
+    fn parsegen_level(
+        &mut self,
+        in_digest: bool,
+        part: &PartPath,
+    ) -> Result<(Message, Vec<usize>), Error> {
         if part.0.len() > MAX_NESTING {
             return Err(problem(
                 part,
