@@ -34,6 +34,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the API server returned no token for service account {namespace}/{name}")]
     NoToken { namespace: String, name: String },
+    #[error(transparent)]
+    Node(#[from] crate::NodeError),
 }
 
 fn tail_suffix(tail: &str) -> String {

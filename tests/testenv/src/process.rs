@@ -93,9 +93,9 @@ pub(crate) fn remove_at_exit(dir: &Path) {
 }
 
 mod watchdog {
-    //! A shell that reads "group <pgid>" / "dir <path>" lines on its stdin; when the
-    //! pipe closes (the test process ended, even by SIGKILL) it kills the groups and
-    //! removes the directories still registered.
+    //! A shell that reads `group <pgid>`, `release <pgid>` and `dir <path>` lines on
+    //! its stdin; when the pipe closes (the test process ended, even by SIGKILL) it
+    //! kills the groups and removes the directories still registered.
 
     use super::*;
 
