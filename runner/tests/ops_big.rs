@@ -43,6 +43,7 @@ fn fill(dir: &Path, count: usize) {
 /// Time of one create (`.pck.tmp` written) plus rename to `.pck` in `dir`: the median
 /// of 5 rounds of 500 (the entries are removed after each round).
 fn create_rename(dir: &Path) -> Duration {
+    settle();
     let name = |i: usize| format!("9{i:09}.5+{:040x}.pck", i + 1);
     let mut rounds: Vec<Duration> = (0..5)
         .map(|_| {
@@ -66,6 +67,7 @@ fn create_rename(dir: &Path) -> Duration {
 /// Time of one listing of `dir` (what every runner does before each batch): the
 /// median of 5.
 fn listing(dir: &Path) -> Duration {
+    settle();
     let mut times: Vec<Duration> = (0..5)
         .map(|_| {
             let start = Instant::now();
@@ -76,6 +78,12 @@ fn listing(dir: &Path) -> Duration {
         .collect();
     times.sort();
     times[2]
+}
+
+/// Flushes pending writes (the fixture's 100,000 files, or their removal) so that they
+/// are not measured along with what follows.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -439,3 +439,30 @@ fn moves_across_filesystems_are_refused_and_nothing_moves() {
     assert_eq!(mailqueue_queue::area::entries(&from).unwrap().len(), 3, "nothing moved, nothing copied");
     assert!(support::files(q.path(), "out", "pck").is_empty());
 }
+
+#[test]
+fn hold_selectors_read_both_mailman_versions() {
+    let q = support::qfiles();
+    let names = fill(q.path(), "out", 0..10);
+    let would = |args: &[&str]| {
+        let mut all = vec!["hold", "--queue", "out", "--dry-run"];
+        all.extend_from_slice(args);
+        let (out, v) = op(q.path(), &all);
+        assert!(out.status.success(), "{v}");
+        n(&v, "moved")
+    };
+    // 2.1 entries name the list `test`; Mailman 3 ones `test.example.com`.
+    assert_eq!(would(&["--list", "test"]), 5);
+    assert_eq!(would(&["--list", "test.example.com"]), 5);
+    assert_eq!(would(&["--sender-domain", "example.com"]), 10);
+    assert_eq!(would(&["--sender-domain", "example.org"]), 0);
+    assert_eq!(would(&["--recipient-domain", "EXAMPLE.com"]), 10);
+    assert_eq!(would(&["--older-than", "1h"]), 5, "2.1 entries keep their received_time (2019) in the name");
+    let first = names[0].to_string();
+    assert_eq!(would(&[first.as_str()]), 1);
+    assert_eq!(support::files(q.path(), "out", "pck").len(), 10, "dry runs move nothing");
+    let (out, held) = op(q.path(), &["hold", "--queue", "out", "--list", "test"]);
+    assert!(out.status.success());
+    assert_eq!(n(&held, "moved"), 5);
+    census(q.path(), &[], 0..10);
+}
