@@ -201,3 +201,21 @@ fn a_second_runner_for_a_taken_slice_refuses() {
     let status = support::wait_child(&mut first, Duration::from_secs(35)).expect("exits on SIGTERM");
     assert!(status.success());
 }
+
+#[test]
+fn a_personalized_entry_is_set_aside_not_sent_wrong() {
+    let server = Server::start();
+    let q = support::qfiles();
+    let name = support::add_vector(q.path(), "out", M2_FIVE);
+    let path = q.path().join("out").join(&name);
+    let entry = QueueEntry::read(&path).expect("read");
+    let metadata = mailqueue_queue::entry::with_field(entry.metadata(), entry.version(), "personalize", mailqueue_pickle::Value::Int(1));
+    std::fs::write(&path, entry.rewritten(&metadata).expect("rewrite")).expect("write");
+    let logs = drain(q.path(), &server, &[]);
+    assert!(server.captured().is_empty(), "nothing sent");
+    let shunted = support::files(q.path(), "shunt", "pck");
+    assert_eq!(shunted.len(), 1, "{logs}");
+    let e = QueueEntry::read(&q.path().join("shunt").join(&shunted[0])).expect("read shunted");
+    assert_eq!(e.metadata().get("whichq").and_then(mailqueue_pickle::Value::as_text).as_deref(), Some("out"));
+    assert!(logs.contains("personalizes"), "the reason is logged:\n{logs}");
+}
