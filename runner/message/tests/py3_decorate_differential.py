@@ -61,8 +61,8 @@ MESSAGES = {
     'signed': HEAD + b'MIME-Version: 1.0\nContent-Type: multipart/signed; protocol="application/pgp-signature"; micalg=pgp-sha256; boundary="S"\n\n--S\nContent-Type: text/plain\n\nsigned\n--S\nContent-Type: application/pgp-signature\n\nSIG\n--S--\n',
     'rfc822': HEAD + b'MIME-Version: 1.0\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n',
     'qp_long_lines': HEAD + b'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n' + b'=E9' * 40 + b'=\n' + b'a ' * 50 + b'\nend =20\n',
-    # Charsets whose codecs are not carried: refusing (shunt) is the expected outcome.
-    'unsupported_unknown_charset': HEAD + b'Content-Type: text/plain; charset=x-unknown\n\nbody\n',
+    'unknown_charset': HEAD + b'Content-Type: text/plain; charset=x-unknown\nContent-Transfer-Encoding: 7bit\n\nbody\n',
+    # A charset Python knows but whose codec is not carried: refusing (shunt) is expected.
     'unsupported_cp1252': HEAD + b'Content-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: 8bit\n\n\x93q\x94\n',
     'plain_disposition': HEAD + b'Content-Type: text/plain; charset=utf-8\nContent-Disposition: attachment; filename="x.txt"\nContent-Transfer-Encoding: quoted-printable\n\nline=3D1=\n\n',
 }

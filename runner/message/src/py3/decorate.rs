@@ -3,6 +3,7 @@
 //! around the message: in the text of a text/plain body, as parts of a
 //! multipart/mixed, or by wrapping anything else in a new multipart/mixed.
 
+use super::codec_names;
 use super::params;
 use super::pystr;
 use super::transfer::{self, BodyCharset, CodecProblem, Decoded};
@@ -241,16 +242,19 @@ fn decorate_text(msg: &mut Message, d: &Decoration) -> Result<bool, DecorateErro
         Decoded::Bytes(b) => b,
         Decoded::Unsupported(what) => return Err(unsupported(what)),
     };
-    let old = match transfer::decode(&raw, transfer::codec(&mcset)?) {
-        Ok(s) => s,
-        Err(CodecProblem::Unicode) => {
-            // Mailman puts the original Content-Transfer-Encoding back, at the end.
-            if let Some(v) = cte {
-                remove(msg, "content-transfer-encoding");
-                msg.headers.push((Text::from("Content-Transfer-Encoding"), v));
-            }
-            return Ok(false);
+    // Mailman's failure path: the original Content-Transfer-Encoding is put back, at
+    // the end, and the message is wrapped.
+    let give_up = |msg: &mut Message| {
+        if let Some(v) = &cte {
+            remove(msg, "content-transfer-encoding");
+            msg.headers.push((Text::from("Content-Transfer-Encoding"), v.clone()));
         }
+        Ok(false)
+    };
+    let Some(mcodec) = lookup(&mcset)? else { return give_up(msg) };
+    let old = match transfer::decode(&raw, mcodec) {
+        Ok(s) => s,
+        Err(CodecProblem::Unicode) => return give_up(msg),
         Err(e) => return Err(e.into()),
     };
     remove(msg, "content-transfer-encoding");
@@ -258,7 +262,8 @@ fn decorate_text(msg: &mut Message, d: &Decoration) -> Result<bool, DecorateErro
     let endsep = if !d.footer.is_empty() && !old.ends_with('\n') { "\n" } else { "" };
     let text = format!("{}{frontsep}{old}{endsep}{}", d.header, d.footer);
     for cset in [d.list_charset.as_str(), mcset.as_str(), "utf-8"] {
-        let bytes = match transfer::encode(&text, transfer::codec(cset)?) {
+        let Some(codec) = lookup(cset)? else { return give_up(msg) };
+        let bytes = match transfer::encode(&text, codec) {
             Ok(b) => b,
             Err(CodecProblem::Unicode) => continue,
             Err(e) => return Err(e.into()),
@@ -273,6 +278,16 @@ fn decorate_text(msg: &mut Message, d: &Decoration) -> Result<bool, DecorateErro
         return Ok(true);
     }
     Err(unsupported("the decorated text fits none of the list's, the message's or utf-8"))
+}
+
+/// Python's codec lookup: `None` when Python has no such text encoding (it raises
+/// `LookupError`); an error when it has one this emulation does not carry.
+fn lookup(name: &str) -> Result<Option<transfer::Codec>, DecorateError> {
+    match transfer::codec(name) {
+        Ok(c) => Ok(Some(c)),
+        Err(_) if !codec_names::python_knows(name) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Wraps the message: a copy keeping only its Content-* headers becomes the middle part

@@ -2,6 +2,7 @@
 //! flattening with `BytesGenerator` under the compat32 policy.
 
 mod charset;
+mod codec_names;
 pub mod decorate;
 mod generator;
 mod header;
@@ -9,7 +10,7 @@ mod params;
 pub mod parser;
 pub mod personalize;
 mod pystr;
-mod transfer;
+pub(crate) mod transfer;
 pub mod verp;
 
 use crate::model::{Error, Message, PartPath, Text};
