@@ -219,3 +219,33 @@ fn a_personalized_entry_is_set_aside_not_sent_wrong() {
     assert_eq!(e.metadata().get("whichq").and_then(mailqueue_pickle::Value::as_text).as_deref(), Some("out"));
     assert!(logs.contains("personalizes"), "the reason is logged:\n{logs}");
 }
+
+#[test]
+fn verp_sends_one_transaction_per_recipient_with_the_encoded_sender() {
+    let server = Server::start();
+    let q = support::qfiles();
+    support::add_vector(q.path(), "out", M3_FIVE);
+    drain(q.path(), &server, &["--verp", "always"]);
+    let manifest = support::manifest();
+    let vector = manifest["vectors"].as_array().expect("vectors").iter().find(|v| v["path"] == M3_FIVE).expect("vector").clone();
+    let expected = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, vector["expected_message_b64"].as_str().expect("b64")).expect("b64");
+    let mut got: Vec<(String, Vec<String>)> = server
+        .captured()
+        .into_iter()
+        .map(|c| {
+            assert!(c.data == expected, "the copies carry the same message");
+            (c.mail_from, c.rcpts)
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, Vec<String>)> = ALL
+        .iter()
+        .map(|r| {
+            let (local, domain) = r.split_once('@').expect("address");
+            (format!("test-bounces+{local}={domain}@example.com"), vec![r.to_string()])
+        })
+        .collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(got, want);
+}
