@@ -129,6 +129,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(ns) => (Api::<MailQueue>::namespaced(client.clone(), ns), Api::<Pod>::namespaced(client.clone(), ns), Api::<Lease>::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
+    tokio::select! {
+        () = wait_for_crd(&mailqueues) => {}
+        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    }
     let ctx = Arc::new(Context {
         client,
         template: RunnerTemplate {
@@ -152,6 +156,26 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::error!(error = %lost, "leadership lost; exiting so that only the new leader writes");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// Waits until MailQueues can be listed, saying clearly what is missing meanwhile.
+async fn wait_for_crd(mailqueues: &Api<MailQueue>) {
+    let mut warned = false;
+    loop {
+        match mailqueues.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.is_not_found() && !warned => {
+                tracing::warn!("the MailQueue CRD is not installed: kubectl apply -f crds/mailqueue.dev_mailqueues.yaml");
+                warned = true;
+            }
+            Err(error) if !warned => {
+                tracing::warn!(%error, "cannot list MailQueues yet");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -166,6 +166,13 @@ impl Installed {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    async fn apply(&self, mq: &MailQueue) {
+        self.mailqueues()
+            .patch(&mq.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(mq))
+            .await
+            .expect("MailQueue is applied");
+    }
+
     async fn kubectl(&self, args: &[&str]) -> (bool, String) {
         let mut all = vec!["--namespace", self.namespace.as_str()];
         all.extend_from_slice(args);
@@ -221,10 +228,9 @@ impl Installed {
         make_queue_dirs(&qfiles);
         let queued = queue_mailman3_vectors(&qfiles.join("out"));
         let sink = Sink::start().await;
-        self.mailqueues()
-            .patch("lists", &PatchParams::apply("e2e").force(), &Patch::Apply(&spec_yaml("lists", 2, sink.port)))
-            .await
-            .expect("MailQueue is applied");
+        let mut mq = spec_yaml("lists", 2, sink.port);
+        mq.spec.queues.push(mailqueue_operator::crd::QueueSpec { name: "retry".into(), slices: 1 });
+        self.apply(&mq).await;
         let (ok, out) = self.kubectl(&["wait", "--for=condition=Ready", "mq/lists", "--timeout=120s"]).await;
         assert!(ok, "kubectl wait Ready: {out}");
         eventually("the out queue to empty and the status to say so", || async {
@@ -241,7 +247,7 @@ impl Installed {
         assert!(delivered >= queued, "{queued} entries left the queue but the sink saw {delivered} transactions");
         let runner_selector = format!("{}=lists", mailqueue_operator::slice::MAILQUEUE_LABEL);
         let runners = self.pods().list(&ListParams::default().labels(&runner_selector)).await.expect("pods are listed").items;
-        assert_eq!(runners.len(), 2);
+        assert_eq!(runners.len(), 3);
         for pod in &runners {
             let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref());
             assert_eq!(account, Some("mailqueue-runner"));
@@ -252,6 +258,15 @@ impl Installed {
         assert!(ok, "{out}");
         let (ok, out) = self.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
         assert!(ok, "kubectl wait Drained: {out}");
+
+        // Removing a queue deletes its pod and, once released, its Lease.
+        mq.spec.queues.retain(|q| q.name == "out");
+        self.apply(&mq).await;
+        eventually("the retry runner and its Lease to go", || async {
+            let gone = self.pods().get_opt("lists-retry-0of1").await.ok()?.is_none();
+            (gone && leases.get_opt("lists-retry-0of1").await.ok()?.is_none()).then_some(())
+        })
+        .await;
 
         let mut pods = operators;
         pods.extend(runners);
