@@ -412,7 +412,7 @@ mod tests {
 
     fn fold(name: &str, value: &str) -> String {
         let h = Header::for_value(&Text::Bytes(value.as_bytes().to_vec()), name.len(), 78);
-        String::from_utf8(h.encode(&PartPath::default()).unwrap()).unwrap()
+        String::from_utf8(h.encode(&PartPath::default(), 0).unwrap()).unwrap()
     }
 
     #[test]
