@@ -128,7 +128,7 @@ pub fn status(
     } else {
         "Pending"
     };
-    let conditions = merge(previous, vec![ready, draining, drained_verdict, degraded], generation, Time(now));
+    let conditions = merge(previous, vec![ready, draining, drained_verdict, degraded], generation, whole_seconds(now));
     MailQueueStatus {
         observed_generation: generation,
         conditions,
@@ -150,7 +150,7 @@ pub fn invalid(error: &InvalidSpec, previous: Option<&MailQueueStatus>, generati
         Verdict::new(READY, false, "InvalidSpec", message.clone()),
         Verdict::new(DEGRADED, true, "InvalidSpec", message),
     ];
-    let mut conditions = merge(&previous.conditions, verdicts, generation, Time(now));
+    let mut conditions = merge(&previous.conditions, verdicts, generation, whole_seconds(now));
     conditions.extend(previous.conditions.iter().filter(|c| c.type_ == DRAINING || c.type_ == DRAINED).cloned());
     MailQueueStatus { observed_generation: generation, conditions, phase: Some("Degraded".to_owned()), ..previous }
 }
@@ -185,7 +185,7 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         heartbeat: lease
             .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.renew_time.as_ref())
-            .map(|t| Time(t.0)),
+            .map(|t| whole_seconds(t.0)),
         draining: heartbeat.draining,
         pending: heartbeat.pending,
         in_flight: if holder.is_some() { heartbeat.in_flight } else { 0 },
@@ -210,6 +210,12 @@ fn recent_crash(pod: &Pod, now: jiff::Timestamp) -> Option<String> {
             )
         })
     })
+}
+
+/// A `Time` as the API server stores it (whole seconds), so that a status read back compares
+/// equal to the one computed and unchanged statuses are not written again.
+fn whole_seconds(ts: jiff::Timestamp) -> Time {
+    Time(jiff::Timestamp::from_second(ts.as_second()).unwrap_or(ts))
 }
 
 fn queue_status<'a>(name: &str, slices: i32, of_queue: impl Iterator<Item = &'a SliceView>) -> QueueStatus {
@@ -374,6 +380,21 @@ mod tests {
 
         let s = status(&valid, &desired, &crashed(600), &[], &[], Some(1), now);
         assert_eq!(condition(&s, DEGRADED).status, "False", "an old crash is forgotten");
+    }
+
+    #[test]
+    fn a_status_read_back_equals_the_one_computed() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let observed = Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: desired.iter().map(|d| held(d, &Heartbeat { pending: 3, ..Heartbeat::default() }, now)).collect(),
+        };
+        let first = status(&valid, &desired, &observed, &[], &[], Some(1), now);
+        let stored: MailQueueStatus =
+            serde_json::from_value(serde_json::to_value(&first).expect("serializes")).expect("deserializes");
+        let again = status(&valid, &desired, &observed, &[], &stored.conditions, Some(1), now);
+        assert_eq!(stored, again, "nothing changed, so nothing needs writing");
     }
 
     #[test]
