@@ -55,5 +55,5 @@ pub use binaries::Binaries;
 pub use cargo_binary::cargo_binary;
 pub use control_plane::ControlPlane;
 pub use error::{Error, Result};
-pub use node::{Node, NodeConfig, NodeError};
+pub use node::{container_pid, Node, NodeConfig, NodeError};
 pub use report::FailureReport;

@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::conditions::{is_crd_established, is_deleted, is_job_completed};
 use kube::{Api, Client, ResourceExt};
-use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node};
+use mailqueue_testenv::{container_pid, control_plane, ControlPlane, FailureReport, Node};
 use support::{from_yaml, wait_for};
 
 /// A namespace of the shared control plane with a node serving only it.
@@ -577,4 +577,34 @@ spec:
         .expect("container is terminated");
     assert_eq!(terminated.exit_code, 128);
     assert_eq!(terminated.reason.as_deref(), Some("StartError"));
+}
+
+#[tokio::test]
+async fn a_killed_container_is_restarted() {
+    let s = setup("crash").await;
+    s.create_pod(
+        r#"
+metadata: { name: steady }
+spec:
+  containers: [{ name: main, image: shell, command: [sh, -c, 'echo started; while true; do sleep 0.2; done'] }]
+"#,
+    )
+    .await;
+    let pod = s.wait_phase("steady", "Running").await;
+    let pid = container_pid(&pod, "main").expect("running container has a pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    let restarted = |pod: &Pod| {
+        let status = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
+        status.is_some_and(|c| c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    };
+    let pod = s.wait_pod("steady", "restarted once", restarted).await;
+    let last = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.last_state)
+        .and_then(|s| s.terminated)
+        .expect("last state is the killed run");
+    assert_eq!((last.exit_code, last.signal), (137, Some(9)));
+    assert_eq!(s.node.container_log("crash", "steady", "main"), "started\nstarted\n");
 }

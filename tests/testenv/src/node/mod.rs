@@ -45,6 +45,8 @@
 //! - Deletion (`deletionTimestamp` set): SIGTERM to each container's main process,
 //!   SIGKILL to its whole process group after the grace period, then the pod object
 //!   is removed (delete with grace 0, preconditioned on its uid), as kubelet does.
+//! - Container ids are `testenv://<pid>`; [`container_pid`] reads one, so a test can
+//!   SIGKILL a container to play a crash.
 //! - Logs: stdout and stderr of every run of a container are appended to one file
 //!   per container ([`Node::pod_log`]); they are printed when a [`Node`] is dropped
 //!   during a panic.
@@ -198,6 +200,14 @@ impl Shared {
                 .namespace()
                 .is_some_and(|ns| self.config.namespaces.contains(&ns))
     }
+}
+
+/// The process id of a running container of `pod`, from its status (the node reports
+/// container ids as `testenv://<pid>`): a test can signal it to play a crash.
+pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let status = statuses.iter().find(|s| s.name == container)?;
+    status.container_id.as_deref()?.strip_prefix(pod::CONTAINER_ID_SCHEME)?.parse().ok()
 }
 
 /// A running node stand-in. Dropping it (or [`Node::stop`]) kills every pod process

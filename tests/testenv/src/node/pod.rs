@@ -34,6 +34,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// Grace period when the pod does not say (kubelet's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
+/// How container ids start: the rest is the process id.
+pub(crate) const CONTAINER_ID_SCHEME: &str = "testenv://";
+
 /// What the node asks of a running pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -658,7 +661,7 @@ impl ContainerRun {
             name: self.spec.name.clone(),
             image: self.spec.image.clone().unwrap_or_default(),
             image_id: String::new(),
-            container_id: self.child.as_ref().and_then(|c| c.id()).map(|pid| format!("testenv://{pid}")),
+            container_id: self.child.as_ref().and_then(|c| c.id()).map(|pid| format!("{CONTAINER_ID_SCHEME}{pid}")),
             ready: self.ready,
             started: Some(matches!(self.state, RunState::Running { .. })),
             restart_count: self.restart_count,
