@@ -119,7 +119,7 @@ fn mailman3_list_vectors_decorate_byte_for_byte() {
             };
             decorate::decorate(&mut m, &d).expect("decorate");
             if individual && list["personalize"] == "full" {
-                let user = member.filter(|mm| mm["has_user"] == true).map(|mm| mm["user_display_name"].as_str());
+                let user = member.filter(|mm| mm["has_user"] == true).map(|mm| mm["user_display_name"].as_str().unwrap_or(""));
                 personalize::personalize_to(&mut m, user, &rcpt).expect("personalize");
             }
             let got = py3::delivery_bytes(&m).expect("flatten");

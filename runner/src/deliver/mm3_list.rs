@@ -6,12 +6,16 @@ use super::chunk;
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
 use crate::lists::mm3::{List, Mm3Rest, Personalize, Site};
 use crate::lists::ListError;
+use futures::{StreamExt, TryStreamExt};
 use mailqueue_message::py3::decorate::{self, Decoration, MemberVars};
 use mailqueue_message::py3::{personalize, verp};
 use mailqueue_message::{Message, Version};
 use mailqueue_pickle::Value;
 use mailqueue_queue::entry::QueueEntry;
 use std::sync::Arc;
+
+/// Member lookups in flight at once for one entry.
+const LOOKUPS_AT_ONCE: usize = 8;
 
 /// The plan for a Mailman 3 entry of a list; entries without a list id (site mail) are
 /// planned as before.
@@ -46,16 +50,30 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
     let dups = add_dup_header(meta);
+    // Member data only changes the copies when the templates use it; the lookups for
+    // a big list then run a few at a time.
+    let needs_member = !templates.skip && templates.uses_member_variables(&list);
+    let full = list.personalize == Personalize::Full;
+    let list_id = list_id.as_str();
+    // Per recipient: the member (when the templates need it), and for full
+    // personalization the user owning the address (`None` inside: no user).
+    let lookups: Vec<(String, Option<MemberVars>, Option<Option<String>>)> = futures::stream::iter(recipients)
+        .map(|rcpt| async move {
+            let member = if needs_member { rest.member(list_id, &rcpt).await? } else { None };
+            let user = if full { Some(rest.user_display_name(&rcpt).await?) } else { None };
+            Ok::<_, ListError>((rcpt, member, user))
+        })
+        .buffered(LOOKUPS_AT_ONCE)
+        .try_collect()
+        .await
+        .map_err(list_error)?;
     let mut plan = Plan::default();
-    for rcpt in recipients {
+    for (rcpt, member, user) in lookups {
         let mut m = message.clone();
         personalize::avoid_duplicates(&mut m, dups.contains(&rcpt));
-        let member = rest.member(&list_id, &rcpt).await.map_err(list_error)?;
         templates.decorate(&mut m, &list, member.as_ref().map(|mm| (mm, rcpt.as_str())))?;
-        if list.personalize == Personalize::Full {
-            let user = rest.user_display_name(&rcpt).await.map_err(list_error)?;
-            let user = user.as_ref().map(|name| name.as_deref());
-            personalize::personalize_to(&mut m, user, &rcpt).map_err(decorate_error)?;
+        if let Some(user) = &user {
+            personalize::personalize_to(&mut m, user.as_deref(), &rcpt).map_err(decorate_error)?;
         }
         let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
         plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?) });
@@ -112,6 +130,14 @@ impl Templates {
             }
         }
         Ok(Templates { skip, extra })
+    }
+
+    /// Whether the header or footer refers to a member variable.
+    fn uses_member_variables(&self, list: &List) -> bool {
+        [&list.header, &list.footer]
+            .iter()
+            .flat_map(|t| decorate::template_names(t))
+            .any(|n| decorate::MEMBER_VARIABLES.contains(&n.as_str()))
     }
 
     fn decorate(&self, msg: &mut Message, list: &List, member: Option<(&MemberVars, &str)>) -> Result<(), PlanError> {

@@ -198,12 +198,9 @@ impl Mm3Rest {
     }
 
     /// The display name of the user owning `email` (`user_manager.get_user`): `None`
-    /// when no user owns it.
-    pub async fn user_display_name(&self, email: &str) -> Result<Option<Option<String>>, ListError> {
-        Ok(self
-            .get(&format!("addresses/{email}/user"))
-            .await?
-            .map(|u| u.get("display_name").and_then(Json::as_str).map(str::to_owned)))
+    /// when no user owns it, `""` for a user without one.
+    pub async fn user_display_name(&self, email: &str) -> Result<Option<String>, ListError> {
+        Ok(self.get(&format!("addresses/{email}/user")).await?.map(|u| text(&u, "display_name")))
     }
 
     /// A language's (description, charset).

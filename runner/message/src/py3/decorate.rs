@@ -132,6 +132,33 @@ pub fn list_substitutions(list: &ListVars) -> BTreeMap<String, String> {
 /// `string.Template(template).safe_substitute(vars)`: `$$` is `$`, unknown names and
 /// stray `$` stay as they are.
 pub fn safe_substitute(template: &str, vars: &BTreeMap<String, String>) -> String {
+    substitute(template, |name| vars.get(name).cloned())
+}
+
+/// The variable names a template refers to (`$name`, `${name}`).
+pub fn template_names(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    substitute(template, |name| {
+        names.push(name.to_owned());
+        None
+    });
+    names
+}
+
+/// The variables member-personalized decoration adds (`process()` with a member).
+pub const MEMBER_VARIABLES: [&str; 8] = [
+    "member",
+    "user_email",
+    "user_delivered_to",
+    "user_language",
+    "user_name",
+    "user_name_or_email",
+    "user_name_or_address",
+    "user_address",
+];
+
+/// `Template.safe_substitute` with a lookup function.
+fn substitute(template: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
     let ident_len = |s: &str| -> usize {
         let b = s.as_bytes();
         match b.first() {
@@ -154,8 +181,8 @@ pub fn safe_substitute(template: &str, vars: &BTreeMap<String, String>) -> Strin
         let n = ident_len(after);
         if n > 0 {
             let name = &after[..n];
-            match vars.get(name) {
-                Some(v) => out.push_str(v),
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
                 None => out.push_str(&rest[pos..pos + 1 + n]),
             }
             rest = &after[n..];
@@ -164,8 +191,8 @@ pub fn safe_substitute(template: &str, vars: &BTreeMap<String, String>) -> Strin
         if let Some(inner) = after.strip_prefix('{') {
             let n = ident_len(inner);
             if n > 0 && inner[n..].starts_with('}') {
-                match vars.get(&inner[..n]) {
-                    Some(v) => out.push_str(v),
+                match lookup(&inner[..n]) {
+                    Some(v) => out.push_str(&v),
                     None => out.push_str(&rest[pos..pos + 3 + n]),
                 }
                 rest = &inner[n + 1..];
@@ -436,6 +463,11 @@ mod tests {
         let v = vars(&[("a", "1"), ("b_c", "2")]);
         assert_eq!(safe_substitute("$a ${b_c} $$5 $x ${y} $ $1 ${a", &v), "1 2 $5 $x ${y} $ $1 ${a");
         assert_eq!(safe_substitute("$ab", &v), "$ab");
+    }
+
+    #[test]
+    fn names_a_template_uses() {
+        assert_eq!(template_names("$a ${b} $$c $ $1 ${d"), vec!["a".to_owned(), "b".to_owned()]);
     }
 
     #[test]

@@ -33,12 +33,13 @@ pub fn avoid_duplicates(msg: &mut Message, add_dup_header: bool) {
 }
 
 /// `personalize_to` for a fully personalized list: `To` becomes the recipient, with
-/// the display name of the user owning the address (`None`: the address has no user).
-pub fn personalize_to(msg: &mut Message, user_display_name: Option<Option<&str>>, recipient: &str) -> Result<(), DecorateError> {
+/// the display name of the user owning the address (`None`: the address has no user;
+/// a user without a name is `""`).
+pub fn personalize_to(msg: &mut Message, user_display_name: Option<&str>, recipient: &str) -> Result<(), DecorateError> {
     let value = match user_display_name {
         None => recipient.to_owned(),
         Some(name) => {
-            let encoded = Header::unnamed(name.unwrap_or(""))
+            let encoded = Header::unnamed(name)
                 .and_then(|h| h.encode(76, "\n"))
                 .map_err(|e| DecorateError(format!("the display name of {recipient}: {e}")))?;
             formataddr(Some(&encoded), recipient)?
