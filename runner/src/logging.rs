@@ -20,6 +20,10 @@ pub fn init(format: Format) {
         .with_writer(std::io::stderr);
     let _ = match format {
         Format::Text => builder.try_init(),
-        Format::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+        Format::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
     };
 }

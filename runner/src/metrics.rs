@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the SMTP transaction latency histogram.
-const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -42,7 +44,8 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.latency_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     pub fn set_depth(&self, slice: u32, pending: u64) {
@@ -59,36 +62,124 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, labels: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{queue=\"{queue}\"{labels}}} {}", v.load(Relaxed));
         };
-        counter(&mut out, "mailqueue_entries_delivered_total", "Entries whose every recipient was accepted or permanently refused.", "", &self.entries_delivered);
-        counter(&mut out, "mailqueue_recipients_delivered_total", "Recipients accepted by the SMTP relay.", "", &self.recipients_delivered);
+        counter(
+            &mut out,
+            "mailqueue_entries_delivered_total",
+            "Entries whose every recipient was accepted or permanently refused.",
+            "",
+            &self.entries_delivered,
+        );
+        counter(
+            &mut out,
+            "mailqueue_recipients_delivered_total",
+            "Recipients accepted by the SMTP relay.",
+            "",
+            &self.recipients_delivered,
+        );
         let _ = writeln!(out, "# HELP mailqueue_recipients_failed_total Recipients refused, by kind (temporary: retried; permanent: recorded as bounces).\n# TYPE mailqueue_recipients_failed_total counter");
-        let _ = writeln!(out, "mailqueue_recipients_failed_total{{queue=\"{queue}\",kind=\"temporary\"}} {}", self.recipients_temporary.load(Relaxed));
-        let _ = writeln!(out, "mailqueue_recipients_failed_total{{queue=\"{queue}\",kind=\"permanent\"}} {}", self.recipients_permanent.load(Relaxed));
-        counter(&mut out, "mailqueue_entries_retried_total", "Entries moved to the retry queue with their temporarily failed recipients.", "", &self.entries_retried);
-        counter(&mut out, "mailqueue_entries_expired_total", "Entries dropped after the retry period without progress, as Mailman does.", "", &self.entries_expired);
-        counter(&mut out, "mailqueue_entries_requeued_total", "Entries put back unfinished (shutdown, relay unreachable).", "", &self.entries_requeued);
-        counter(&mut out, "mailqueue_entries_bad_total", "Entries preserved in bad/ because they could not be read.", "", &self.entries_bad);
-        counter(&mut out, "mailqueue_entries_shunted_total", "Entries set aside in shunt/ because they cannot be delivered as Mailman would.", "", &self.entries_shunted);
-        counter(&mut out, "mailqueue_entries_moved_from_retry_total", "Retry entries moved back to out once due.", "", &self.entries_moved_from_retry);
-        counter(&mut out, "mailqueue_list_settings_stale_total", "List settings answered from the cache because the Mailman REST API was unreachable.", "", &self.list_settings_stale);
+        let _ = writeln!(
+            out,
+            "mailqueue_recipients_failed_total{{queue=\"{queue}\",kind=\"temporary\"}} {}",
+            self.recipients_temporary.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "mailqueue_recipients_failed_total{{queue=\"{queue}\",kind=\"permanent\"}} {}",
+            self.recipients_permanent.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_retried_total",
+            "Entries moved to the retry queue with their temporarily failed recipients.",
+            "",
+            &self.entries_retried,
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_expired_total",
+            "Entries dropped after the retry period without progress, as Mailman does.",
+            "",
+            &self.entries_expired,
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_requeued_total",
+            "Entries put back unfinished (shutdown, relay unreachable).",
+            "",
+            &self.entries_requeued,
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_bad_total",
+            "Entries preserved in bad/ because they could not be read.",
+            "",
+            &self.entries_bad,
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_shunted_total",
+            "Entries set aside in shunt/ because they cannot be delivered as Mailman would.",
+            "",
+            &self.entries_shunted,
+        );
+        counter(
+            &mut out,
+            "mailqueue_entries_moved_from_retry_total",
+            "Retry entries moved back to out once due.",
+            "",
+            &self.entries_moved_from_retry,
+        );
+        counter(
+            &mut out,
+            "mailqueue_list_settings_stale_total",
+            "List settings answered from the cache because the Mailman REST API was unreachable.",
+            "",
+            &self.list_settings_stale,
+        );
         counter(&mut out, "mailqueue_list_settings_unavailable_total", "Entries left queued because their list's settings could not be read (API down, nothing cached).", "", &self.list_settings_unavailable);
-        counter(&mut out, "mailqueue_smtp_sessions_opened_total", "SMTP sessions opened.", "", &self.sessions_opened);
-        counter(&mut out, "mailqueue_smtp_connect_failures_total", "Failed attempts to open an SMTP session.", "", &self.connect_failures);
+        counter(
+            &mut out,
+            "mailqueue_smtp_sessions_opened_total",
+            "SMTP sessions opened.",
+            "",
+            &self.sessions_opened,
+        );
+        counter(
+            &mut out,
+            "mailqueue_smtp_connect_failures_total",
+            "Failed attempts to open an SMTP session.",
+            "",
+            &self.connect_failures,
+        );
         let _ = writeln!(out, "# HELP mailqueue_in_flight Entries claimed and being delivered.\n# TYPE mailqueue_in_flight gauge\nmailqueue_in_flight{{queue=\"{queue}\"}} {}", self.in_flight.load(Relaxed));
         let _ = writeln!(out, "# HELP mailqueue_queue_depth Queued (.pck) entries per slice at the last listing.\n# TYPE mailqueue_queue_depth gauge");
         if let Ok(d) = self.depth.lock() {
             for (slice, v) in d.iter() {
-                let _ = writeln!(out, "mailqueue_queue_depth{{queue=\"{queue}\",slice=\"{slice}\"}} {v}");
+                let _ = writeln!(
+                    out,
+                    "mailqueue_queue_depth{{queue=\"{queue}\",slice=\"{slice}\"}} {v}"
+                );
             }
         }
         let name = "mailqueue_smtp_transaction_seconds";
         let _ = writeln!(out, "# HELP {name} Time from MAIL FROM to the reply to the final dot.\n# TYPE {name} histogram");
         for (bound, c) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{queue=\"{queue}\",le=\"{bound}\"}} {}", c.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{queue=\"{queue}\",le=\"{bound}\"}} {}",
+                c.load(Relaxed)
+            );
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{queue=\"{queue}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{queue=\"{queue}\"}} {}", self.latency_sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{queue=\"{queue}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{queue=\"{queue}\"}} {}",
+            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{queue=\"{queue}\"}} {count}");
         out
     }
@@ -104,8 +195,11 @@ mod tests {
         m.observe_transaction(Duration::from_millis(3));
         m.observe_transaction(Duration::from_secs(2));
         let text = m.render("out");
-        assert!(text.contains("mailqueue_smtp_transaction_seconds_bucket{queue=\"out\",le=\"0.005\"} 1"));
-        assert!(text.contains("mailqueue_smtp_transaction_seconds_bucket{queue=\"out\",le=\"5\"} 2"));
+        assert!(text
+            .contains("mailqueue_smtp_transaction_seconds_bucket{queue=\"out\",le=\"0.005\"} 1"));
+        assert!(
+            text.contains("mailqueue_smtp_transaction_seconds_bucket{queue=\"out\",le=\"5\"} 2")
+        );
         assert!(text.contains("mailqueue_smtp_transaction_seconds_count{queue=\"out\"} 2"));
     }
 }

@@ -58,7 +58,9 @@ pub struct Standalone {
 
 impl Standalone {
     pub fn new(qfiles: &Path) -> Standalone {
-        Standalone { qfiles: qfiles.to_owned() }
+        Standalone {
+            qfiles: qfiles.to_owned(),
+        }
     }
 
     pub fn drain_flag(qfiles: &Path, queue: &str) -> PathBuf {
@@ -68,7 +70,11 @@ impl Standalone {
     /// The heartbeat file of a slice owner: JSON with `pid`, `heartbeat_unix`,
     /// `draining` and the [`SliceCounters`].
     pub fn heartbeat_path(qfiles: &Path, queue: &str, slice: Slice) -> PathBuf {
-        qfiles.join(STATE_DIR).join(format!("{queue}-{}-of-{}.json", slice.index(), slice.count()))
+        qfiles.join(STATE_DIR).join(format!(
+            "{queue}-{}-of-{}.json",
+            slice.index(),
+            slice.count()
+        ))
     }
 }
 
@@ -105,7 +111,9 @@ impl SliceLease for StandaloneLease {
     }
 
     fn draining(&self) -> bool {
-        let Ok(mut cache) = self.drain_cache.lock() else { return true };
+        let Ok(mut cache) = self.drain_cache.lock() else {
+            return true;
+        };
         match *cache {
             Some((at, draining)) if at.elapsed() < DRAIN_RECHECK => draining,
             _ => {
@@ -128,9 +136,19 @@ impl SliceLease for StandaloneLease {
             #[serde(flatten)]
             counters: &'a SliceCounters,
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let record = Heartbeat { pid: std::process::id(), heartbeat_unix: now, draining: self.draining(), counters };
-        let Ok(json) = serde_json::to_vec(&record) else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let record = Heartbeat {
+            pid: std::process::id(),
+            heartbeat_unix: now,
+            draining: self.draining(),
+            counters,
+        };
+        let Ok(json) = serde_json::to_vec(&record) else {
+            return;
+        };
         let tmp = self.heartbeat.with_extension("json.tmp");
         // Best effort: a missed heartbeat file is only a stale status display.
         if std::fs::write(&tmp, json).is_ok() {

@@ -26,7 +26,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { period: Duration::from_secs(5 * 24 * 3600), wait: Duration::from_secs(3600) }
+        RetryPolicy {
+            period: Duration::from_secs(5 * 24 * 3600),
+            wait: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -42,7 +45,12 @@ pub enum RetryDecision {
 /// Mailman's out-runner rule (both versions): progress (fewer failures than last time)
 /// extends `deliver_until` to now + period; no progress past `deliver_until` expires.
 /// `failed` keeps the entry's own recipient values (their Python types) in order.
-pub fn decide(entry: &QueueEntry, failed: &[String], policy: &RetryPolicy, now: SystemTime) -> RetryDecision {
+pub fn decide(
+    entry: &QueueEntry,
+    failed: &[String],
+    policy: &RetryPolicy,
+    now: SystemTime,
+) -> RetryDecision {
     let version = entry.version();
     let meta = entry.metadata();
     let last_count = match meta.get("last_recip_count") {
@@ -68,11 +76,26 @@ pub fn decide(entry: &QueueEntry, failed: &[String], policy: &RetryPolicy, now: 
         Version::Mailman2 => ("recips", Value::Float(until_secs)),
         Version::Mailman3 => ("recipients", Value::DateTime(unix_to_datetime(until_secs))),
     };
-    let mut m = with_field(meta, version, "last_recip_count", Value::Int(failed.len() as i64));
+    let mut m = with_field(
+        meta,
+        version,
+        "last_recip_count",
+        Value::Int(failed.len() as i64),
+    );
     m = with_field(&m, version, "deliver_until", until_value);
-    m = with_field(&m, version, recips_key, Value::List(recipient_values(entry, failed)));
+    m = with_field(
+        &m,
+        version,
+        recips_key,
+        Value::List(recipient_values(entry, failed)),
+    );
     if version == Version::Mailman2 {
-        m = with_field(&m, version, "deliver_after", Value::Float(now_secs + policy.wait.as_secs_f64()));
+        m = with_field(
+            &m,
+            version,
+            "deliver_after",
+            Value::Float(now_secs + policy.wait.as_secs_f64()),
+        );
     }
     RetryDecision::Retry(m)
 }
@@ -84,7 +107,12 @@ pub fn with_recipients(entry: &QueueEntry, keep: &[String]) -> Value {
         Version::Mailman2 => "recips",
         Version::Mailman3 => "recipients",
     };
-    with_field(entry.metadata(), entry.version(), key, Value::List(recipient_values(entry, keep)))
+    with_field(
+        entry.metadata(),
+        entry.version(),
+        key,
+        Value::List(recipient_values(entry, keep)),
+    )
 }
 
 /// The entry's own values for `wanted` (byte strings in 2.1, text in 3), in `wanted`'s
@@ -95,7 +123,9 @@ fn recipient_values(entry: &QueueEntry, wanted: &[String]) -> Vec<Value> {
         Version::Mailman3 => "recipients",
     };
     let originals: Vec<&Value> = match entry.metadata().get(key) {
-        Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => v.iter().collect(),
+        Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => {
+            v.iter().collect()
+        }
         _ => Vec::new(),
     };
     wanted
@@ -142,7 +172,11 @@ pub struct RetryError {
 }
 
 impl RetryMover {
-    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn SliceLease>) -> Result<(), RetryError> {
+    pub async fn run_slice(
+        self: Arc<Self>,
+        slice: Slice,
+        lease: Arc<dyn SliceLease>,
+    ) -> Result<(), RetryError> {
         loop {
             let me = self.clone();
             let lease2 = lease.clone();
@@ -180,12 +214,16 @@ impl RetryMover {
                 continue;
             }
             // Locked while it moves, like every claim (see `mailqueue_queue::inflight`).
-            let Some(claimed) = mailqueue_queue::inflight::claim(&self.retry, &name)? else { continue };
+            let Some(claimed) = mailqueue_queue::inflight::claim(&self.retry, &name)? else {
+                continue;
+            };
             let bak = claimed.bak().clone();
             let _span = tracing::info_span!("entry", entry = %name).entered();
             match self.retry.read(&bak) {
                 Ok(entry) => {
-                    let new = self.retry.move_to(&bak, &entry, entry.metadata(), &self.out)?;
+                    let new = self
+                        .retry
+                        .move_to(&bak, &entry, entry.metadata(), &self.out)?;
                     tracing::info!(out_entry = %new, "due again: moved back to out");
                     moved += 1;
                 }
@@ -195,20 +233,30 @@ impl RetryMover {
                 }
             }
         }
-        self.metrics.entries_moved_from_retry.fetch_add(moved, Relaxed);
-        lease.publish(&crate::ownership::SliceCounters { pending: 0, in_flight: 0, delivered: moved, oldest_pending_seconds: 0 });
+        self.metrics
+            .entries_moved_from_retry
+            .fetch_add(moved, Relaxed);
+        lease.publish(&crate::ownership::SliceCounters {
+            pending: 0,
+            in_flight: 0,
+            delivered: moved,
+            oldest_pending_seconds: 0,
+        });
         Ok(())
     }
 }
 
 pub fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A naive UTC datetime (as Mailman 3 stores them) as Unix seconds.
 pub fn datetime_to_unix(d: &DateTime) -> f64 {
     let days = days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day));
-    let secs = days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second);
+    let secs =
+        days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second);
     secs as f64 + f64::from(d.microsecond) / 1e6
 }
 
@@ -259,7 +307,15 @@ mod tests {
 
     #[test]
     fn datetimes_round_trip() {
-        let d = DateTime { year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 58, microsecond: 123_456 };
+        let d = DateTime {
+            year: 2024,
+            month: 2,
+            day: 29,
+            hour: 23,
+            minute: 59,
+            second: 58,
+            microsecond: 123_456,
+        };
         let secs = datetime_to_unix(&d);
         assert!((secs - 1_709_251_198.123_456).abs() < 1e-6);
         assert_eq!(unix_to_datetime(secs), d);

@@ -22,10 +22,17 @@ const CONNECTIONS: usize = 4;
 
 /// Recipients of the entries in a directory, by extension.
 fn recipients_in(dir: &Path, ext: &str) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
-        .flat_map(|e| QueueEntry::read(&e.path()).expect("queued entry readable").recipients().expect("recipients"))
+        .flat_map(|e| {
+            QueueEntry::read(&e.path())
+                .expect("queued entry readable")
+                .recipients()
+                .expect("recipients")
+        })
         .collect()
 }
 
@@ -44,8 +51,17 @@ impl Moments {
 #[test]
 #[ignore = "slow: kill -9 loops over thousands of entries"]
 fn kill_minus_nine_at_random_moments_loses_nothing() {
-    let env = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh")).output().expect("python-env.sh");
-    assert!(env.status.success(), "tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&env.stderr));
+    let env = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/tools/python-env.sh"
+    ))
+    .output()
+    .expect("python-env.sh");
+    assert!(
+        env.status.success(),
+        "tests/tools/python-env.sh failed: {}",
+        String::from_utf8_lossy(&env.stderr)
+    );
     let env = String::from_utf8_lossy(&env.stdout);
     let py3 = env
         .lines()
@@ -55,12 +71,27 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
 
     let q = support::qfiles();
     let gen = Command::new(&py3)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/gen-queue.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/tools/gen-queue.py"
+        ))
         .args(["--dir", &q.path().join("out").to_string_lossy()])
-        .args(["--count", &ENTRIES.to_string(), "--recipients", &RECIPIENTS.to_string(), "--unique-recipients", "--seed", "7"])
+        .args([
+            "--count",
+            &ENTRIES.to_string(),
+            "--recipients",
+            &RECIPIENTS.to_string(),
+            "--unique-recipients",
+            "--seed",
+            "7",
+        ])
         .output()
         .expect("gen-queue.py");
-    assert!(gen.status.success(), "gen-queue.py: {}", String::from_utf8_lossy(&gen.stderr));
+    assert!(
+        gen.status.success(),
+        "gen-queue.py: {}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     let all: Vec<String> = recipients_in(&q.path().join("out"), ".pck");
     assert_eq!(all.len(), ENTRIES * RECIPIENTS);
 
@@ -69,19 +100,35 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
     let mut kills = 0;
     let common = ["--slices", "4", "--connections", "4"];
     loop {
-        let queued = support::files(q.path(), "out", "pck").len() + support::files(q.path(), "out", "bak").len();
+        let queued = support::files(q.path(), "out", "pck").len()
+            + support::files(q.path(), "out", "bak").len();
         if queued == 0 || kills >= 60 {
             break;
         }
-        let mut child = support::run_cmd(q.path(), &server.smtp_arg(), &common).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+        let mut child = support::run_cmd(q.path(), &server.smtp_arg(), &common)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         std::thread::sleep(Duration::from_millis(moments.next_ms(100, 700)));
         kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("kill -9");
         child.wait().expect("reap");
         kills += 1;
     }
     // Finish the queue without interruptions.
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &[&common[..], &["--exit-when-empty"]].concat()), Duration::from_secs(600));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = support::run_to_end(
+        support::run_cmd(
+            q.path(),
+            &server.smtp_arg(),
+            &[&common[..], &["--exit-when-empty"]].concat(),
+        ),
+        Duration::from_secs(600),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut accepted: HashMap<String, usize> = HashMap::new();
     for c in server.captured() {
@@ -95,7 +142,9 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
     let mut lost = Vec::new();
     let mut duplicates = 0;
     for r in &all {
-        let n = accepted.get(r).copied().unwrap_or(0) + usize::from(still_queued.contains(r)) + usize::from(in_bad.contains(r));
+        let n = accepted.get(r).copied().unwrap_or(0)
+            + usize::from(still_queued.contains(r))
+            + usize::from(in_bad.contains(r));
         if n == 0 && !retried.contains(r) {
             lost.push(r.clone());
         }
@@ -111,10 +160,16 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
         retried.len()
     );
     assert!(lost.is_empty(), "lost recipients: {lost:?}");
-    assert!(unknown.is_empty(), "the server got recipients nobody queued: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the server got recipients nobody queued: {unknown:?}"
+    );
     assert!(still_queued.is_empty(), "the final run drained the queue");
     assert!(support::files(q.path(), "out", "bak").is_empty());
     // At a kill at most one entry per SMTP session is between the relay's acceptance of
     // a transaction and the entry's removal; all its recipients may be sent again.
-    assert!(duplicates <= kills * SLICES * CONNECTIONS * RECIPIENTS, "{duplicates} duplicates for {kills} kills");
+    assert!(
+        duplicates <= kills * SLICES * CONNECTIONS * RECIPIENTS,
+        "{duplicates} duplicates for {kills} kills"
+    );
 }

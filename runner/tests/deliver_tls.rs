@@ -12,8 +12,17 @@ use std::time::Duration;
 const M3_FIVE: &str = "mailman3/out/1704068156.639687+20692f622980731a84de028636047a51b1e589b2.pck";
 
 fn python3() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh")).output().expect("run python-env.sh");
-    assert!(out.status.success(), "tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/tools/python-env.sh"
+    ))
+    .output()
+    .expect("run python-env.sh");
+    assert!(
+        out.status.success(),
+        "tests/tools/python-env.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("export MQ_PY3=").map(str::to_owned))
@@ -22,8 +31,23 @@ fn python3() -> String {
 
 fn certificate(dir: &Path) {
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
@@ -48,7 +72,10 @@ impl Drop for TlsServer {
 
 fn start(mode: &str, dir: &Path) -> TlsServer {
     let mut child = Command::new(python3())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/tls_smtp.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/tls_smtp.py"
+        ))
         .args(["--mode", mode, "--user", "mailman", "--password", "s3cret"])
         .arg("--cert")
         .arg(dir.join("cert.pem"))
@@ -60,8 +87,14 @@ fn start(mode: &str, dir: &Path) -> TlsServer {
         .spawn()
         .expect("start aiosmtpd");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
-    let port = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).expect("ready <port>");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .expect("ready <port>");
     TlsServer { child, port }
 }
 
@@ -70,7 +103,13 @@ fn deliver(mode: &str) {
     certificate(q.path());
     let server = start(mode, q.path());
     let manifest = support::manifest();
-    let vector = manifest["vectors"].as_array().expect("vectors").iter().find(|v| v["path"] == M3_FIVE).expect("vector").clone();
+    let vector = manifest["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .find(|v| v["path"] == M3_FIVE)
+        .expect("vector")
+        .clone();
     support::add_vector(q.path(), "out", M3_FIVE);
     std::fs::write(q.path().join("password"), "s3cret\n").expect("password file");
     let cmd = support::run_cmd(
@@ -91,21 +130,42 @@ fn deliver(mode: &str) {
     let out = support::run_to_end(cmd, Duration::from_secs(60));
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
-    assert!(support::files(q.path(), "retry", "pck").is_empty(), "{logs}");
+    assert!(
+        support::files(q.path(), "retry", "pck").is_empty(),
+        "{logs}"
+    );
     let captured = std::fs::read_to_string(q.path().join("captured.jsonl")).expect("captured");
-    let txs: Vec<serde_json::Value> = captured.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    let expected = base64::engine::general_purpose::STANDARD.decode(vector["expected_message_b64"].as_str().expect("b64")).expect("b64");
+    let txs: Vec<serde_json::Value> = captured
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(vector["expected_message_b64"].as_str().expect("b64"))
+        .expect("b64");
     let mut rcpts: Vec<String> = Vec::new();
     for tx in &txs {
         assert_eq!(tx["tls"], true);
         assert_eq!(tx["authenticated"], true);
         assert_eq!(tx["mail_from"], vector["expected_envelope_sender"]);
-        let data = base64::engine::general_purpose::STANDARD.decode(tx["data"].as_str().expect("data")).expect("b64");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(tx["data"].as_str().expect("data"))
+            .expect("b64");
         assert!(data == expected, "DATA differs over {mode}");
-        rcpts.extend(tx["rcpts"].as_array().expect("rcpts").iter().map(|r| r.as_str().expect("rcpt").to_owned()));
+        rcpts.extend(
+            tx["rcpts"]
+                .as_array()
+                .expect("rcpts")
+                .iter()
+                .map(|r| r.as_str().expect("rcpt").to_owned()),
+        );
     }
     rcpts.sort();
-    let want: Vec<String> = vector["expected_recipients"].as_array().expect("rcpts").iter().map(|r| r.as_str().expect("r").to_owned()).collect();
+    let want: Vec<String> = vector["expected_recipients"]
+        .as_array()
+        .expect("rcpts")
+        .iter()
+        .map(|r| r.as_str().expect("r").to_owned())
+        .collect();
     assert_eq!(rcpts, want);
 }
 
@@ -144,11 +204,26 @@ fn a_wrong_password_leaves_the_entry_queued() {
     );
     cmd.env("MQ_SMTP_PASSWORD", "wrong");
     let log = q.path().join("runner.log");
-    cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log"))).stdout(Stdio::null());
+    cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .stdout(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
-    assert!(support::wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log).unwrap_or_default().contains("AUTH")));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
-    assert!(support::wait_child(&mut child, Duration::from_secs(10)).expect("exits").success());
-    assert_eq!(support::files(q.path(), "out", "pck").len(), 1, "never claimed while the relay refuses us");
+    assert!(support::wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("AUTH")
+    }));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    assert!(support::wait_child(&mut child, Duration::from_secs(10))
+        .expect("exits")
+        .success());
+    assert_eq!(
+        support::files(q.path(), "out", "pck").len(),
+        1,
+        "never claimed while the relay refuses us"
+    );
     assert!(support::files(q.path(), "retry", "pck").is_empty());
 }

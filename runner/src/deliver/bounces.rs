@@ -33,12 +33,17 @@ impl BounceLog {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(BounceLog { path: path.to_owned(), file: Mutex::new(file) })
+        Ok(BounceLog {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
     }
 
     /// Appends one record; a failure is logged (the log line of the bounce remains).
     pub fn record(&self, bounce: &Bounce<'_>) {
-        let Ok(mut line) = serde_json::to_vec(bounce) else { return };
+        let Ok(mut line) = serde_json::to_vec(bounce) else {
+            return;
+        };
         line.push(b'\n');
         let written = match self.file.lock() {
             Ok(mut f) => f.write_all(&line),

@@ -42,19 +42,40 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to the SMTP relay {addr}: {source}")]
-    Tcp { addr: String, source: std::io::Error },
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the SMTP relay {addr}: {source}")]
-    Connect { addr: String, source: lettre::transport::smtp::Error },
+    Connect {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
     #[error("SMTP relay {addr} did not answer {stage} within {secs} s")]
-    Timeout { addr: String, stage: &'static str, secs: u64 },
+    Timeout {
+        addr: String,
+        stage: &'static str,
+        secs: u64,
+    },
     #[error("STARTTLS with the SMTP relay {addr} failed: {source}")]
-    Starttls { addr: String, source: lettre::transport::smtp::Error },
-    #[error("the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it")]
+    Starttls {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
+    #[error(
+        "the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it"
+    )]
     NoStarttls { addr: String },
     #[error("TLS settings for {addr} are unusable: {source}")]
-    TlsSettings { addr: String, source: lettre::transport::smtp::Error },
+    TlsSettings {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
     #[error("SMTP authentication with {addr} failed: {source}")]
-    Auth { addr: String, source: lettre::transport::smtp::Error },
+    Auth {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
 }
 
 /// Why a session cannot be used any more; the transaction it was in is unfinished.
@@ -72,7 +93,10 @@ impl Settings {
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, ConnectError> {
-        let tls_err = |source| ConnectError::TlsSettings { addr: self.addr(), source };
+        let tls_err = |source| ConnectError::TlsSettings {
+            addr: self.addr(),
+            source,
+        };
         let mut builder = TlsParameters::builder(self.host.clone())
             .dangerous_accept_invalid_certs(self.tls_accept_invalid_certs);
         if let Some(pem) = &self.tls_ca_pem {
@@ -117,25 +141,48 @@ impl Session {
                 // lettre must own the socket to wrap it in TLS before the greeting.
                 Some(tls) => {
                     let to = (settings.host.as_str(), settings.port);
-                    AsyncSmtpConnection::connect_tokio1(to, Some(settings.connect_timeout), &hello, Some(tls), None)
-                        .await
-                        .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })
+                    AsyncSmtpConnection::connect_tokio1(
+                        to,
+                        Some(settings.connect_timeout),
+                        &hello,
+                        Some(tls),
+                        None,
+                    )
+                    .await
+                    .map_err(|source| ConnectError::Connect {
+                        addr: addr.clone(),
+                        source,
+                    })
                 }
                 None => {
-                    let tcp_err = |source| ConnectError::Tcp { addr: addr.clone(), source };
-                    let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await.map_err(tcp_err)?;
+                    let tcp_err = |source| ConnectError::Tcp {
+                        addr: addr.clone(),
+                        source,
+                    };
+                    let tcp =
+                        tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
+                            .await
+                            .map_err(tcp_err)?;
                     // lettre writes the message and its final dot separately; with Nagle
                     // on, the dot waits for the peer's delayed ACK (40 ms per message).
                     tcp.set_nodelay(true).map_err(tcp_err)?;
                     AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
                         .await
-                        .map_err(|source| ConnectError::Connect { addr: addr.clone(), source })
+                        .map_err(|source| ConnectError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        })
                 }
             }
         };
-        let mut conn = bounded(settings.connect_timeout, connect)
-            .await
-            .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "the greeting and EHLO", secs: settings.connect_timeout.as_secs() })??;
+        let mut conn =
+            bounded(settings.connect_timeout, connect)
+                .await
+                .ok_or(ConnectError::Timeout {
+                    addr: addr.clone(),
+                    stage: "the greeting and EHLO",
+                    secs: settings.connect_timeout.as_secs(),
+                })??;
         if settings.security == Security::Starttls {
             if !conn.can_starttls() {
                 conn.abort().await;
@@ -144,22 +191,49 @@ impl Session {
             let params = settings.tls_parameters()?;
             bounded(settings.connect_timeout, conn.starttls(params, &hello))
                 .await
-                .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "STARTTLS", secs: settings.connect_timeout.as_secs() })?
-                .map_err(|source| ConnectError::Starttls { addr: addr.clone(), source })?;
+                .ok_or(ConnectError::Timeout {
+                    addr: addr.clone(),
+                    stage: "STARTTLS",
+                    secs: settings.connect_timeout.as_secs(),
+                })?
+                .map_err(|source| ConnectError::Starttls {
+                    addr: addr.clone(),
+                    source,
+                })?;
         }
         if let Some((user, pass)) = &settings.credentials {
             let creds = Credentials::new(user.clone(), pass.clone());
-            bounded(settings.command_timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
-                .await
-                .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "AUTH", secs: settings.command_timeout.as_secs() })?
-                .map_err(|source| ConnectError::Auth { addr: addr.clone(), source })?;
+            bounded(
+                settings.command_timeout,
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
+            )
+            .await
+            .ok_or(ConnectError::Timeout {
+                addr: addr.clone(),
+                stage: "AUTH",
+                secs: settings.command_timeout.as_secs(),
+            })?
+            .map_err(|source| ConnectError::Auth {
+                addr: addr.clone(),
+                source,
+            })?;
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one: ask
         // again (EHLO may be repeated; it only resets the session state).
-        let ehlo = bounded(settings.command_timeout, conn.command(format!("EHLO {hello}\r\n")))
-            .await
-            .ok_or(ConnectError::Timeout { addr: addr.clone(), stage: "EHLO", secs: settings.command_timeout.as_secs() })?;
-        let pipelining = ehlo.is_ok_and(|r| r.message().any(|line| line.trim().eq_ignore_ascii_case("PIPELINING")));
+        let ehlo = bounded(
+            settings.command_timeout,
+            conn.command(format!("EHLO {hello}\r\n")),
+        )
+        .await
+        .ok_or(ConnectError::Timeout {
+            addr: addr.clone(),
+            stage: "EHLO",
+            secs: settings.command_timeout.as_secs(),
+        })?;
+        let pipelining = ehlo.is_ok_and(|r| {
+            r.message()
+                .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"))
+        });
         Ok(Session {
             conn,
             command_timeout: settings.command_timeout,
@@ -175,7 +249,12 @@ impl Session {
     /// `data` is the message as Mailman hands it to smtplib (ending in CRLF, not yet
     /// dot-stuffed). `Err` means the session is gone mid-transaction: nothing in this
     /// transaction was accepted.
-    pub async fn transaction(&mut self, from: &str, rcpts: &[String], data: &[u8]) -> Result<TxOutcome, SessionBroken> {
+    pub async fn transaction(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        data: &[u8],
+    ) -> Result<TxOutcome, SessionBroken> {
         let mut outcome = TxOutcome::default();
         let started = Instant::now();
         self.dot_sent = false;
@@ -223,20 +302,37 @@ impl Session {
 
     /// MAIL, each RCPT and (only when some recipient was accepted) nothing more, one
     /// command per reply, as smtplib does.
-    async fn envelope_in_turn(&mut self, from: &str, rcpts: &[String]) -> Result<Envelope, SessionBroken> {
-        let mail = self.command(&format!("MAIL FROM:<{}>\r\n", clean(from)), "MAIL").await?;
+    async fn envelope_in_turn(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+    ) -> Result<Envelope, SessionBroken> {
+        let mail = self
+            .command(&format!("MAIL FROM:<{}>\r\n", clean(from)), "MAIL")
+            .await?;
         let mut replies = Vec::with_capacity(rcpts.len());
         if mail.is_none() {
             for rcpt in rcpts {
-                replies.push(self.command(&format!("RCPT TO:<{}>\r\n", clean(rcpt)), "RCPT").await?);
+                replies.push(
+                    self.command(&format!("RCPT TO:<{}>\r\n", clean(rcpt)), "RCPT")
+                        .await?,
+                );
             }
         }
-        Ok(Envelope { mail, rcpts: replies, data: None })
+        Ok(Envelope {
+            mail,
+            rcpts: replies,
+            data: None,
+        })
     }
 
     /// MAIL, RCPTs and DATA in one write, then their replies in order (RFC 2920): one
     /// round trip instead of one per command. The replies mean the same as in turn.
-    async fn envelope_pipelined(&mut self, from: &str, rcpts: &[String]) -> Result<Envelope, SessionBroken> {
+    async fn envelope_pipelined(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+    ) -> Result<Envelope, SessionBroken> {
         let mut batch = format!("MAIL FROM:<{}>\r\n", clean(from));
         for rcpt in rcpts {
             batch.push_str(&format!("RCPT TO:<{}>\r\n", clean(rcpt)));
@@ -248,7 +344,11 @@ impl Session {
             replies.push(self.reply("RCPT").await?);
         }
         let data = self.reply("DATA").await?;
-        Ok(Envelope { mail, rcpts: replies, data: Some(data) })
+        Ok(Envelope {
+            mail,
+            rcpts: replies,
+            data: Some(data),
+        })
     }
 
     /// Sends the (dot-stuffed) message and the final dot; the reply to the dot.
@@ -278,7 +378,11 @@ impl Session {
     }
 
     /// `Ok(None)` for a positive reply, `Ok(Some(refusal))` for a negative one.
-    async fn command(&mut self, line: &str, stage: &'static str) -> Result<Option<Refusal>, SessionBroken> {
+    async fn command(
+        &mut self,
+        line: &str,
+        stage: &'static str,
+    ) -> Result<Option<Refusal>, SessionBroken> {
         let reply = bounded(self.command_timeout, self.conn.command(line))
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
@@ -289,7 +393,10 @@ impl Session {
         // A refused RSET leaves the session in an unknown state: treat it as lost.
         match self.command("RSET\r\n", "RSET").await? {
             None => Ok(()),
-            Some(r) => Err(SessionBroken::Network(format!("RSET refused: {} {}", r.code, r.message))),
+            Some(r) => Err(SessionBroken::Network(format!(
+                "RSET refused: {} {}",
+                r.code, r.message
+            ))),
         }
     }
 }
@@ -314,7 +421,11 @@ fn classify(
     match reply {
         Ok(_) => Ok(None),
         Err(e) => match e.status() {
-            Some(code) => Ok(Some(Refusal { code: u16::from(code), message: reply_text(&e), stage })),
+            Some(code) => Ok(Some(Refusal {
+                code: u16::from(code),
+                message: reply_text(&e),
+                stage,
+            })),
             None => Err(SessionBroken::Network(e.to_string())),
         },
     }
@@ -332,7 +443,9 @@ fn reply_text(e: &lettre::transport::smtp::Error) -> String {
 /// Addresses come from queue files; a CR, LF or angle bracket in one must not become a
 /// second SMTP command.
 fn clean(addr: &str) -> String {
-    addr.chars().filter(|c| !matches!(c, '\r' | '\n' | '<' | '>')).collect()
+    addr.chars()
+        .filter(|c| !matches!(c, '\r' | '\n' | '<' | '>'))
+        .collect()
 }
 
 /// Dot-stuffing as Python's smtplib does it (`^.` after every LF, lone LFs included),

@@ -71,12 +71,17 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (c, f, s) = (captured.clone(), faults.clone(), sessions.clone());
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("tokio listener");
                 let accept = async {
                     loop {
-                        let Ok((stream, _)) = listener.accept().await else { continue };
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
                         *s.lock().unwrap() += 1;
                         let (c, f) = (c.clone(), f.clone());
                         tokio::spawn(async move {
@@ -90,7 +95,14 @@ impl Server {
                 }
             });
         });
-        Server { addr, captured, faults, sessions, shutdown: Some(tx), thread: Some(thread) }
+        Server {
+            addr,
+            captured,
+            faults,
+            sessions,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn captured(&self) -> Vec<Captured> {
@@ -117,7 +129,11 @@ impl Drop for Server {
     }
 }
 
-async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults: Arc<Mutex<Faults>>) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    captured: Arc<Mutex<Vec<Captured>>>,
+    faults: Arc<Mutex<Faults>>,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 capture.test ESMTP\r\n").await?;
@@ -136,7 +152,8 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
             if f.no_pipelining {
                 w.write_all(b"250-capture.test\r\n250 8BITMIME\r\n").await?;
             } else {
-                w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n").await?;
+                w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
+                    .await?;
             }
         } else if upper.starts_with("MAIL FROM:") {
             if f.stall == Some(Stage::Mail) {
@@ -165,7 +182,8 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
                 w.write_all(format!("{code} {msg}\r\n").as_bytes()).await?;
                 continue;
             }
-            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
             let mut data = Vec::new();
             let mut received = 0usize;
             loop {
@@ -194,7 +212,11 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
                 if line == b".\r\n" {
                     break;
                 }
-                let unstuffed = if line.first() == Some(&b'.') { &line[1..] } else { &line[..] };
+                let unstuffed = if line.first() == Some(&b'.') {
+                    &line[1..]
+                } else {
+                    &line[..]
+                };
                 data.extend_from_slice(unstuffed);
             }
             if f.stall == Some(Stage::Message) {
@@ -204,7 +226,11 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
                 w.write_all(format!("{code} {msg}\r\n").as_bytes()).await?;
                 continue;
             }
-            captured.lock().unwrap().push(Captured { mail_from: from.take().unwrap_or_default(), rcpts: std::mem::take(&mut rcpts), data });
+            captured.lock().unwrap().push(Captured {
+                mail_from: from.take().unwrap_or_default(),
+                rcpts: std::mem::take(&mut rcpts),
+                data,
+            });
             w.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
         } else if upper == "RSET" {
             from = None;
@@ -216,7 +242,8 @@ async fn session(stream: TcpStream, captured: Arc<Mutex<Vec<Captured>>>, faults:
             w.write_all(b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
-            w.write_all(b"502 5.5.2 Error: command not recognized\r\n").await?;
+            w.write_all(b"502 5.5.2 Error: command not recognized\r\n")
+                .await?;
         }
     }
 }
