@@ -1,7 +1,7 @@
 //! A Mailman 3 site's list settings, read from its REST API (`--mailman-rest`) and its
 //! template files, cached for a bounded time. When the API cannot be reached, answers
-//! come from the cache however old (logged and counted); with nothing cached the
-//! caller is told to try later.
+//! come from the cache up to a day old (`--mailman-rest-max-stale-secs`; logged and
+//! counted); with nothing usable cached the caller is told to try later.
 use super::ListError;
 use crate::metrics::Metrics;
 use mailqueue_message::py3::decorate::{ListVars, MemberVars};
@@ -25,6 +25,9 @@ pub struct RestConfig {
     pub password: String,
     /// How long an answer is used before it is asked for again.
     pub cache_ttl: Duration,
+    /// How old an answer may be and still stand in while the API is down; older ones
+    /// are dropped.
+    pub max_stale: Duration,
     pub timeout: Duration,
     /// Mailman's built-in templates (`mailman/templates` in the installed package).
     pub builtin_templates: PathBuf,
@@ -68,6 +71,9 @@ pub struct List {
     /// Archivers enabled for the list (each offers `$<name>_url` to templates).
     pub archivers: Vec<String>,
 }
+
+/// How many cached answers between sweeps of the too old ones.
+const SWEEP_EVERY: usize = 1024;
 
 /// The REST client with its cache.
 pub struct Mm3Rest {
@@ -300,6 +306,11 @@ impl Mm3Rest {
                 }
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(key.to_owned(), Cached { fetched: Instant::now(), body: body.clone() });
+                    // Answers nobody asked for again (members who left, lists
+                    // removed) go once they are too old to stand in.
+                    if c.len() % SWEEP_EVERY == 0 {
+                        c.retain(|_, v| v.fetched.elapsed() < self.config.max_stale);
+                    }
                 }
                 Ok(body)
             }
@@ -323,7 +334,8 @@ impl Mm3Rest {
     fn cached(&self, key: &str, stale_ok: bool) -> Option<Cached> {
         let c = self.cache.lock().ok()?;
         let hit = c.get(key)?;
-        (stale_ok || hit.fetched.elapsed() < self.config.cache_ttl).then(|| hit.clone())
+        let age = hit.fetched.elapsed();
+        (age < self.config.cache_ttl || stale_ok && age < self.config.max_stale).then(|| hit.clone())
     }
 }
 
@@ -413,6 +425,7 @@ mod tests {
             user: String::new(),
             password: String::new(),
             cache_ttl: Duration::ZERO,
+            max_stale: Duration::ZERO,
             timeout: Duration::ZERO,
             builtin_templates: dir.path().to_owned(),
             site_templates: None,
@@ -450,6 +463,9 @@ pub struct Mm3Args {
     /// Seconds an answer from the API is reused before it is asked again.
     #[arg(long, default_value_t = 300)]
     pub mailman_rest_cache_secs: u64,
+    /// Seconds a cached answer may stand in while the API is down.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub mailman_rest_max_stale_secs: u64,
     /// Seconds an entry waits when its list's settings cannot be had (API down,
     /// nothing cached).
     #[arg(long, default_value_t = 60)]
@@ -484,6 +500,7 @@ impl Mm3Args {
             user: self.mailman_rest_user.clone(),
             password,
             cache_ttl: Duration::from_secs(self.mailman_rest_cache_secs),
+            max_stale: Duration::from_secs(self.mailman_rest_max_stale_secs.max(self.mailman_rest_cache_secs)),
             timeout: Duration::from_secs(10),
             builtin_templates: builtin,
             site_templates: self.mailman_site_templates.clone(),
