@@ -106,6 +106,8 @@ pub struct Args {
     pub lease: crate::lease::LeaseArgs,
     #[command(flatten)]
     pub mailman3: crate::lists::mm3::Mm3Args,
+    #[command(flatten)]
+    pub mailman2: crate::lists::mm2::Mm2Args,
 }
 
 /// Exit code after a panic anywhere in the process.
@@ -278,6 +280,7 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         bail!("--connections must be at least 1");
     }
     let mm3_lists = args.mailman3.client(metrics.clone())?;
+    let mm2_lists = args.mailman2.lists(&args.qfiles)?;
     let bounce_path = args.bounce_log.clone().unwrap_or_else(|| args.qfiles.join(STATE_DIR).join("bounces.jsonl"));
     Ok(Engine {
         retry: queue_dir(&args.qfiles, "retry")?,
@@ -304,6 +307,7 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         bounces: BounceLog::open(&bounce_path).with_context(|| format!("opening the bounce log {}", bounce_path.display()))?,
         stop,
         mm3_lists,
+        mm2_lists,
         list_retry: Duration::from_secs(args.mailman3.mailman_rest_retry_secs),
     })
 }

@@ -4,8 +4,10 @@
 //! moment only the entries really in flight are `.bak`.
 use super::bounces::{Bounce, BounceLog};
 use super::outcome::{EntryOutcome, Refusal, TxOutcome};
+use super::mm2_list;
 use super::mm3_list;
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use crate::lists::mm2::Mm2Lists;
 use crate::lists::mm3::Mm3Rest;
 use super::smtp::{Session, Settings};
 use crate::metrics::Metrics;
@@ -43,6 +45,9 @@ pub struct Engine {
     /// Mailman 3 list settings (`--mailman-rest`); without it Mailman 3 entries are
     /// delivered as lists that change nothing.
     pub mm3_lists: Option<Arc<Mm3Rest>>,
+    /// Mailman 2.1 list settings (`--mailman2-site`); without it 2.1 entries are
+    /// delivered as lists that change nothing but `Errors-To`.
+    pub mm2_lists: Option<Arc<Mm2Lists>>,
     /// How long an entry waits when its list's settings cannot be had.
     pub list_retry: Duration,
 }
@@ -274,6 +279,10 @@ impl Engine {
         }
         let planned = match (&self.mm3_lists, entry.version()) {
             (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, rest, &self.policy).await,
+            (_, Version::Mailman2) => match &self.mm2_lists {
+                Some(lists) => mm2_list::plan(&entry, lists, &self.policy),
+                None => plan::plan(&entry, &self.policy),
+            },
             _ => plan::plan(&entry, &self.policy),
         };
         let plan = match planned {

@@ -5,6 +5,7 @@
 pub mod bounces;
 pub mod chunk;
 pub mod engine;
+pub mod mm2_list;
 pub mod mm3_list;
 pub mod outcome;
 pub mod plan;

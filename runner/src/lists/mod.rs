@@ -1,6 +1,8 @@
-//! Where delivery finds what a list changes in its messages: Mailman 3's REST API
-//! (`mm3`). Settings are data here; what Mailman does with them is in
-//! `mailqueue_message::py3::decorate` and `crate::deliver::mm3_list`.
+//! Where delivery finds what a list changes in its messages: Mailman 2.1's
+//! config.pck files (`mm2`), Mailman 3's REST API (`mm3`). Settings are data here;
+//! what Mailman does with them is in `mailqueue_message::py2::decorate`,
+//! `mailqueue_message::py3::decorate`, `crate::deliver::mm2_list` and `crate::deliver::mm3_list`.
+pub mod mm2;
 pub mod mm3;
 
 /// Why a list's settings are not at hand.

@@ -215,9 +215,11 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 .map(|c| match *c {
                     Char::Code(cp) if cp < limit => Ok(cp as u8),
                     Char::Code(_) => Err(CodecProblem::Unicode),
-                    // No JIS X 0208 character is ASCII; some are Latin-1 (e.g. the section sign).
-                    Char::Jis(_) if codec == Codec::Ascii => Err(CodecProblem::Unicode),
-                    Char::Jis(_) => Err(jis_elsewhere()),
+                    // No JIS character is ASCII; a few are Latin-1 (the table), the rest lie beyond.
+                    Char::Jis(u) => match jis_latin1(u) {
+                        Some(cp) if cp < limit => Ok(cp as u8),
+                        _ => Err(CodecProblem::Unicode),
+                    },
                 })
                 .collect()
         }
@@ -226,7 +228,7 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
             for c in text {
                 match *c {
                     Char::Code(cp) => push_utf8(cp, &mut out),
-                    Char::Jis(_) => return Err(jis_elsewhere()),
+                    Char::Jis(u) => push_utf8(jis_latin1(u).ok_or_else(jis_elsewhere)?, &mut out),
                 }
             }
             Ok(out)
@@ -236,8 +238,11 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 .iter()
                 .map(|c| match *c {
                     Char::Code(cp) if cp < 0x80 => Ok(Unit::Byte(cp as u8)),
-                    // The Latin-1 characters JIS X 0208 and JIS X 0201 Roman lack.
-                    Char::Code(cp) if cp < 0x100 && !LATIN1_IN_ISO2022JP.contains(&cp) => Err(CodecProblem::Unicode),
+                    Char::Code(cp) if cp < 0x100 => match JIS_LATIN1.iter().find(|(_, c)| *c == cp) {
+                        Some((u, _)) => Ok(*u),
+                        // The other Latin-1 characters are in neither JIS set.
+                        None => Err(CodecProblem::Unicode),
+                    },
                     Char::Code(_) => Err(CodecProblem::NotCarried(
                         "non-ASCII text converted to ISO-2022-JP (no JIS table is carried)".into(),
                     )),
@@ -251,8 +256,27 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
     }
 }
 
-/// The Latin-1 characters Python 2.7's ISO-2022-JP encoder can write.
-const LATIN1_IN_ISO2022JP: [u32; 12] = [0xa2, 0xa3, 0xa5, 0xa7, 0xa8, 0xac, 0xb0, 0xb1, 0xb4, 0xb6, 0xd7, 0xf7];
+/// The JIS characters Python 2.7's ISO-2022-JP codec maps to Latin-1 (and JIS Roman's
+/// overline), both ways; every other JIS character lies beyond U+00FF.
+const JIS_LATIN1: [(Unit, u32); 13] = [
+    (Unit::Jis0208(*b"!q"), 0xa2),
+    (Unit::Jis0208(*b"!r"), 0xa3),
+    (Unit::JisRoman(b'\\'), 0xa5),
+    (Unit::Jis0208(*b"!x"), 0xa7),
+    (Unit::Jis0208(*b"!/"), 0xa8),
+    (Unit::Jis0208(*b"\"L"), 0xac),
+    (Unit::Jis0208(*b"!k"), 0xb0),
+    (Unit::Jis0208(*b"!^"), 0xb1),
+    (Unit::Jis0208(*b"!-"), 0xb4),
+    (Unit::Jis0208(*b"\"y"), 0xb6),
+    (Unit::Jis0208(*b"!_"), 0xd7),
+    (Unit::Jis0208(*b"!`"), 0xf7),
+    (Unit::JisRoman(b'~'), 0x203e),
+];
+
+fn jis_latin1(u: Unit) -> Option<u32> {
+    JIS_LATIN1.iter().find(|(j, _)| *j == u).map(|(_, cp)| *cp)
+}
 
 /// UTF-8 as Python 2 writes it (lone surrogates too).
 fn push_utf8(cp: u32, out: &mut Vec<u8>) {
@@ -712,6 +736,16 @@ mod tests {
         assert_eq!(lookup("unknown-8bit"), Lookup::Unknown);
         assert_eq!(lookup("koi8-r"), Lookup::NotCarried("koi8-r".into()));
         assert!(PYTHON_27_CODECS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn jis_meets_latin1_where_python_maps_it() {
+        let text = decode(b"\x1b$B!_\x1b(J\\\x1b(B", Codec::Iso2022Jp, false).unwrap();
+        assert_eq!(encode(&text, Codec::Latin1), Ok(b"\xd7\xa5".to_vec()));
+        let kanji = decode(b"\x1b$B2q\x1b(B", Codec::Iso2022Jp, false).unwrap();
+        assert_eq!(encode(&kanji, Codec::Latin1), Err(CodecProblem::Unicode));
+        assert_eq!(encode(&[Char::Code(0xd7), Char::Code(0x41)], Codec::Iso2022Jp), Ok(b"\x1b$B!_\x1b(BA".to_vec()));
+        assert_eq!(encode(&[Char::Code(0xfc)], Codec::Iso2022Jp), Err(CodecProblem::Unicode));
     }
 
     #[test]

@@ -57,9 +57,22 @@ pub fn interpolate(
             continue;
         }
         if next != b'(' {
-            return Err(unsupported(
-                "a template uses a '%' conversion without a (name)",
-            ));
+            // A conversion without a key formats the whole dict.
+            let spec_end = template[i..]
+                .iter()
+                .position(|c| !matches!(c, b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'h' | b'l' | b'L'))
+                .map_or(template.len(), |n| i + n);
+            match template.get(spec_end) {
+                // `str()`/`repr()` of Mailman's dict: its order is Python's hash order.
+                Some(b's' | b'r' | b'%') => {
+                    return Err(unsupported(
+                        "a template has a '%' conversion without a (name), which prints Mailman's whole dict",
+                    ))
+                }
+                // Numbers, characters and `*` widths of a dict raise TypeError; anything
+                // else (or the end) ValueError.
+                _ => return Ok(None),
+            }
         }
         // The key runs to the matching parenthesis (Python counts nesting).
         let mut depth = 1;
@@ -894,6 +907,9 @@ mod tests {
         assert_eq!(interpolate(b"%(a)d", &v, true), Ok(None));
         assert_eq!(interpolate(b"%(a)y", &v, true), Ok(None));
         assert!(interpolate(b"%s", &v, true).is_err());
+        assert!(interpolate(b"100% sure", &v, true).is_err());
+        assert_eq!(interpolate(b"50% off", &v, true), Ok(None));
+        assert_eq!(interpolate(b"5%-d", &v, true), Ok(None));
         assert!(interpolate(b"%(b)s", &v, false).is_err());
     }
 
