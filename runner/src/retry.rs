@@ -305,6 +305,69 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
+    fn vector(path: &str) -> QueueEntry {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/vectors")
+            .join(path);
+        QueueEntry::from_bytes(std::fs::read(file).expect("vector")).expect("entry")
+    }
+
+    /// The entry with some metadata fields replaced.
+    fn with(entry: &QueueEntry, fields: &[(&str, Value)]) -> QueueEntry {
+        let mut m = entry.metadata().clone();
+        for (k, v) in fields {
+            m = with_field(&m, entry.version(), k, v.clone());
+        }
+        QueueEntry::from_bytes(entry.rewritten(&m).expect("rewrite")).expect("entry")
+    }
+
+    #[test]
+    fn no_progress_past_deliver_until_expires_and_progress_extends() {
+        let policy = RetryPolicy::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let failed = vec!["bob@example.org".to_owned(), "dave@example.edu".to_owned()];
+        for path in [
+            "mailman2/out/1546301294.5+644a741cf1febdb8a75d18bfa8ce09baecd8d397.pck",
+            "mailman3/out/1704068156.639687+20692f622980731a84de028636047a51b1e589b2.pck",
+        ] {
+            let e = vector(path);
+            let past = match e.version() {
+                Version::Mailman2 => Value::Float(1_700_000_000.0),
+                Version::Mailman3 => Value::DateTime(unix_to_datetime(1_700_000_000.0)),
+            };
+            // Same number of failures as last time, past deliver_until: dropped.
+            let stuck = with(
+                &e,
+                &[
+                    ("last_recip_count", Value::Int(2)),
+                    ("deliver_until", past.clone()),
+                ],
+            );
+            assert!(
+                matches!(decide(&stuck, &failed, &policy, now), RetryDecision::Expire),
+                "{path}"
+            );
+            // Progress (3 failures last time, 2 now): retried until now + the period.
+            let progress = with(
+                &e,
+                &[("last_recip_count", Value::Int(3)), ("deliver_until", past)],
+            );
+            let RetryDecision::Retry(m) = decide(&progress, &failed, &policy, now) else {
+                panic!("{path}: expired")
+            };
+            let until = match m.get("deliver_until") {
+                Some(Value::Float(f)) => *f,
+                Some(Value::DateTime(d)) => datetime_to_unix(d),
+                other => panic!("deliver_until {other:?}"),
+            };
+            assert_eq!(
+                until.round() as u64,
+                1_800_000_000 + policy.period.as_secs()
+            );
+            assert_eq!(m.get("last_recip_count"), Some(&Value::Int(2)));
+        }
+    }
+
     #[test]
     fn datetimes_round_trip() {
         let d = DateTime {
