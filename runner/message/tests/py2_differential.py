@@ -412,6 +412,11 @@ def cases(count, seed):
                 msg = email.message_from_string(text, Message)
                 if rng.random() < 0.5:
                     msg['Subject'] = random_header(rng)
+                # Sub-part headers are written unfolded, but a Header object still
+                # encodes itself there.
+                parts = list(msg.walk())
+                for part in rng.sample(parts, min(len(parts), rng.randint(0, 2))):
+                    part['X-Header-Object'] = random_header(rng)
                 yield 'nested-obj-%04d' % i, msg, False
 
 
