@@ -27,8 +27,8 @@ pub const SLICE_COUNTS: [i32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
     status = "MailQueueStatus",
     validation = Rule::new("self.metadata.name.size() <= 63").message("a MailQueue name must be at most 63 characters: it labels every runner pod"),
     doc = "A set of Mailman queue directories on a shared volume, each delivered by one runner pod per slice.",
-    printcolumn(name = "Queues", type_ = "string", json_path = ".spec.queues[*].name", description = "Queue names"),
-    printcolumn(name = "Slices", type_ = "string", json_path = ".spec.queues[*].slices", description = "Slices per queue, in the order of Queues"),
+    printcolumn(name = "Queues", type_ = "string", json_path = ".status.queueNames", description = "Queue names"),
+    printcolumn(name = "Slices", type_ = "string", json_path = ".status.readySlices", description = "Slices with a live runner, of all slices"),
     printcolumn(name = "Pending", type_ = "integer", json_path = ".status.pending", description = "Entries waiting in all queues"),
     printcolumn(name = "Stale Bak", type_ = "integer", json_path = ".status.staleBak", description = ".bak entries left behind by a runner that is gone"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Running, Draining, Drained, Degraded or Pending"),
@@ -306,6 +306,14 @@ pub struct MailQueueStatus {
     /// One word for `kubectl get`: Pending, Running, Draining, Drained or Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+
+    /// The queue names, comma-separated, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_names: Option<String>,
+
+    /// `<ready>/<all>` slices, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_slices: Option<String>,
 
     /// Entries waiting in all queues, as last reported by the runners.
     #[serde(default)]

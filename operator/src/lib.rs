@@ -1,6 +1,7 @@
 //! The MailQueue operator: the `MailQueue` resource, the reconciler that keeps one runner pod
 //! per slice, and the Lease contract between the operator and the runners.
 
+pub mod actions;
 pub mod apply;
 pub mod conditions;
 pub mod crd;

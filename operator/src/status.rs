@@ -133,6 +133,8 @@ pub fn status(
         observed_generation: generation,
         conditions,
         phase: Some(phase.to_owned()),
+        queue_names: Some(valid.spec.queues.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(",")),
+        ready_slices: Some(format!("{}/{}", views.len() - not_ready.len(), views.len())),
         pending,
         stale_bak,
         queues,
@@ -299,6 +301,7 @@ mod tests {
         };
         let s = status(&valid, &desired, &observed, &[], &[], Some(3), now);
         assert_eq!((s.pending, s.stale_bak), (15, 1));
+        assert_eq!((s.queue_names.as_deref(), s.ready_slices.as_deref()), (Some("out"), Some("2/2")));
         let q = &s.queues[0];
         assert_eq!((q.live_slices, q.in_flight, q.bad, q.delivered), (2, 2, 3, 7));
         assert_eq!(condition(&s, READY).status, "True");

@@ -253,12 +253,6 @@ impl Installed {
             assert_eq!(account, Some("mailqueue-runner"));
         }
 
-        // Drain and resume, as an admin would.
-        let (ok, out) = self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
-        assert!(ok, "{out}");
-        let (ok, out) = self.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
-        assert!(ok, "kubectl wait Drained: {out}");
-
         // Removing a queue deletes its pod and, once released, its Lease.
         mq.spec.queues.retain(|q| q.name == "out");
         self.apply(&mq).await;
@@ -267,6 +261,15 @@ impl Installed {
             (gone && leases.get_opt("lists-retry-0of1").await.ok()?.is_none()).then_some(())
         })
         .await;
+
+        // Drain, as an admin would.
+        let (ok, out) = self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
+        assert!(ok, "{out}");
+        let (ok, out) = self.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
+        if !ok {
+            let (_, now) = self.kubectl(&["get", "mq", "lists", "-o", "yaml"]).await;
+            panic!("kubectl wait Drained: {out}\n{now}");
+        }
 
         let mut pods = operators;
         pods.extend(runners);

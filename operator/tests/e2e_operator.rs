@@ -50,7 +50,7 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header, ["NAME", "QUEUES", "SLICES", "PENDING", "STALE", "BAK", "PHASE", "AGE"], "{table}");
     let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
-    assert_eq!(row.get(..6), Some(&["lists", "out", "4", "0", "0", "Running"][..]), "{table}");
+    assert_eq!(row.get(..6), Some(&["lists", "out", "4/4", "0", "0", "Running"][..]), "{table}");
 
     // A deleted pod is replaced.
     let pods_api: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
@@ -215,6 +215,9 @@ async fn queues_added_and_removed() {
     assert_eq!(queues, ["out", "retry"]);
     let names: Vec<String> = runner_pods(&setup, "lists").await.iter().map(|p| p.name_any()).collect();
     assert_eq!(names, ["lists-out-0of2", "lists-out-1of2", "lists-retry-0of1"]);
+    let (ok, table) = setup.kubectl(&["get", "mq", "lists"]).await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert!(ok && row.get(..3) == Some(&["lists", "out,retry", "3/3"][..]), "{table}");
 
     // Removing it removes the pod, and its Lease once released.
     mq.spec.queues.retain(|q| q.name == "out");

@@ -1,0 +1,142 @@
+//! The Job that runs an action: `mailqueue-runner <command> --json` on the queue volume, with
+//! the runner pods' security settings.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ObjectMeta;
+use sha1::{Digest, Sha1};
+
+use crate::crd::MailQueue;
+use crate::desired::{RunnerTemplate, MOUNT_PATH};
+
+use super::plan::Request;
+
+/// Label on action Jobs and their pods: the MailQueue. Not the runner pods' label, so the
+/// reconcile never takes an action pod for a slice runner.
+const ACTION_LABEL: &str = "mailqueue.dev/action-of";
+/// Attempts before a Job counts as failed; each attempt carries on where the last stopped.
+const BACKOFF_LIMIT: i32 = 6;
+/// Longest MailQueue name kept in a Job name: a Job name must fit in a 63-character label.
+const NAME_PREFIX_MAX: usize = 40;
+
+/// How a Job stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobOutcome {
+    Running,
+    Succeeded,
+    /// With the Job's reason and message.
+    Failed(String),
+}
+
+/// The Job name of a request: the same for the same request, so a restarted operator finds
+/// the Job it created and never starts a second one.
+pub fn name(mailqueue: &str, request: &Request) -> String {
+    let digest = hex::encode(&Sha1::digest(request.request_id.as_bytes())[..4]);
+    let prefix: String = mailqueue.chars().take(NAME_PREFIX_MAX).collect();
+    format!("{}-{}-{digest}", prefix.trim_end_matches('-'), request.kind.as_str())
+}
+
+/// Reads a Job's conditions.
+pub fn outcome(job: &Job) -> JobOutcome {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let holds = |type_: &str| conditions.and_then(|cs| cs.iter().find(|c| c.type_ == type_ && c.status == "True"));
+    if holds("Complete").is_some() {
+        JobOutcome::Succeeded
+    } else if let Some(failed) = holds("Failed") {
+        let reason = failed.reason.clone().unwrap_or_default();
+        let message = failed.message.clone().unwrap_or_default();
+        JobOutcome::Failed(format!("{reason} {message}").trim().to_owned())
+    } else {
+        JobOutcome::Running
+    }
+}
+
+/// The Job for `request`: one container per runner command, run to completion.
+pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue, request: &Request, template: &RunnerTemplate) -> Job {
+    let spec = &mq.spec;
+    let runner = spec.runner.clone().unwrap_or(crate::crd::RunnerSettings { run_as_user: None, run_as_group: None });
+    let labels = BTreeMap::from([(ACTION_LABEL.to_owned(), mq.metadata.name.clone().unwrap_or_default())]);
+    let containers = request
+        .commands
+        .iter()
+        .enumerate()
+        .map(|(i, args)| Container {
+            name: format!("{}-{i}", request.kind.as_str()),
+            image: Some(template.image.clone()),
+            args: Some(args.clone()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "mailman".to_owned(),
+                mount_path: MOUNT_PATH.to_owned(),
+                ..VolumeMount::default()
+            }]),
+            security_context: Some(SecurityContext {
+                read_only_root_filesystem: Some(true),
+                allow_privilege_escalation: Some(false),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        })
+        .collect();
+    let pod = PodSpec {
+        restart_policy: Some("Never".to_owned()),
+        // The queue commands need no API access.
+        automount_service_account_token: Some(false),
+        // SIGTERM stops a command between two moves; the next attempt carries on.
+        termination_grace_period_seconds: Some(template.grace_period_seconds),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: runner.run_as_user,
+            run_as_group: runner.run_as_group,
+            fs_group: runner.run_as_group,
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+            ..PodSecurityContext::default()
+        }),
+        containers,
+        volumes: Some(vec![Volume {
+            name: "mailman".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: spec.storage.claim_name.clone(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        }]),
+        ..PodSpec::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(BACKOFF_LIMIT),
+            template: PodTemplateSpec { metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }), spec: Some(pod) },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::plan::ActionKind;
+
+    #[test]
+    fn the_job_name_is_stable_per_request_and_fits_a_label() {
+        let r = |id: &str| Request { kind: ActionKind::Compact, request_id: id.to_owned(), commands: vec![] };
+        assert_eq!(name("lists", &r("a")), name("lists", &r("a")));
+        assert_ne!(name("lists", &r("a")), name("lists", &r("b")));
+        assert!(name(&"x".repeat(63), &r("a")).len() <= 63);
+    }
+}

@@ -1,0 +1,94 @@
+//! One-shot maintenance actions asked for in the spec (`quarantine`, `requeue`, `compact`),
+//! carried out by Kubernetes Jobs running the runner's own queue commands.
+//!
+//! Why Jobs for all three: the operator has no access to the queue volume, and the runner's
+//! commands already do the work safely and resumably. A `quarantine` never moves a `.bak` a
+//! live runner has in flight (the entry lock is checked on the shared volume), and a `requeue`
+//! only adds `.pck` files to a live queue, so both run beside the slice owners without a drain.
+//! A `compact` swaps the queue directory, which the runners must not be working meanwhile, so
+//! the operator first drains the queue's runners through their Leases, waits for `Drained`,
+//! runs the Job, and lifts the drain when the Job is over.
+//!
+//! Nothing is kept in memory: the request being worked is `status.actions.<name>.requestId`,
+//! and the Job's name is derived from the request, so an operator that restarts finds the same
+//! Job and carries on. A Job whose pod is killed is retried by Kubernetes, and the runner
+//! commands carry on from where the previous attempt stopped, so nothing is done twice.
+
+mod job;
+mod plan;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use crate::crd::{ActionsStatus, MailQueue};
+use crate::desired::RunnerTemplate;
+use crate::FIELD_MANAGER;
+
+pub use job::JobOutcome;
+pub use plan::{needs_drain, requests, step, ActionKind, Request, Step};
+
+/// A Job could not be read or created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {verb} the {action} Job {job}: {source}")]
+pub struct ActionError {
+    verb: &'static str,
+    action: &'static str,
+    job: String,
+    #[source]
+    source: kube::Error,
+}
+
+/// Advances every action of `mq` by one step and returns their progress for the status.
+/// `drained` says whether the queue's runners are all drained right now.
+pub async fn advance(
+    client: &Client,
+    mq: &MailQueue,
+    namespace: &str,
+    owner: &OwnerReference,
+    template: &RunnerTemplate,
+    drained: bool,
+    now: jiff::Timestamp,
+) -> Result<Option<ActionsStatus>, ActionError> {
+    let previous = mq.status.as_ref().and_then(|s| s.actions.clone()).unwrap_or_default();
+    let mut actions = previous.clone();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    for request in requests(mq) {
+        let kind = request.kind;
+        let job_name = job::name(&mq.metadata.name.clone().unwrap_or_default(), &request);
+        let seen = jobs.get_opt(&job_name).await.map_err(|source| ActionError {
+            verb: "read",
+            action: kind.as_str(),
+            job: job_name.clone(),
+            source,
+        })?;
+        let outcome = seen.as_ref().map(job::outcome);
+        let step = step(&request, kind.get(&previous), outcome.as_ref(), drained, &job_name, now);
+        if step.create_job {
+            let job = job::build(&job_name, namespace, owner, mq, &request, template);
+            match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() }, &job).await {
+                Ok(_) => tracing::info!(mailqueue = ?mq.metadata.name, job = %job_name, "{} started", kind.as_str()),
+                // Created by an earlier pass whose status write did not land: it is the same work.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(source) => return Err(ActionError { verb: "create", action: kind.as_str(), job: job_name, source }),
+            }
+        }
+        if let Some((type_, reason, note)) = step.event {
+            publish(client, mq, type_, reason, kind, note).await;
+        }
+        kind.set(&mut actions, step.status);
+    }
+    Ok((actions != ActionsStatus::default()).then_some(actions))
+}
+
+/// Emits an Event on the MailQueue; a failure is logged, never fatal (Events are best effort).
+async fn publish(client: &Client, mq: &MailQueue, type_: EventType, reason: &str, kind: ActionKind, note: String) {
+    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: None };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: kind.event_action().to_owned(), secondary: None };
+    if let Err(error) = recorder.publish(&event, &mq.object_ref(&())).await {
+        tracing::warn!(mailqueue = ?mq.metadata.name, %error, "cannot record the {} event", kind.as_str());
+    }
+}
