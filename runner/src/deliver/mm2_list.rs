@@ -259,3 +259,22 @@ fn add_dup_header(meta: &Value) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailqueue_pickle::PyStr;
+
+    #[test]
+    fn user_name_encodes_as_python_2_does() {
+        let uni = |s: &str| Text::Str(PyStr::from(s));
+        assert_eq!(user_name(Some(&uni("Dave \u{d8}deg\u{e5}rd")), "iso-8859-1"), Ok(Some(b"Dave \xd8deg\xe5rd".to_vec())));
+        assert_eq!(user_name(Some(&uni("Dave \u{d8}deg\u{e5}rd")), "us-ascii"), Ok(None));
+        assert_eq!(user_name(Some(&uni("Frank \u{201c}T\u{201d}")), "iso-8859-1"), Ok(None));
+        assert_eq!(user_name(Some(&uni("Erin")), "us-ascii"), Ok(Some(b"Erin".to_vec())));
+        // A byte string is decoded as ASCII first.
+        assert_eq!(user_name(Some(&Text::Bytes(b"Z\xf6e".to_vec())), "iso-8859-1"), Ok(None));
+        assert_eq!(user_name(None, "us-ascii"), Ok(None));
+        assert!(user_name(Some(&uni("\u{4e2d}")), "euc-jp").is_err());
+    }
+}
