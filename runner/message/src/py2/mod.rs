@@ -15,14 +15,13 @@ use std::borrow::Cow;
 
 /// Python's recursion limit (1000 frames) as Mailman 2.1's delivery meets it: the
 /// generator spends 4 frames per MIME nesting level (`_write`, `_dispatch`, the
-/// handler, `flatten`) below about 13 frames of qrunner and SMTPDirect, so parts nested
-/// deeper than this fail there; we refuse them by the same measure (which also keeps
-/// our own stack bounded). Approximate by a frame or two: the exact depth depends on
-/// the caller's stack.
+/// handler, `flatten`) below 13 frames of qrunner, Runner, OutgoingRunner, SMTPDirect
+/// and `as_string`, so Mailman fails on parts nested deeper than this, and so do we.
+/// (py2_differential.py replays that call depth and checks both sides of the limit.)
 const MAX_NESTING: usize = 245;
 
-/// How many times `Header._split` can recurse (one encoded line each) when the
-/// top-level headers are written, with the same frame count; 4 fewer per nesting level.
+/// How many times `Header._split` can recurse (one encoded line each) while the
+/// top-level headers are written, by the same frame count; 4 fewer per nesting level.
 const MAX_SPLIT_LINES_AT_TOP: usize = 979;
 
 /// What Mailman 2.1's delivery sends in DATA for `msg` (before dot-stuffing): every
