@@ -40,44 +40,48 @@ fn fill(dir: &Path, count: usize) {
     }
 }
 
-/// Time of one create (`.pck.tmp` written) plus rename to `.pck` in `dir`: the median
-/// of 5 rounds of 500 (the entries are removed after each round).
+/// Mean time of one create (`.pck.tmp` written) plus rename to `.pck` in `dir` over 500
+/// entries (removed afterwards).
 fn create_rename(dir: &Path) -> Duration {
-    settle();
     let name = |i: usize| format!("9{i:09}.5+{:040x}.pck", i + 1);
-    let mut rounds: Vec<Duration> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for i in 0..500 {
-                let tmp = dir.join(format!("{}.tmp", name(i)));
-                std::fs::write(&tmp, b"x").expect("create");
-                std::fs::rename(&tmp, dir.join(name(i))).expect("rename");
-            }
-            let took = start.elapsed() / 500;
-            for i in 0..500 {
-                std::fs::remove_file(dir.join(name(i))).expect("clean up");
-            }
-            took
-        })
-        .collect();
-    rounds.sort();
-    rounds[2]
+    let start = Instant::now();
+    for i in 0..500 {
+        let tmp = dir.join(format!("{}.tmp", name(i)));
+        std::fs::write(&tmp, b"x").expect("create");
+        std::fs::rename(&tmp, dir.join(name(i))).expect("rename");
+    }
+    let took = start.elapsed() / 500;
+    for i in 0..500 {
+        std::fs::remove_file(dir.join(name(i))).expect("clean up");
+    }
+    took
 }
 
-/// Time of one listing of `dir` (what every runner does before each batch): the
-/// median of 5.
+/// Time of one listing of `dir` (what every runner does before each batch).
 fn listing(dir: &Path) -> Duration {
+    let start = Instant::now();
+    let n = area::entries(dir).expect("list").len();
+    assert!(n <= ENTRIES);
+    start.elapsed()
+}
+
+/// Size, create+rename and listing time of each directory: medians of 9 rounds, the
+/// directories taking turns within each round so that the machine's load falls on all
+/// of them alike.
+fn measure(dirs: &[&Path]) -> Vec<(u64, Duration, Duration)> {
     settle();
-    let mut times: Vec<Duration> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let n = area::entries(dir).expect("list").len();
-            assert!(n <= ENTRIES);
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[2]
+    let mut samples: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); dirs.len()];
+    for _ in 0..9 {
+        for (dir, (cr, list)) in dirs.iter().zip(samples.iter_mut()) {
+            cr.push(create_rename(dir));
+            list.push(listing(dir));
+        }
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    dirs.iter().zip(samples).map(|(dir, (cr, list))| (dir_size(dir), median(cr), median(list))).collect()
 }
 
 /// Flushes pending writes (the fixture's 100,000 files, or their removal) so that they
@@ -116,7 +120,7 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     let start = Instant::now();
     fill(&out, ENTRIES);
     let filled = start.elapsed();
-    let full = (dir_size(&out), create_rename(&out), listing(&out));
+    let full = measure(&[&out])[0];
 
     // A directory that held as many and was emptied: it keeps its size.
     let emptied_dir = q.path().join("emptied");
@@ -125,7 +129,6 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     for name in area::entries(&emptied_dir).unwrap() {
         std::fs::remove_file(emptied_dir.join(name.to_string())).unwrap();
     }
-    let emptied = (dir_size(&emptied_dir), create_rename(&emptied_dir), listing(&emptied_dir));
 
     let mut runner = support::run_cmd(q.path(), &format!("127.0.0.1:{port}"), &["--slices", "4", "--connections", "4"])
         .stdout(Stdio::null())
@@ -162,7 +165,8 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
     for other in ["retry", "bad", "shunt"] {
         assert_eq!(area::entries(&q.path().join(other)).unwrap().len(), 0, "entries ended in {other}/");
     }
-    let compacted = (dir_size(&out), create_rename(&out), listing(&out));
+    let after = measure(&[&emptied_dir, &out]);
+    let (emptied, compacted) = (after[0], after[1]);
     assert!(compacted.0 < full.0 / 10, "compacted directory is small: {} bytes vs {}", compacted.0, full.0);
 
     eprintln!("\n100,000 entries, {} filesystem", fs_type(q.path()));
