@@ -67,16 +67,29 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         .try_collect()
         .await
         .map_err(list_error)?;
+    // Without member data or personal `To`, copies differ only by the duplicate flag:
+    // those two are flattened once each and shared.
+    let personal = needs_member || full;
+    let mut shared: [Option<Arc<Vec<u8>>>; 2] = [None, None];
     let mut plan = Plan::default();
     for (rcpt, member, user) in lookups {
+        let dup = dups.contains(&rcpt);
+        let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
+        if let Some(data) = shared[usize::from(dup)].as_ref().filter(|_| !personal) {
+            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone() });
+            continue;
+        }
         let mut m = message.clone();
-        personalize::avoid_duplicates(&mut m, dups.contains(&rcpt));
+        personalize::avoid_duplicates(&mut m, dup);
         templates.decorate(&mut m, &list, member.as_ref().map(|mm| (mm, rcpt.as_str())))?;
         if let Some(user) = &user {
             personalize::personalize_to(&mut m, user.as_deref(), &rcpt).map_err(decorate_error)?;
         }
-        let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?) });
+        let data = Arc::new(flatten(&m)?);
+        if !personal {
+            shared[usize::from(dup)] = Some(data.clone());
+        }
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data });
     }
     Ok(plan)
 }
