@@ -13,6 +13,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::{watcher, Controller, PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use crate::actions::{self, ActionError};
 use crate::apply::{self, ApplyError};
 use crate::crd::{MailQueue, MailQueueStatus};
 use crate::desired::{desired_slices, RunnerTemplate};
@@ -43,6 +44,8 @@ pub enum ReconcileError {
     Read(#[from] ReadError),
     #[error("apply: {0}")]
     Apply(#[from] ApplyError),
+    #[error("action: {0}")]
+    Action(#[from] ActionError),
     #[error("status: cannot write the status of MailQueue {name}: {source}")]
     Status {
         name: String,
@@ -58,6 +61,7 @@ impl ReconcileError {
             Self::Incomplete(_) => "read",
             Self::Read(_) => "read",
             Self::Apply(_) => "apply",
+            Self::Action(_) => "action",
             Self::Status { .. } => "status",
         }
     }
@@ -80,12 +84,17 @@ pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, 
             tracing::warn!(mailqueue = %name, %namespace, error = %invalid, "spec cannot be acted on");
             status::invalid(&invalid, previous, generation, now)
         }
-        Ok(valid) => {
+        Ok(mut valid) => {
+            // A compact under way keeps the runners drained until its Job is over.
+            valid.spec.drain |= actions::needs_drain(&mq);
             let desired = desired_slices(&name, &namespace, &owner, &valid, &ctx.template);
             let plan = apply::plan(&desired, &observed, now);
             apply::apply(&ctx.client, &namespace, &plan).await?;
             let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-            status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now)
+            let mut status = status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now);
+            let drained = status.conditions.iter().any(|c| c.type_ == status::DRAINED && c.status == "True");
+            status.actions = actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, drained, now).await?;
+            status
         }
     };
     write_status(&ctx.client, &mq, &namespace, previous, status).await?;
