@@ -131,6 +131,22 @@ class SafeDict(dict):
 # ---- Decorate ---------------------------------------------------------------------
 
 
+dre = re.compile(r'(\${2})|\$([_a-z]\w*)|\${([_a-z]\w*)}', re.IGNORECASE)
+
+
+def to_percent(s):
+    s = s.replace('%', '%%').replace('$$', '$')
+    parts = dre.split(s)
+    for i in range(1, len(parts), 4):
+        if parts[i] is not None:
+            parts[i] = '$'
+        elif parts[i + 1] is not None:
+            parts[i + 1] = '%(' + parts[i + 1] + ')s'
+        else:
+            parts[i + 2] = '%(' + parts[i + 2] + ')s'
+    return ''.join(filter(None, parts))
+
+
 def decorate_template(mlist, site, template, extradict):
     if len(re.sub(r'\s', '', template)) == 0:
         return ''
@@ -139,6 +155,8 @@ def decorate_template(mlist, site, template, extradict):
                   'web_page_url': mlist.web_page_url, 'description': mlist.description,
                   'info': mlist.info, 'cgiext': site['CGIEXT']})
     d.update(extradict)
+    if getattr(mlist, 'use_dollar_strings', 0):
+        template = to_percent(template)
     try:
         text = re.sub(r'(?m)(?<!^--) +(?=\n)', '', re.sub(r'\r\n', r'\n', template % d))
     except (ValueError, TypeError):
@@ -391,6 +409,13 @@ def main():
     site = load_site(site_file)
     if out_dir == '--replay':
         return replay(lists_dir, site, sys.argv[4:])
+    # One more list: custom's settings with $-string templates (use_dollar_strings).
+    config = cPickle.load(open(os.path.join(lists_dir, 'custom', 'config.pck')))
+    config.update({'real_name': 'Dollar', 'use_dollar_strings': 1, 'personalize': 1,
+                   'msg_header': '$real_name: ${description} 100% $$5\n',
+                   'msg_footer': '-- \n$user_name <$user_address> $$$$x ${no_such} $1\n'})
+    os.mkdir(os.path.join(lists_dir, 'dollar'))
+    cPickle.dump(config, open(os.path.join(lists_dir, 'dollar', 'config.pck'), 'wb'), 1)
     names = sorted(os.listdir(lists_dir))
     n = 0
     for lname in names:
@@ -398,7 +423,11 @@ def main():
         mlist = MailList(lname, config, site)
         # As CalcRecips leaves them: addresses as subscribed, and one who is not a member.
         recips = sorted(mlist.getMemberCPAddress(k) for k in mlist.members) + ['stranger@example.com']
-        for shape, body in SHAPES:
+        if lname == 'dollar':
+            lname_shapes = SHAPES[:3]
+        else:
+            lname_shapes = SHAPES
+        for shape, body in lname_shapes:
             n += 1
             random.seed('%s:%s' % (lname, shape))
             text = HEAD % {'list': lname, 'real': mlist.real_name, 'subject': shape, 'n': n} + body

@@ -97,14 +97,16 @@ fn replayed_shapes_deliver_as_python_27_does() {
     // HTML, multipart/alternative with preamble and epilogue, multipart/mixed with a PDF,
     // multipart/signed, an unknown charset label, 8-bit octets under us-ascii, no final
     // newline, Sender/Errors-To/X-Mailman-Copy present, long quoted-printable lines:
-    // each on every list (bulk, individual, full personalization, VERP).
+    // each on every list (bulk, individual, full personalization, VERP), and a list with
+    // `$`-string templates.
     let manifest = lists::manifest();
     let q = support::qfiles();
     let site_root = tempfile::tempdir().expect("tempdir");
     let (lists_dir, site) = install_site(site_root.path(), &manifest);
     let out_dir = q.path().join("out");
     let cases = replay(&[lists_dir.to_str().expect("path"), site.to_str().expect("path"), out_dir.to_str().expect("path")]);
-    assert!(cases.len() >= 40, "replay wrote {} entries", cases.len());
+    assert!(cases.len() >= 75, "replay wrote {} entries", cases.len());
+    assert!(cases.iter().any(|c| c["list"] == "dollar"), "no entries for the $-string list");
     let want: Vec<_> = cases.iter().flat_map(lists::expected_transactions).collect();
     let server = Server::start();
     let (lists_arg, site_arg) = (lists_dir.display().to_string(), site.display().to_string());

@@ -31,9 +31,6 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
     }
     let list = lists.list(&listname).map_err(list_error)?;
     let site = lists.site();
-    if list.use_dollar_strings {
-        return Err(unreproducible(format!("list {listname}: $-string templates (use_dollar_strings) are not implemented")));
-    }
     let envsender = match meta.get("envsender").and_then(Value::as_text) {
         Some(s) => s,
         None => list.bounces_address(),
@@ -152,8 +149,12 @@ impl<'a> Decorator<'a> {
             vars.extend(self.member_vars(m)?);
         }
         vars.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let header_t = py2_str(&self.list.msg_header, "the list's msg_header")?;
-        let footer_t = py2_str(&self.list.msg_footer, "the list's msg_footer")?;
+        let mut header_t = py2_str(&self.list.msg_header, "the list's msg_header")?;
+        let mut footer_t = py2_str(&self.list.msg_footer, "the list's msg_footer")?;
+        if self.list.use_dollar_strings {
+            header_t = decorate::dollar_to_percent(&header_t);
+            footer_t = decorate::dollar_to_percent(&footer_t);
+        }
         let d = Decoration {
             header: decorate::expand(&header_t, &vars).map_err(decorate_error)?,
             footer: decorate::expand(&footer_t, &vars).map_err(decorate_error)?,

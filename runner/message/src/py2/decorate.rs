@@ -135,6 +135,55 @@ pub fn interpolate(
     Ok(Some(out))
 }
 
+/// `Utils.to_percent`: a `$`-string template (lists with `use_dollar_strings`) as the
+/// `%`-string Mailman then interpolates: `%` doubled, `$$` made `$` first, then `$$`
+/// (from `$$$$`) is `$`, and `$name` and `${name}` are `%(name)s`.
+pub fn dollar_to_percent(template: &[u8]) -> Vec<u8> {
+    let s = params::replace(&params::replace(template, b"%", b"%%"), b"$$", b"$");
+    let ident_len = |t: &[u8]| match t.first() {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+            1 + t[1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count()
+        }
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(s.len() + 16);
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'$' {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        let rest = &s[i + 1..];
+        if rest.first() == Some(&b'$') {
+            out.push(b'$');
+            i += 2;
+            continue;
+        }
+        let n = ident_len(rest);
+        if n > 0 {
+            out.extend_from_slice(b"%(");
+            out.extend_from_slice(&rest[..n]);
+            out.extend_from_slice(b")s");
+            i += 1 + n;
+            continue;
+        }
+        if let Some(inner) = rest.strip_prefix(b"{") {
+            let n = ident_len(inner);
+            if n > 0 && inner.get(n) == Some(&b'}') {
+                out.extend_from_slice(b"%(");
+                out.extend_from_slice(&inner[..n]);
+                out.extend_from_slice(b")s");
+                i += 3 + n;
+                continue;
+            }
+        }
+        out.push(b'$');
+        i += 1;
+    }
+    out
+}
+
 /// `Decorate.decorate()`: nothing for a template of only whitespace; else the
 /// interpolated text (the template itself if Python raised) with CRLF made LF and
 /// blanks before a line end removed (but one is kept after a leading `--`), ending in
@@ -911,6 +960,15 @@ mod tests {
         assert_eq!(interpolate(b"50% off", &v, true), Ok(None));
         assert_eq!(interpolate(b"5%-d", &v, true), Ok(None));
         assert!(interpolate(b"%(b)s", &v, false).is_err());
+    }
+
+    #[test]
+    fn dollar_strings_like_utils_to_percent() {
+        assert_eq!(
+            dollar_to_percent(b"$real_name list, 100% $$5 $$$$x ${host_name}! $ $1 ${bad $a_b9c"),
+            b"%(real_name)s list, 100%% $5 $x %(host_name)s! $ $1 ${bad %(a_b9c)s".to_vec()
+        );
+        assert_eq!(dollar_to_percent(b"x$$y$"), b"x%(y)s$".to_vec());
     }
 
     #[test]
