@@ -238,7 +238,8 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 .iter()
                 .map(|c| match *c {
                     Char::Code(cp) if cp < 0x80 => Ok(Unit::Byte(cp as u8)),
-                    Char::Code(cp) if cp < 0x100 => match JIS_LATIN1.iter().find(|(_, c)| *c == cp) {
+                    Char::Code(cp) if cp < 0x100 => match JIS_LATIN1.iter().find(|(_, c)| *c == cp)
+                    {
                         Some((u, _)) => Ok(*u),
                         // The other Latin-1 characters are in neither JIS set.
                         None => Err(CodecProblem::Unicode),
@@ -744,8 +745,14 @@ mod tests {
         assert_eq!(encode(&text, Codec::Latin1), Ok(b"\xd7\xa5".to_vec()));
         let kanji = decode(b"\x1b$B2q\x1b(B", Codec::Iso2022Jp, false).unwrap();
         assert_eq!(encode(&kanji, Codec::Latin1), Err(CodecProblem::Unicode));
-        assert_eq!(encode(&[Char::Code(0xd7), Char::Code(0x41)], Codec::Iso2022Jp), Ok(b"\x1b$B!_\x1b(BA".to_vec()));
-        assert_eq!(encode(&[Char::Code(0xfc)], Codec::Iso2022Jp), Err(CodecProblem::Unicode));
+        assert_eq!(
+            encode(&[Char::Code(0xd7), Char::Code(0x41)], Codec::Iso2022Jp),
+            Ok(b"\x1b$B!_\x1b(BA".to_vec())
+        );
+        assert_eq!(
+            encode(&[Char::Code(0xfc)], Codec::Iso2022Jp),
+            Err(CodecProblem::Unicode)
+        );
     }
 
     #[test]

@@ -60,7 +60,12 @@ pub fn interpolate(
             // A conversion without a key formats the whole dict.
             let spec_end = template[i..]
                 .iter()
-                .position(|c| !matches!(c, b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'h' | b'l' | b'L'))
+                .position(|c| {
+                    !matches!(
+                        c,
+                        b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'h' | b'l' | b'L'
+                    )
+                })
                 .map_or(template.len(), |n| i + n);
             match template.get(spec_end) {
                 // `str()`/`repr()` of Mailman's dict: its order is Python's hash order.
@@ -142,7 +147,10 @@ pub fn dollar_to_percent(template: &[u8]) -> Vec<u8> {
     let s = params::replace(&params::replace(template, b"%", b"%%"), b"$$", b"$");
     let ident_len = |t: &[u8]| match t.first() {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
-            1 + t[1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count()
+            1 + t[1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                .count()
         }
         _ => 0,
     };
