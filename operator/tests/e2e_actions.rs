@@ -1,0 +1,157 @@
+//! The one-shot actions on a real control plane (with kube-controller-manager running the
+//! Jobs), runner pods on the node stand-in and a real SMTP sink: a requeue from `shunt/` and
+//! a compact of `out`, each checked by what reaches the sink (every entry, once).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+use kube::Api;
+use mailqueue_operator::crd::{ActionPhase, ActionStatus, CompactRequest, RequeueRequest, RequeueSource};
+use support::smtp::Sink;
+use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, wait_condition, Setup};
+
+/// (entry file, message bytes, recipients) of every Mailman 3 vector.
+fn vectors() -> Vec<(std::path::PathBuf, String, Vec<u8>, Vec<String>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    let list = manifest["vectors"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .filter(|v| v["version"] == "mailman3")
+        .map(|v| {
+            let message = base64::engine::general_purpose::STANDARD
+                .decode(v["expected_message_b64"].as_str().unwrap_or_default())
+                .expect("expected message is base64");
+            let rcpts = v["expected_recipients"].as_array().cloned().unwrap_or_default();
+            (
+                root.join(v["path"].as_str().unwrap_or_default()),
+                v["filebase"].as_str().unwrap_or_default().to_owned(),
+                message,
+                rcpts.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// (message, recipient) -> count, for `rounds` deliveries of every vector.
+fn expected(rounds: usize) -> BTreeMap<(Vec<u8>, String), usize> {
+    let mut m = BTreeMap::new();
+    for (_, _, message, rcpts) in vectors() {
+        for r in rcpts {
+            *m.entry((message.clone(), r)).or_default() += rounds;
+        }
+    }
+    m
+}
+
+fn delivered(sink: &Sink) -> BTreeMap<(Vec<u8>, String), usize> {
+    let mut m = BTreeMap::new();
+    for d in sink.deliveries() {
+        for r in d.rcpts {
+            *m.entry((d.data.clone(), r)).or_default() += 1;
+        }
+    }
+    m
+}
+
+async fn action(setup: &Setup, pick: fn(&mailqueue_operator::crd::ActionsStatus) -> Option<&ActionStatus>) -> Option<ActionStatus> {
+    let mq = setup.mailqueues().get("lists").await.ok()?;
+    pick(mq.status?.actions.as_ref()?).cloned()
+}
+
+#[tokio::test]
+async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
+    let setup = Setup::new("mq-actions").await;
+    let qfiles = setup.claim_dir().join("qfiles");
+    make_queue_dirs(&qfiles);
+    let all = vectors();
+    assert!(all.len() >= 30, "expected the full Mailman 3 vector set, found {}", all.len());
+    for (file, base, _, _) in &all {
+        std::fs::copy(file, qfiles.join("shunt").join(format!("{base}.pck"))).expect("entry is shunted");
+    }
+    let sink = Sink::with_delay(Duration::from_millis(50)).await;
+    let _operator = setup.operator("operator-actions");
+
+    // A requeue from shunt/ in small batches, never more than 5 waiting in out/.
+    let mut mq = spec_yaml("lists", 2, sink.port);
+    mq.spec.requeue = Some(RequeueRequest {
+        request_id: "r1".into(),
+        from: RequeueSource::Shunt,
+        queue: "out".into(),
+        batch_size: 4,
+        interval: "1s".into(),
+        max_depth: 5,
+    });
+    apply(&setup, &mq).await;
+    let running = eventually("the requeue to show Running", || async {
+        action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase == ActionPhase::Running)
+    })
+    .await;
+    assert_eq!(running.request_id, "r1");
+    assert!(running.start_time.is_some());
+    let (ok, yaml) = setup.kubectl(&["get", "mq", "lists", "-o", "yaml"]).await;
+    assert!(ok && yaml.contains("requestId: r1"), "{yaml}");
+    let done = eventually("the requeue to succeed", || async {
+        action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase != ActionPhase::Running)
+    })
+    .await;
+    assert_eq!(done.phase, ActionPhase::Succeeded, "{done:?}");
+    assert!(done.completion_time.is_some());
+    assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "shunt/ still holds entries");
+    eventually("every requeued entry to reach the sink", || async { (delivered(&sink) == expected(1)).then_some(()) }).await;
+
+    // Compact: drain, put a backlog in out/, ask for the compact and lift the admin's drain in
+    // one apply: the operator keeps the runners drained until the compact Job is over.
+    mq.spec.drain = true;
+    apply(&setup, &mq).await;
+    wait_condition(&setup, "lists", "Drained", "True").await;
+    for (file, base, _, _) in &all {
+        std::fs::copy(file, qfiles.join("out").join(format!("{base}.pck"))).expect("entry is queued");
+    }
+    mq.spec.drain = false;
+    mq.spec.compact = Some(CompactRequest { request_id: "c1".into(), queue: "out".into() });
+    apply(&setup, &mq).await;
+    let compacted = eventually("the compact to finish", || async {
+        action(&setup, |a| a.compact.as_ref()).await.filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
+    })
+    .await;
+    assert_eq!(compacted.phase, ActionPhase::Succeeded, "{compacted:?}");
+    eventually("the compacted backlog to reach the sink once the runners resume", || async {
+        (delivered(&sink) == expected(2)).then_some(())
+    })
+    .await;
+    assert!(entries(&qfiles.join("out"), ".pck").is_empty());
+    assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
+
+    // Reapplying the same requests starts nothing: one Job per request, statuses unchanged.
+    apply(&setup, &mq).await;
+    let jobs: Api<Job> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let listed = jobs.list(&ListParams::default().labels("mailqueue.dev/action-of=lists")).await.expect("jobs are listed");
+    assert_eq!(listed.items.len(), 2, "one Job per request");
+    let status = setup.mailqueues().get("lists").await.expect("mq").status.and_then(|s| s.actions).expect("actions");
+    assert_eq!(status.requeue.as_ref().map(|s| (&s.request_id, s.phase)), Some((&"r1".to_owned(), ActionPhase::Succeeded)));
+    assert_eq!(status.compact.as_ref().map(|s| s.completion_time.clone()), Some(compacted.completion_time.clone()));
+
+    // An Event marks the start and the end of each action.
+    let events: Api<Event> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let reasons = eventually("the action Events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some("lists"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        (reasons.iter().filter(|r| *r == "ActionSucceeded").count() == 2).then_some(reasons)
+    })
+    .await;
+    assert_eq!(reasons.iter().filter(|r| *r == "ActionStarted").count(), 2, "{reasons:?}");
+    assert_eq!(delivered(&sink), expected(2), "nothing delivered twice");
+}
