@@ -379,6 +379,9 @@ SHAPES = [
     ('empty-charset', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=""\n\nplain\n'),
     ('mixed-preamble-8bit', 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b1"\n\nThis is a preamble.\n'
      '--b1\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9\n--b1--\n'),
+    ('no-mime-8bit', '\nraw \xe9\xe8 octets without any MIME header\n'),
+    ('rfc822', 'MIME-Version: 1.0\nContent-Type: message/rfc822\nContent-Disposition: inline\n\n'
+     'From: x@example.com\nSubject: inner\n\ninner body\n'),
     ('latin1-qp-long', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=iso-8859-1; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\n'
      + 'x' * 70 + ' =E9=E9=E9 trailing   \n\ttab line\t\n'),
 ]
