@@ -103,6 +103,8 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     })
     .await;
     assert_eq!(done.phase, ActionPhase::Succeeded, "{done:?}");
+    // The counts come from the runner's own JSON result, in the Job's termination message.
+    assert_eq!((done.requeued, done.remaining, done.skipped_in_flight), (all.len() as i64, 0, 0), "{done:?}");
     assert!(done.completion_time.is_some());
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "shunt/ still holds entries");
     eventually("every requeued entry to reach the sink", || async { (delivered(&sink) == expected(1)).then_some(()) }).await;
@@ -123,6 +125,7 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     })
     .await;
     assert_eq!(compacted.phase, ActionPhase::Succeeded, "{compacted:?}");
+    assert_eq!((compacted.requeued, compacted.remaining), (all.len() as i64, 0), "{compacted:?}");
     eventually("the compacted backlog to reach the sink once the runners resume", || async {
         (delivered(&sink) == expected(2)).then_some(())
     })

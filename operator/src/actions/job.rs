@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Capabilities, Container, Pod, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
     SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -15,7 +15,10 @@ use sha1::{Digest, Sha1};
 use crate::crd::MailQueue;
 use crate::desired::{RunnerTemplate, MOUNT_PATH};
 
-use super::plan::Request;
+use super::plan::{Counts, Request};
+
+/// Where each runner command writes its JSON result: the container's termination message.
+const RESULT_FILE: &str = "/dev/termination-log";
 
 /// Label on action Jobs and their pods: the MailQueue. Not the runner pods' label, so the
 /// reconcile never takes an action pod for a slice runner.
@@ -57,6 +60,43 @@ pub fn outcome(job: &Job) -> JobOutcome {
     }
 }
 
+/// Sums what the runner commands of a Job's pods reported. Every attempt counts what it
+/// moved itself (a retried command carries on, it does not redo), so `moved` is summed over
+/// attempts; what is left is the latest report's. An attempt killed outright reports nothing.
+pub fn counts(pods: &[Pod]) -> Counts {
+    let mut pods: Vec<&Pod> = pods.iter().collect();
+    pods.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    let mut counts = Counts::default();
+    for pod in pods {
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+        for status in statuses.into_iter().flatten() {
+            let ended = [status.state.as_ref(), status.last_state.as_ref()];
+            let Some(tally) = ended
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.terminated.as_ref()?.message.as_deref())
+                .find_map(result_tally)
+            else {
+                continue;
+            };
+            counts.moved += tally.moved;
+            counts.remaining = tally.remaining;
+            counts.skipped_in_flight = tally.skipped_in_flight;
+        }
+    }
+    counts
+}
+
+/// The counts of one command's JSON result: `result` is the tally itself, or (compact) holds
+/// it under `tally`.
+fn result_tally(message: &str) -> Option<Counts> {
+    let value: serde_json::Value = serde_json::from_str(message).ok()?;
+    let result = value.get("result")?;
+    let tally = result.get("tally").unwrap_or(result);
+    let count = |field: &str| tally.get(field).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    Some(Counts { moved: count("moved"), remaining: count("remaining"), skipped_in_flight: count("skipped_in_flight") })
+}
+
 /// The Job for `request`: one container per runner command, run to completion.
 pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue, request: &Request, template: &RunnerTemplate) -> Job {
     let spec = &mq.spec;
@@ -69,7 +109,8 @@ pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue
         .map(|(i, args)| Container {
             name: format!("{}-{i}", request.kind.as_str()),
             image: Some(template.image.clone()),
-            args: Some(args.clone()),
+            args: Some(args.iter().cloned().chain(["--result-file".to_owned(), RESULT_FILE.to_owned()]).collect()),
+            termination_message_path: Some(RESULT_FILE.to_owned()),
             volume_mounts: Some(vec![VolumeMount {
                 name: "mailman".to_owned(),
                 mount_path: MOUNT_PATH.to_owned(),
@@ -131,6 +172,27 @@ pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue
 mod tests {
     use super::*;
     use crate::actions::plan::ActionKind;
+
+    #[test]
+    fn counts_come_from_the_runner_results_of_every_attempt() {
+        let pod = |created: i64, message: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"creationTimestamp": jiff::Timestamp::from_second(created).expect("time").to_string()},
+                "status": {"containerStatuses": [{
+                    "name": "requeue-0", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 2, "message": message}}
+                }]}
+            }))
+            .expect("pod")
+        };
+        let first = r#"{"action":"requeue","result":{"moved":30,"remaining":10,"skipped_in_flight":0}}"#;
+        let second = r#"{"action":"compact","result":{"tally":{"moved":10,"remaining":0,"skipped_in_flight":1},"done":true}}"#;
+        let killed = pod(3, "");
+        assert_eq!(
+            counts(&[pod(2, second), pod(1, first), killed]),
+            Counts { moved: 40, remaining: 0, skipped_in_flight: 1 }
+        );
+    }
 
     #[test]
     fn the_job_name_is_stable_per_request_and_fits_a_label() {

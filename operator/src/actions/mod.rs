@@ -19,7 +19,8 @@ mod plan;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
@@ -28,7 +29,7 @@ use crate::desired::RunnerTemplate;
 use crate::FIELD_MANAGER;
 
 pub use job::JobOutcome;
-pub use plan::{needs_drain, requests, step, ActionKind, Request, Step};
+pub use plan::{needs_drain, requests, step, ActionKind, Counts, Request, Step};
 
 /// A Job could not be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,16 @@ pub async fn advance(
             source,
         })?;
         let outcome = seen.as_ref().map(job::outcome);
-        let step = step(&request, kind.get(&previous), outcome.as_ref(), drained, &job_name, now);
+        let counts = match &seen {
+            Some(_) => job::counts(&job_pods(client, namespace, &job_name).await.map_err(|source| ActionError {
+                verb: "list the pods of",
+                action: kind.as_str(),
+                job: job_name.clone(),
+                source,
+            })?),
+            None => Counts::default(),
+        };
+        let step = step(&request, kind.get(&previous), outcome.as_ref(), counts, drained, &job_name, now);
         if step.create_job {
             let job = job::build(&job_name, namespace, owner, mq, &request, template);
             match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() }, &job).await {
@@ -81,6 +91,12 @@ pub async fn advance(
         kind.set(&mut actions, step.status);
     }
     Ok((actions != ActionsStatus::default()).then_some(actions))
+}
+
+/// The pods the Job controller made for `job` (it labels them with the Job's name).
+async fn job_pods(client: &Client, namespace: &str, job: &str) -> Result<Vec<Pod>, kube::Error> {
+    let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    Ok(Api::<Pod>::namespaced(client.clone(), namespace).list(&params).await?.items)
 }
 
 /// Emits an Event on the MailQueue; a failure is logged, never fatal (Events are best effort).

@@ -115,6 +115,14 @@ pub fn needs_drain(mq: &MailQueue) -> bool {
     })
 }
 
+/// What the runner commands of an action reported (in their Job's termination messages).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub moved: i64,
+    pub remaining: i64,
+    pub skipped_in_flight: i64,
+}
+
 /// What to do for one action in this pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
@@ -130,6 +138,7 @@ pub fn step(
     request: &Request,
     previous: Option<&ActionStatus>,
     job: Option<&JobOutcome>,
+    counts: Counts,
     drained: bool,
     job_name: &str,
     now: jiff::Timestamp,
@@ -144,10 +153,11 @@ pub fn step(
     let status = |phase, message: String| ActionStatus {
         request_id: request.request_id.clone(),
         phase,
-        moved: 0,
-        requeued: 0,
-        remaining: 0,
-        skipped_in_flight: 0,
+        // A quarantine sets entries aside; a requeue or a compact feeds them (back) in.
+        moved: if request.kind == ActionKind::Quarantine { counts.moved } else { 0 },
+        requeued: if request.kind == ActionKind::Quarantine { 0 } else { counts.moved },
+        remaining: counts.remaining,
+        skipped_in_flight: counts.skipped_in_flight,
         start_time: Some(same.and_then(|p| p.start_time.clone()).unwrap_or_else(|| now.clone())),
         completion_time: finished(phase).then(|| now.clone()),
         message: Some(message),
@@ -157,7 +167,7 @@ pub fn step(
     };
     match job {
         Some(JobOutcome::Succeeded) => {
-            let message = format!("Job {job_name} finished; its counts are in `kubectl logs job/{job_name}`");
+            let message = format!("Job {job_name} finished: {} moved, {} left, {} skipped in flight", counts.moved, counts.remaining, counts.skipped_in_flight);
             let event = Some((EventType::Normal, "ActionSucceeded", format!("{what} {}: {message}", request.request_id)));
             Step { status: status(ActionPhase::Succeeded, message), create_job: false, event }
         }
@@ -204,12 +214,12 @@ mod tests {
     #[test]
     fn a_new_request_starts_its_job_once_and_reports_running() {
         let r = request(ActionKind::Requeue, "r1");
-        let first = step(&r, None, None, false, "j", now());
+        let first = step(&r, None, None, Counts::default(), false, "j", now());
         assert!(first.create_job);
         assert_eq!(first.status.phase, ActionPhase::Running);
         assert_eq!(first.event.as_ref().map(|e| e.1), Some("ActionStarted"));
         // The next pass sees the Job: no second Job, no second start Event.
-        let second = step(&r, Some(&first.status), Some(&JobOutcome::Running), false, "j", now());
+        let second = step(&r, Some(&first.status), Some(&JobOutcome::Running), Counts::default(), false, "j", now());
         assert!(!second.create_job);
         assert_eq!(second.event, None);
         assert_eq!(second.status.start_time, first.status.start_time);
@@ -218,22 +228,24 @@ mod tests {
     #[test]
     fn a_finished_request_applied_again_does_nothing() {
         let r = request(ActionKind::Quarantine, "q1");
-        let running = step(&r, None, None, true, "j", now()).status;
-        let done = step(&r, Some(&running), Some(&JobOutcome::Succeeded), true, "j", now());
+        let running = step(&r, None, None, Counts::default(), true, "j", now()).status;
+        let counts = Counts { moved: 7, remaining: 0, skipped_in_flight: 2 };
+        let done = step(&r, Some(&running), Some(&JobOutcome::Succeeded), counts, true, "j", now());
         assert_eq!(done.status.phase, ActionPhase::Succeeded);
+        assert_eq!((done.status.moved, done.status.requeued, done.status.skipped_in_flight), (7, 0, 2));
         assert_eq!(done.event.as_ref().map(|e| e.1), Some("ActionSucceeded"));
-        let again = step(&r, Some(&done.status), None, true, "j", now());
+        let again = step(&r, Some(&done.status), None, Counts::default(), true, "j", now());
         assert_eq!((again.create_job, again.event, again.status), (false, None, done.status));
     }
 
     #[test]
     fn a_compact_waits_for_the_drain_then_starts() {
         let r = request(ActionKind::Compact, "c1");
-        let waiting = step(&r, None, None, false, "j", now());
+        let waiting = step(&r, None, None, Counts::default(), false, "j", now());
         assert_eq!((waiting.status.phase, waiting.create_job), (ActionPhase::Pending, false));
-        let again = step(&r, Some(&waiting.status), None, false, "j", now());
+        let again = step(&r, Some(&waiting.status), None, Counts::default(), false, "j", now());
         assert_eq!(again.event, None);
-        let go = step(&r, Some(&again.status), None, true, "j", now());
+        let go = step(&r, Some(&again.status), None, Counts::default(), true, "j", now());
         assert_eq!((go.status.phase, go.create_job), (ActionPhase::Running, true));
         assert_eq!(go.event.as_ref().map(|e| e.1), Some("ActionStarted"));
     }
@@ -241,11 +253,11 @@ mod tests {
     #[test]
     fn a_failed_job_fails_the_action_and_a_new_request_id_starts_over() {
         let r = request(ActionKind::Requeue, "r1");
-        let running = step(&r, None, None, false, "j", now()).status;
-        let failed = step(&r, Some(&running), Some(&JobOutcome::Failed("BackoffLimitExceeded".into())), false, "j", now());
+        let running = step(&r, None, None, Counts::default(), false, "j", now()).status;
+        let failed = step(&r, Some(&running), Some(&JobOutcome::Failed("BackoffLimitExceeded".into())), Counts::default(), false, "j", now());
         assert_eq!(failed.status.phase, ActionPhase::Failed);
         assert!(failed.status.message.as_deref().unwrap_or_default().contains("BackoffLimitExceeded"));
-        let next = step(&request(ActionKind::Requeue, "r2"), Some(&failed.status), None, false, "j2", now());
+        let next = step(&request(ActionKind::Requeue, "r2"), Some(&failed.status), None, Counts::default(), false, "j2", now());
         assert!(next.create_job);
         assert_eq!(next.status.request_id, "r2");
     }

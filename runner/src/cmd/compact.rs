@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.push_str(&format!("\n  files that are not entries were left in {}", dir.display()));
     }
     let details = serde_json::json!({ "action": "compact", "queue": args.queue, "resumed": resumed, "result": &report });
-    finish(args.output.json, &summary, &report.tally, &details)
+    finish(&args.output, &summary, &report.tally, &details)
 }
 
 /// Moves the queue aside, draining its live runners around the swap when asked.

@@ -77,5 +77,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let to = Area::Hold.dir(&args.qfiles, &args.queue);
     let summary = format!("hold {}: {tally} (to {})", args.queue, to.display());
     let details = serde_json::json!({ "action": "hold", "queue": args.queue, "to": to, "result": &tally });
-    finish(args.output.json, &summary, &tally, &details)
+    finish(&args.output, &summary, &tally, &details)
 }

@@ -32,5 +32,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let to = Area::Quarantine.dir(&args.qfiles, &args.queue);
     let summary = format!("quarantine {}: {tally} (to {})", args.queue, to.display());
     let details = serde_json::json!({ "action": "quarantine", "queue": args.queue, "to": to, "result": &tally });
-    finish(args.output.json, &summary, &tally, &details)
+    finish(&args.output, &summary, &tally, &details)
 }

@@ -70,6 +70,10 @@ pub struct OutputArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON result to this file: in a Kubernetes Job, the container's
+    /// termination message (`/dev/termination-log`), where the operator reads the counts.
+    #[arg(long, value_name = "FILE")]
+    pub result_file: Option<std::path::PathBuf>,
 }
 
 /// Starts the log (on stderr) for an operation.
@@ -154,12 +158,17 @@ impl Reporter {
 /// Prints the outcome (`moved 412, skipped 3 in flight, 0 errors` or JSON) and picks
 /// the exit code: 1 when any entry failed, 2 when the operation was interrupted with
 /// entries left to move, else 0.
-pub fn finish(json: bool, summary: &str, tally: &Tally, details: &impl Serialize) -> anyhow::Result<ExitCode> {
+pub fn finish(output: &OutputArgs, summary: &str, tally: &Tally, details: &impl Serialize) -> anyhow::Result<ExitCode> {
     if !tally.balanced() {
         // Every entry looked at must be moved, skipped or failed: say so loudly if not.
         tracing::error!(?tally, "the counts do not balance; please report this");
     }
-    if json {
+    if let Some(path) = &output.result_file {
+        // Compact (no indentation): a termination message keeps only 4096 bytes.
+        std::fs::write(path, serde_json::to_vec(details)?)
+            .map_err(|e| anyhow::anyhow!("cannot write the result to {}: {e}", path.display()))?;
+    }
+    if output.json {
         println!("{}", serde_json::to_string_pretty(details)?);
     } else {
         println!("{summary}");

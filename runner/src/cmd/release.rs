@@ -35,5 +35,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     reporter.finish();
     let summary = format!("release {}: {tally}", args.queue);
     let details = serde_json::json!({ "action": "release", "queue": args.queue, "result": &tally });
-    finish(args.output.json, &summary, &tally, &details)
+    finish(&args.output, &summary, &tally, &details)
 }

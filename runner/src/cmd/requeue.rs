@@ -45,5 +45,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = from.dir(&args.qfiles, &args.queue);
     let summary = format!("requeue {} -> {}: {tally}", dir.display(), args.queue);
     let details = serde_json::json!({ "action": "requeue", "from": dir, "queue": args.queue, "result": &tally });
-    finish(args.output.json, &summary, &tally, &details)
+    finish(&args.output, &summary, &tally, &details)
 }

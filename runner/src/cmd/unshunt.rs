@@ -35,5 +35,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     reporter.finish();
     let summary = format!("unshunt: {tally}");
     let details = serde_json::json!({ "action": "unshunt", "queue": args.queue, "result": &tally });
-    finish(args.output.json, &summary, &tally, &details)
+    finish(&args.output, &summary, &tally, &details)
 }

@@ -37,6 +37,13 @@ impl PathMap {
         Self { mounts }
     }
 
+    /// Adds one more container path (a file, such as the termination message path).
+    pub(crate) fn add(&mut self, container_path: &str, host: PathBuf) {
+        let mut mounts = std::mem::take(&mut self.mounts);
+        mounts.push((container_path.to_owned(), host));
+        *self = Self::new(mounts);
+    }
+
     /// Replaces each mount path that appears in `text` as a whole path (or the start
     /// of one) by its host directory: in `--queue=/var/spool/mq/in` with `/var/spool/mq`
     /// mounted, the value becomes `--queue=<host dir>/in`; `/var/spool/mqx` and

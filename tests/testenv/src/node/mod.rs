@@ -45,6 +45,11 @@
 //! - Deletion (`deletionTimestamp` set): SIGTERM to each container's main process,
 //!   SIGKILL to its whole process group after the grace period, then the pod object
 //!   is removed (delete with grace 0, preconditioned on its uid), as kubelet does.
+//! - Termination messages: each run gets an empty host file for the container's
+//!   `terminationMessagePath` (default `/dev/termination-log`; occurrences of that path
+//!   in `command`, `args` and env are rewritten like mount paths); what the run wrote
+//!   there (up to 4096 bytes) becomes `state.terminated.message`. The policy
+//!   `FallbackToLogsOnError` is not applied.
 //! - Container ids are `testenv://<pid>`; [`container_pid`] reads one, so a test can
 //!   SIGKILL a container to play a crash.
 //! - Logs: stdout and stderr of every run of a container are appended to one file

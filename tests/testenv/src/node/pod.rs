@@ -33,6 +33,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// Grace period when the pod does not say (kubelet's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Where a container writes its termination message unless it says otherwise.
+const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// Kubelet keeps this much of a termination message.
+const TERMINATION_MESSAGE_MAX: usize = 4096;
 
 /// How container ids start: the rest is the process id.
 pub(crate) const CONTAINER_ID_SCHEME: &str = "testenv://";
@@ -82,6 +86,8 @@ struct ContainerRun {
     child: Option<tokio::process::Child>,
     state: RunState,
     last_termination: Option<Terminated>,
+    /// Host file standing in for the container's `terminationMessagePath`.
+    message_file: Option<PathBuf>,
     restart_count: i32,
     restart_at: Option<Instant>,
     ready: bool,
@@ -195,7 +201,12 @@ impl PodWorker {
         let dirs = volumes::prepare(&ctx, &self.shared.config.volume_root, &self.dir).await?;
         let api_volume = self.write_kubeconfig(&dirs)?;
         for run in self.init.iter_mut().chain(self.containers.iter_mut()) {
-            let paths = volumes::path_map(&run.spec, &dirs)?;
+            let mut paths = volumes::path_map(&run.spec, &dirs)?;
+            // The termination message is a per-container file, as kubelet mounts it.
+            let message_file = self.dir.join(format!("{}.termination-log", run.spec.name));
+            let message_path = run.spec.termination_message_path.as_deref().unwrap_or(TERMINATION_MESSAGE_PATH);
+            paths.add(message_path, message_file.clone());
+            run.message_file = Some(message_file);
             let ctx = LaunchContext { paths: &paths, ..ctx };
             let mut launch = ctx.launch(&run.spec).await?;
             if let Some((volume, kubeconfig)) = &api_volume {
@@ -426,6 +437,7 @@ impl ContainerRun {
                 message: None,
             },
             last_termination: None,
+            message_file: None,
             restart_count: 0,
             restart_at: None,
             ready: false,
@@ -494,11 +506,18 @@ impl ContainerRun {
             exit_code,
             signal,
             reason: if exit_code == 0 { "Completed" } else { "Error" },
-            message: None,
+            message: self.termination_message(),
             started,
             finished: Time(Timestamp::now()),
         };
         self.ended(terminated, policy);
+    }
+
+    /// What the run wrote to its termination message file, cut to kubelet's 4096 bytes.
+    fn termination_message(&self) -> Option<String> {
+        let text = std::fs::read(self.message_file.as_ref()?).ok()?;
+        let kept = text.get(..TERMINATION_MESSAGE_MAX).unwrap_or(&text);
+        (!kept.is_empty()).then(|| String::from_utf8_lossy(kept).into_owned())
     }
 
     /// Records the end of a run and, if `policy` restarts it, when it starts again.
@@ -522,6 +541,12 @@ impl ContainerRun {
             self.restart_count += 1;
         }
         self.restart_at = None;
+        // Each run starts with an empty termination message, as under kubelet.
+        if let Some(file) = &self.message_file {
+            if let Err(err) = std::fs::write(file, b"") {
+                eprintln!("node: cannot create the termination message file {}: {err}", file.display());
+            }
+        }
         match self.spawn(&launch, work_dir, pod_name) {
             Ok(child) => {
                 if let Some(pid) = child.id() {
