@@ -33,15 +33,20 @@ diff -u crds/mailqueue.dev_mailqueues.yaml /tmp/mq-crd.$$.yaml || {
     echo "crds/ is stale: run 'cargo run -p mailqueue-operator --bin crdgen > crds/mailqueue.dev_mailqueues.yaml'" >&2
     exit 1
 }
+# The chart ships a copy (Helm installs CRDs only from inside the chart); it must be the same file.
+diff -u crds/mailqueue.dev_mailqueues.yaml charts/mailqueue-operator/crds/mailqueue.dev_mailqueues.yaml || {
+    echo "the chart's CRD is stale: cp crds/mailqueue.dev_mailqueues.yaml charts/mailqueue-operator/crds/" >&2
+    exit 1
+}
 rm -f /tmp/mq-crd.$$.yaml
 
 if [ -d charts/mailqueue-operator ]; then
     step "helm lint"
-    "$MQ_K8S_BIN/helm" lint charts/mailqueue-operator
+    "$MQ_K8S_BIN/helm" lint --strict charts/mailqueue-operator
 fi
 
 step "tests: fast tier"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "tests: slow tier (crash loops, large queues, chaos)"
-cargo test --workspace --locked -- --ignored
+cargo test --workspace --locked --no-fail-fast -- --ignored
