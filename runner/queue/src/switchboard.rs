@@ -1,6 +1,6 @@
 //! The switchboard: the type that renames, writes and unlinks entries in a queue
 //! directory along Mailman's lifecycle, modelled on Mailman's `Switchboard` (enqueue,
-//! files, claim, finish, preserve, recover). Every move is a rename within one
+//! files, claim, put back, finish, preserve, recover). Every move is a rename within one
 //! filesystem. (The offline operations' moves between queues and holding areas are
 //! `crate::area`'s.)
 
@@ -115,6 +115,15 @@ impl Switchboard {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::from_rename(self.path_of(pck), self.path_of(&bak), e)),
         }
+    }
+
+    /// Undoes a claim: renames the `.bak` back to `.pck`, untouched, for an entry that
+    /// was not worked on (not due yet, or its list settings unavailable).
+    pub fn put_back(&self, bak: &EntryName) -> Result<EntryName> {
+        let pck = bak.with_ext(Ext::Pck);
+        let (from, to) = (self.path_of(bak), self.path_of(&pck));
+        fs::rename(&from, &to).map_err(|e| Error::from_rename(from, to, e))?;
+        Ok(pck)
     }
 
     /// Reads and parses an entry of this queue.

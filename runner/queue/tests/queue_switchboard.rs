@@ -282,6 +282,20 @@ fn enqueue_writes_what_mailman_would_and_python_reads_it() {
 }
 
 #[test]
+fn put_back_undoes_a_claim_byte_for_byte() {
+    let (_root, out) = qfiles();
+    let src = vector("mailman3", "corpus");
+    let name = copy_in(&out, &src, Ext::Pck);
+    let bak = out.claim(&name).unwrap().unwrap();
+    assert_eq!(out.put_back(&bak).unwrap(), name);
+    assert_eq!(out.files(Slice::all()).unwrap(), vec![name.clone()]);
+    assert!(out.backups(Slice::all()).unwrap().is_empty());
+    assert_eq!(fs::read(out.path_of(&name)).unwrap(), fs::read(&src).unwrap());
+    // A claim already gone (recovered, moved by an operator) is an error, not a panic.
+    assert!(out.put_back(&bak).is_err());
+}
+
+#[test]
 fn move_to_writes_the_target_then_unlinks_the_claim() {
     let (root, out) = qfiles();
     let retry = Switchboard::open(root.path(), "retry").unwrap();

@@ -468,12 +468,10 @@ impl Engine {
         }
     }
 
-    /// `.bak` back to `.pck`, untouched: the entry was not worked on. (The switchboard
-    /// has no such operation yet; this is the one rename done outside it.)
+    /// `.bak` back to `.pck`, untouched: the entry was not worked on.
     fn put_back(&self, bak: &EntryName) {
-        let (from, to) = (self.out.path_of(bak), self.out.path_of(&bak.with_ext(Ext::Pck)));
-        if let Err(e) = std::fs::rename(&from, &to) {
-            tracing::error!(error = %e, from = %from.display(), "cannot put the entry back; it stays claimed for recovery");
+        if let Err(e) = self.out.put_back(bak) {
+            tracing::error!(error = %e, "cannot put the entry back; it stays claimed for recovery");
         }
     }
 
