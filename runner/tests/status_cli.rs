@@ -18,6 +18,14 @@ fn status_counts_per_queue_and_slice() {
     fs::write(root.path().join("out").join(name(0.0, "00", "pck.tmp")), b"").unwrap();
     fs::write(root.path().join("out").join("stray"), b"").unwrap();
     fs::write(root.path().join("bad").join(name(10.0, "00", "psv")), b"").unwrap();
+    // Set aside by `quarantine` and `hold`: counted for their queue, not as queued.
+    let quarantine = root.path().join(".mailqueue/quarantine/out");
+    let hold = root.path().join(".mailqueue/hold/out");
+    fs::create_dir_all(&quarantine).unwrap();
+    fs::create_dir_all(&hold).unwrap();
+    for (dir, top, ext) in [(&quarantine, "00", "bak"), (&quarantine, "40", "bak"), (&quarantine, "80", "psv"), (&hold, "c0", "pck")] {
+        fs::write(dir.join(name(5.0, top, ext)), b"").unwrap();
+    }
 
     let out = Command::new(env!("CARGO_BIN_EXE_mailqueue-runner"))
         .args(["status", "--json", "--slices", "4", "--qfiles"])
@@ -38,6 +46,8 @@ fn status_counts_per_queue_and_slice() {
     let per_slice: Vec<(u64, u64)> =
         q["slices"].as_array().unwrap().iter().map(|s| (s["pck"].as_u64().unwrap(), s["bak"].as_u64().unwrap())).collect();
     assert_eq!(per_slice, [(1, 0), (1, 0), (1, 0), (0, 1)]);
+    assert_eq!((q["quarantined"].as_u64(), q["held"].as_u64()), (Some(3), Some(1)));
+    assert_eq!((queues[2]["quarantined"].as_u64(), queues[2]["held"].as_u64()), (Some(0), Some(0)));
     assert_eq!(queues[0]["psv"], 1);
     assert_eq!(status["age_buckets"][9], "1280m+");
 
@@ -47,7 +57,10 @@ fn status_counts_per_queue_and_slice() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.lines().next().unwrap().starts_with("queue"), "{text}");
+    let header: Vec<&str> = text.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header[..8], ["queue", "pck", "bak", "psv", "quarantined", "held", "ignored", "oldest"], "{text}");
+    let out_row: Vec<&str> = text.lines().find(|l| l.starts_with("out ")).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(out_row[..7], ["out", "3", "1", "0", "3", "1", "2"], "{text}");
     assert!(text.contains("  out/3"), "{text}");
     assert!(text.contains("out: 1 ignored, not a queue entry name: stray"), "{text}");
 }

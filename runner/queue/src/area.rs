@@ -117,16 +117,28 @@ pub fn check_writable(dir: &Path) -> Result<()> {
 /// directory has none.
 pub fn entries(dir: &Path) -> Result<Vec<EntryName>> {
     let mut names = Vec::new();
+    scan_entries(dir, |name| names.push(name))?;
+    Ok(fifo_order(names))
+}
+
+/// How many entries (`.pck`, `.bak`, `.psv`) a directory holds; a missing one none.
+pub fn count(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    scan_entries(dir, |_| n += 1)?;
+    Ok(n)
+}
+
+/// Calls `f` with each entry of `dir`. An area is created on its first move, so a
+/// missing directory is an empty one, not an error.
+fn scan_entries(dir: &Path, mut f: impl FnMut(EntryName)) -> Result<()> {
     match scan(dir, |found| {
         if let Found::Entry(name) = found {
-            names.push(name);
+            f(name);
         }
     }) {
-        Ok(()) => {}
-        Err(Error::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(Error::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
-    Ok(fifo_order(names))
 }
 
 /// How many entries (queued or claimed) a queue directory holds.
@@ -167,5 +179,7 @@ mod tests {
         assert_eq!(entries(&a).unwrap(), vec![bak]);
         assert_eq!(depth(&q).unwrap(), 1);
         assert!(entries(&root.path().join("missing")).unwrap().is_empty());
+        assert_eq!(count(&a).unwrap(), 1);
+        assert_eq!(count(&root.path().join("missing")).unwrap(), 0);
     }
 }

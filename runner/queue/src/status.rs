@@ -1,6 +1,7 @@
 //! Queue counts and ages from file names alone (no file is opened), so that a status
 //! of a 100,000-entry backlog takes milliseconds.
 
+use crate::area::{self, Area};
 use crate::name::Ext;
 use crate::scan::{scan, Found};
 use crate::slice::Slice;
@@ -67,6 +68,10 @@ pub struct QueueStatus {
     pub name: String,
     #[serde(flatten)]
     pub counts: Counts,
+    /// Entries of this queue set aside in its quarantine area (see [`crate::area`]).
+    pub quarantined: u64,
+    /// Entries of this queue held back in its hold area.
+    pub held: u64,
     /// By reason (see [`crate::scan::Ignored::as_str`]).
     pub ignored: BTreeMap<&'static str, IgnoredFiles>,
     /// Per slice when a slice count was asked for.
@@ -86,17 +91,21 @@ pub fn bucket_labels() -> Vec<String> {
     labels
 }
 
-/// The status of queue directory `dir`; with `slice_count`, per slice too. `now` is
-/// Unix time in seconds; entries dated in the future count as age 0.
-pub fn queue_status(dir: &Path, name: &str, slice_count: Option<u32>, now: f64) -> Result<QueueStatus> {
+/// The status of queue `name` under the qfiles root, with its quarantine and hold
+/// areas; with `slice_count`, per slice too. `now` is Unix time in seconds; entries
+/// dated in the future count as age 0.
+pub fn queue_status(qfiles: &Path, name: &str, slice_count: Option<u32>, now: f64) -> Result<QueueStatus> {
     let slicer = slice_count.map(|n| Slice::new(0, n)).transpose()?;
+    let dir = qfiles.join(name);
     let mut status = QueueStatus {
         name: name.to_owned(),
         counts: Counts::new(),
+        quarantined: area::count(&Area::Quarantine.dir(qfiles, name))?,
+        held: area::count(&Area::Hold.dir(qfiles, name))?,
         ignored: BTreeMap::new(),
         slices: slicer.map(|s| vec![Counts::new(); s.count() as usize]).unwrap_or_default(),
     };
-    scan(dir, |found| match found {
+    scan(&dir, |found| match found {
         Found::Entry(entry) => {
             let age = (now - entry.timestamp()).max(0.0);
             status.counts.add(entry.ext(), age);
@@ -137,7 +146,7 @@ pub fn qfiles_status(qfiles: &Path, slice_count: Option<u32>, now: f64) -> Resul
         }
     }
     queues.sort();
-    queues.iter().map(|name| queue_status(&qfiles.join(name), name, slice_count, now)).collect()
+    queues.iter().map(|name| queue_status(qfiles, name, slice_count, now)).collect()
 }
 
 #[cfg(test)]
@@ -161,6 +170,14 @@ mod tests {
         fs::write(out.join(format!("{now}+{D0}.pck.tmp")), b"").unwrap();
         fs::write(out.join("core"), b"").unwrap();
         fs::write(root.path().join("bad").join(format!("{now}+{D0}.psv")), b"").unwrap();
+        let quarantine = Area::Quarantine.dir(root.path(), "out");
+        let hold = Area::Hold.dir(root.path(), "out");
+        fs::create_dir_all(&quarantine).unwrap();
+        fs::create_dir_all(&hold).unwrap();
+        fs::write(quarantine.join(format!("{now}+{D0}.bak")), b"").unwrap();
+        fs::write(quarantine.join(format!("{now}+{DF}.bak")), b"").unwrap();
+        fs::write(hold.join(format!("{now}+{D0}.pck")), b"").unwrap();
+        fs::write(hold.join("notes.txt"), b"").unwrap();
         // Written with a time in the future: age 0, not negative.
         fs::write(out.join(format!("{}+{D0}.pck", now + 100.0)), b"").unwrap();
 
@@ -176,6 +193,8 @@ mod tests {
         assert_eq!((out.slices[0].pck, out.slices[0].bak), (2, 1));
         assert_eq!((out.slices[1].pck, out.slices[1].bak), (2, 0));
         assert_eq!(all[0].counts.psv, 1);
+        assert_eq!((out.quarantined, out.held), (2, 1), "areas counted apart from the queue");
+        assert_eq!((all[0].quarantined, all[0].held), (0, 0), "a queue without areas");
         assert_eq!(bucket_labels().first().map(String::as_str), Some("0-5m"));
         assert_eq!(bucket_labels().last().map(String::as_str), Some("1280m+"));
     }

@@ -1,5 +1,6 @@
-//! `mailqueue-runner status`: entries per queue (and per slice), the oldest entry's
-//! age and a `qshape`-like age histogram, from file names only.
+//! `mailqueue-runner status`: entries per queue (and per slice), those set aside in
+//! its quarantine and hold areas, the oldest entry's age and a `qshape`-like age
+//! histogram, from file names only.
 use anyhow::Context;
 use mailqueue_queue::status::{bucket_labels, qfiles_status, Counts, QueueStatus};
 use std::path::PathBuf;
@@ -39,12 +40,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn table(queues: &[QueueStatus]) -> String {
-    let mut header = vec!["queue".to_owned(), "pck".into(), "bak".into(), "psv".into(), "ignored".into(), "oldest".into()];
+    let mut header = vec![
+        "queue".to_owned(),
+        "pck".into(),
+        "bak".into(),
+        "psv".into(),
+        "quarantined".into(),
+        "held".into(),
+        "ignored".into(),
+        "oldest".into(),
+    ];
     header.extend(bucket_labels());
     let mut rows = vec![header];
     for q in queues {
         let ignored: u64 = q.ignored.values().map(|f| f.count).sum();
-        rows.push(row(&q.name, &q.counts, Some(ignored)));
+        rows.push(row(&q.name, &q.counts, Some(Whole { quarantined: q.quarantined, held: q.held, ignored })));
         for (i, counts) in q.slices.iter().enumerate() {
             rows.push(row(&format!("  {}/{i}", q.name), counts, None));
         }
@@ -75,13 +85,24 @@ fn table(queues: &[QueueStatus]) -> String {
     out
 }
 
-fn row(name: &str, c: &Counts, ignored: Option<u64>) -> Vec<String> {
+/// The counts a queue has as a whole but its slices do not: the areas and ignored
+/// files are not sliced.
+struct Whole {
+    quarantined: u64,
+    held: u64,
+    ignored: u64,
+}
+
+fn row(name: &str, c: &Counts, whole: Option<Whole>) -> Vec<String> {
+    let cell = |n: fn(&Whole) -> u64| whole.as_ref().map(|w| n(w).to_string()).unwrap_or_default();
     let mut r = vec![
         name.to_owned(),
         c.pck.to_string(),
         c.bak.to_string(),
         c.psv.to_string(),
-        ignored.map(|n| n.to_string()).unwrap_or_default(),
+        cell(|w| w.quarantined),
+        cell(|w| w.held),
+        cell(|w| w.ignored),
         c.oldest_age_seconds.map(human_age).unwrap_or_else(|| "-".into()),
     ];
     r.extend(c.age_histogram.iter().map(u64::to_string));
