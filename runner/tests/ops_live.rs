@@ -415,8 +415,13 @@ fn drain_waits_for_entries_in_flight_and_resume_lets_runners_go_on() {
     assert!(out.status.success(), "{idle}");
     assert_eq!(idle["drained"], true);
     assert!(server.captured().is_empty(), "a drained runner claims nothing");
-    let (out, _) = op(q.path(), &["drain", "--queue", "out", "--resume"]);
+    // As a Job runs it: the result also goes to the termination-message file.
+    let job = tempfile::tempdir().unwrap();
+    let result_file = job.path().join("termination-log");
+    let result_arg = result_file.to_str().unwrap();
+    let (out, resumed) = op(q.path(), &["drain", "--queue", "out", "--resume", "--result-file", result_arg]);
     assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&std::fs::read(&result_file).unwrap()).unwrap(), resumed);
     wait_delivered(&server, 6);
     stop(live);
     census(q.path(), &[&server], 0..6);

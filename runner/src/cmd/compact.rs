@@ -4,22 +4,16 @@
 //! feeds the old entries back in batches. Run it again after any interruption or crash
 //! and it finishes the job.
 use super::drain;
-use super::queue_ops::{finish, interrupt_flag, parse_duration, start_logs, BatchArgs, OutputArgs, Reporter};
+use super::queue_ops::{finish, interrupted, parse_duration, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
 use anyhow::bail;
 use mailqueue_queue::ops::compact::{Compact, Stage};
-use mailqueue_queue::ops::Feed;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     /// When live runners own the queue: drain them (they finish what they have in
     /// flight and claim nothing), compact, and let them go on; otherwise refuse.
     #[arg(long)]
@@ -38,31 +32,27 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
-    let op = Compact { qfiles: &args.qfiles, queue: &args.queue };
+    let QueueArgs { qfiles, queue } = &args.target;
+    let op = Compact { qfiles, queue };
     let resumed = op.stage() == Stage::Refeeding;
     if resumed {
-        tracing::info!(queue = %args.queue, aside = %op.aside_dir().display(), "a compact is under way: carrying on");
+        tracing::info!(queue = %queue, aside = %op.aside_dir().display(), "a compact is under way: carrying on");
     }
-    let stop = interrupt_flag();
-    let stopped = || stop.load(Ordering::SeqCst);
+    let stopped = interrupted();
     if !args.dry_run {
         swap(&args, &op, &stopped)?;
     }
-    let mut reporter = Reporter::new("compact", args.output.json);
-    let mut show = |p: &_| reporter.show(p);
-    let mut feed = Feed { batching: args.batch.batching(), reset_count: false, on_progress: &mut show, stop: &stopped };
     let report = if args.dry_run && !resumed {
         dry_run_report(&args, &op)?
     } else {
-        op.refeed(&mut feed, args.dry_run)?
+        with_feed("compact", &args.batch, false, &args.output, &stopped, |feed| op.refeed(feed, args.dry_run))?
     };
-    reporter.finish();
     let state = if report.done { "done" } else { "not finished: run the same command again to carry on" };
-    let mut summary = format!("compact {}: {}; {state}", args.queue, report.tally);
+    let mut summary = format!("compact {queue}: {}; {state}", report.tally);
     if let Some(dir) = &report.leftover {
         summary.push_str(&format!("\n  files that are not entries were left in {}", dir.display()));
     }
-    let details = serde_json::json!({ "action": "compact", "queue": args.queue, "resumed": resumed, "result": &report });
+    let details = serde_json::json!({ "action": "compact", "queue": queue, "resumed": resumed, "result": &report });
     finish(&args.output, &summary, &report.tally, &details)
 }
 
@@ -71,29 +61,30 @@ fn swap(args: &Args, op: &Compact<'_>, stopped: &dyn Fn() -> bool) -> anyhow::Re
     if op.stage() == Stage::Refeeding || !args.wait_drain {
         return Ok(op.swap(false)?);
     }
-    let asked = drain::request(&args.qfiles, &args.queue)?;
+    let QueueArgs { qfiles, queue } = &args.target;
+    let asked = drain::request(qfiles, queue)?;
     let result = (|| {
-        let state = drain::wait_drained(&args.qfiles, &args.queue, args.drain_timeout, stopped)?;
+        let state = drain::wait_drained(qfiles, queue, args.drain_timeout, stopped)?;
         if stopped() {
             bail!("interrupted while waiting for the drain; nothing was moved");
         }
         if !state.drained {
             let waiting: Vec<String> =
                 state.owners.iter().filter(|o| !o.drained).map(|o| format!("pid {} on host {}", o.pid, o.host)).collect();
-            bail!("the runners of {} did not go idle within {:?} ({}); nothing was moved", args.queue, args.drain_timeout, waiting.join(", "));
+            bail!("the runners of {queue} did not go idle within {:?} ({}); nothing was moved", args.drain_timeout, waiting.join(", "));
         }
         Ok(op.swap(true)?)
     })();
     // Lift only a drain this command asked for: an admin's own drain stays.
     if asked {
-        drain::resume(&args.qfiles, &args.queue)?;
+        drain::resume(qfiles, queue)?;
     }
     result
 }
 
 /// What a compact would do now, without doing it.
 fn dry_run_report(args: &Args, op: &Compact<'_>) -> anyhow::Result<mailqueue_queue::ops::compact::CompactReport> {
-    let dir = args.qfiles.join(&args.queue);
+    let dir = args.target.qfiles.join(&args.target.queue);
     let names = mailqueue_queue::area::entries(&dir)?;
     let mut tally = mailqueue_queue::ops::Tally::new(true);
     tally.matched = names.len() as u64;

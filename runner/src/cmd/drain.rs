@@ -2,7 +2,7 @@
 //! claiming (the drain flag file, see `ownership::Standalone`), and wait until every one
 //! of them has acknowledged it in its heartbeat, which it publishes only between
 //! batches: from then on it has nothing in flight. `--resume` removes the flag.
-use super::queue_ops::{interrupt_flag, parse_duration, start_logs, OutputArgs};
+use super::queue_ops::{emit, interrupted, parse_duration, start_logs, OutputArgs, QueueArgs};
 use crate::ownership::Standalone;
 use anyhow::Context;
 use mailqueue_queue::inflight::{recorded_holders, Holder};
@@ -12,16 +12,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     /// Undo a drain: the runners claim again.
     #[arg(long)]
     pub resume: bool,
@@ -72,30 +68,22 @@ impl DrainReport {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
-    let flag = Standalone::drain_flag(&args.qfiles, &args.queue);
+    let QueueArgs { qfiles, queue } = &args.target;
     if args.resume {
-        resume(&args.qfiles, &args.queue)?;
-        let report = DrainReport { queue: args.queue, flag, requested: false, drained: false, owners: Vec::new() };
-        return print(&args.output, &report, ExitCode::SUCCESS);
+        resume(qfiles, queue)?;
+        let flag = Standalone::drain_flag(qfiles, queue);
+        let report = DrainReport { queue: queue.clone(), flag, requested: false, drained: false, owners: Vec::new() };
+        emit(&args.output, &report.summary(), &report)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    request(&args.qfiles, &args.queue)?;
+    request(qfiles, queue)?;
     let report = if args.no_wait {
-        state(&args.qfiles, &args.queue)?
+        state(qfiles, queue)?
     } else {
-        let stop = interrupt_flag();
-        wait_drained(&args.qfiles, &args.queue, args.timeout, &|| stop.load(Ordering::SeqCst))?
+        wait_drained(qfiles, queue, args.timeout, &interrupted())?
     };
-    let code = if report.drained || args.no_wait { ExitCode::SUCCESS } else { ExitCode::from(1) };
-    print(&args.output, &report, code)
-}
-
-fn print(output: &OutputArgs, report: &DrainReport, code: ExitCode) -> anyhow::Result<ExitCode> {
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        println!("{}", report.summary());
-    }
-    Ok(code)
+    emit(&args.output, &report.summary(), &report)?;
+    Ok(if report.drained || args.no_wait { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Creates the drain flag. Returns false when it was already there.

@@ -1,19 +1,15 @@
 //! `mailqueue-runner quarantine`: set aside `.bak` entries stuck longer than a
 //! threshold, never one a live runner has in flight.
-use super::queue_ops::{finish, parse_duration, start_logs, OutputArgs};
+use super::queue_ops::{finish, parse_duration, start_logs, OutputArgs, QueueArgs};
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::quarantine::Quarantine;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     /// Only entries that have been `.bak` for longer than this (by the time they
     /// became `.bak`, not their enqueue time), e.g. 30m.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -27,10 +23,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
-    let op = Quarantine { qfiles: &args.qfiles, queue: &args.queue, older_than: args.older_than, dry_run: args.dry_run };
+    let QueueArgs { qfiles, queue } = &args.target;
+    let op = Quarantine { qfiles, queue, older_than: args.older_than, dry_run: args.dry_run };
     let tally = op.run()?;
-    let to = Area::Quarantine.dir(&args.qfiles, &args.queue);
-    let summary = format!("quarantine {}: {tally} (to {})", args.queue, to.display());
-    let details = serde_json::json!({ "action": "quarantine", "queue": args.queue, "to": to, "result": &tally });
+    let to = Area::Quarantine.dir(qfiles, queue);
+    let summary = format!("quarantine {queue}: {tally} (to {})", to.display());
+    let details = serde_json::json!({ "action": "quarantine", "queue": queue, "to": to, "result": &tally });
     finish(&args.output, &summary, &tally, &details)
 }

@@ -3,9 +3,11 @@
 //! on a terminal or in the log, Ctrl-C that stops between two moves, and the result
 //! printed as numbers or JSON.
 use crate::logging;
-use mailqueue_queue::ops::{Batching, Progress, Tally};
+use mailqueue_queue::ops::{Batching, Feed, Progress, Select, Tally};
+use mailqueue_queue::Slice;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,64 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = tail.get(unit_len..).unwrap_or("");
     }
     Ok(total)
+}
+
+/// The queue an operation works on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
+    #[arg(long, value_name = "DIR")]
+    pub qfiles: PathBuf,
+    /// The queue's name under the root.
+    #[arg(long, default_value = "out")]
+    pub queue: String,
+}
+
+/// Which entries: at least one selector, or `--all`. Selectors combine (all must match).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
+    /// Entries of slice I (with --slices N).
+    #[arg(long, value_name = "I", requires = "slices")]
+    pub slice: Option<u32>,
+    /// Slice count for --slice (a power of two, 1..256).
+    #[arg(long, value_name = "N")]
+    pub slices: Option<u32>,
+    /// Entries queued longer ago than this (by the time in their name), e.g. 2h.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Entries of this list (2.1 list name or Mailman 3 list id).
+    #[arg(long)]
+    pub list: Option<String>,
+    /// Entries whose envelope sender is in this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub sender_domain: Option<String>,
+    /// Entries with a recipient in this domain (the whole entry is taken).
+    #[arg(long, value_name = "DOMAIN")]
+    pub recipient_domain: Option<String>,
+    /// Every entry of the queue (needed when no other selector is given).
+    #[arg(long)]
+    pub all: bool,
+    /// Entry file names (with or without extension).
+    #[arg(value_name = "ENTRY")]
+    pub names: Vec<String>,
+}
+
+impl SelectArgs {
+    pub fn select(&self) -> anyhow::Result<Select> {
+        let slice = match (self.slice, self.slices) {
+            (Some(i), Some(n)) => Some(Slice::new(i, n)?),
+            _ => None,
+        };
+        Ok(Select {
+            slice,
+            older_than: self.older_than,
+            list: self.list.clone(),
+            sender_domain: self.sender_domain.clone(),
+            recipient_domain: self.recipient_domain.clone(),
+            names: self.names.clone(),
+            all: self.all,
+        })
+    }
 }
 
 /// How entries are fed back into a live queue.
@@ -81,9 +141,9 @@ pub fn start_logs() {
     logging::init(logging::Format::Text);
 }
 
-/// Set by SIGINT or SIGTERM: the operation stops after the move in progress, and
-/// running it again carries on.
-pub fn interrupt_flag() -> Arc<AtomicBool> {
+/// True once SIGINT or SIGTERM came: the operation stops after the move in progress,
+/// and running it again carries on.
+pub fn interrupted() -> impl Fn() -> bool {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
     let listen = move || -> std::io::Result<()> {
@@ -106,12 +166,32 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
             tracing::warn!(error = %e, "cannot listen for SIGINT/SIGTERM; an interrupt will end the command at once (no entry is lost)");
         }
     });
-    flag
+    move || flag.load(Ordering::SeqCst)
+}
+
+/// Runs `op` (a release, requeue, compact or unshunt) with a feed batched as asked,
+/// its progress shown under `what`, stopping between two moves once `stopped`.
+pub fn with_feed<T>(
+    what: &'static str,
+    batch: &BatchArgs,
+    reset_count: bool,
+    output: &OutputArgs,
+    stopped: &dyn Fn() -> bool,
+    op: impl FnOnce(&mut Feed<'_>) -> T,
+) -> T {
+    let mut reporter = Reporter::new(what, output.json);
+    let result = {
+        let mut show = |p: &Progress| reporter.show(p);
+        op(&mut Feed { batching: batch.batching(), reset_count, on_progress: &mut show, stop: stopped })
+    };
+    // Also on an error, so that the message does not land on the bar's line.
+    reporter.finish();
+    result
 }
 
 /// Shows a feed's progress: a bar redrawn on a terminal, a log line every few seconds
 /// otherwise.
-pub struct Reporter {
+struct Reporter {
     what: &'static str,
     terminal: bool,
     last: Option<Instant>,
@@ -123,11 +203,11 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 const BAR_WIDTH: u64 = 30;
 
 impl Reporter {
-    pub fn new(what: &'static str, quiet: bool) -> Reporter {
+    fn new(what: &'static str, quiet: bool) -> Reporter {
         Reporter { what, terminal: !quiet && std::io::stderr().is_terminal(), last: None, drawn: false }
     }
 
-    pub fn show(&mut self, p: &Progress) {
+    fn show(&mut self, p: &Progress) {
         let due = self.last.is_none_or(|t| t.elapsed() >= if self.terminal { Duration::from_millis(100) } else { LOG_EVERY });
         let finished = p.moved == p.total;
         if !due && !finished {
@@ -147,7 +227,7 @@ impl Reporter {
     }
 
     /// Ends the bar's line.
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         if self.drawn {
             eprintln!();
             self.drawn = false;
@@ -163,6 +243,23 @@ pub fn finish(output: &OutputArgs, summary: &str, tally: &Tally, details: &impl 
         // Every entry looked at must be moved, skipped or failed: say so loudly if not.
         tracing::error!(?tally, "the counts do not balance; please report this");
     }
+    let mut text = summary.to_owned();
+    for m in &tally.error_messages {
+        text.push_str(&format!("\n  error: {m}"));
+    }
+    emit(output, &text, details)?;
+    Ok(if tally.errors > 0 {
+        ExitCode::from(1)
+    } else if tally.remaining > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints `text`, or `details` as JSON with `--json`, and writes `details` to
+/// `--result-file` when one is given.
+pub fn emit(output: &OutputArgs, text: &str, details: &impl Serialize) -> anyhow::Result<()> {
     if let Some(path) = &output.result_file {
         // Compact (no indentation): a termination message keeps only 4096 bytes.
         std::fs::write(path, serde_json::to_vec(details)?)
@@ -171,18 +268,9 @@ pub fn finish(output: &OutputArgs, summary: &str, tally: &Tally, details: &impl 
     if output.json {
         println!("{}", serde_json::to_string_pretty(details)?);
     } else {
-        println!("{summary}");
-        for m in &tally.error_messages {
-            println!("  error: {m}");
-        }
+        println!("{text}");
     }
-    Ok(if tally.errors > 0 {
-        ExitCode::from(1)
-    } else if tally.remaining > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,12 @@
 //! `mailqueue-runner release`: feed held entries back into their queue, in batches.
-use super::hold::SelectArgs;
-use super::queue_ops::{finish, interrupt_flag, start_logs, BatchArgs, OutputArgs, Reporter};
-use mailqueue_queue::ops::{hold, Feed};
-use std::path::PathBuf;
+use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs, SelectArgs};
+use mailqueue_queue::ops::hold;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     #[command(flatten)]
     pub select: SelectArgs,
     #[command(flatten)]
@@ -26,14 +20,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
-    let stop = interrupt_flag();
-    let mut reporter = Reporter::new("release", args.output.json);
-    let mut show = |p: &_| reporter.show(p);
-    let stopped = || stop.load(Ordering::SeqCst);
-    let mut feed = Feed { batching: args.batch.batching(), reset_count: false, on_progress: &mut show, stop: &stopped };
-    let tally = hold::release(&args.qfiles, &args.queue, &args.select.select()?, &mut feed, args.dry_run)?;
-    reporter.finish();
-    let summary = format!("release {}: {tally}", args.queue);
-    let details = serde_json::json!({ "action": "release", "queue": args.queue, "result": &tally });
+    let QueueArgs { qfiles, queue } = &args.target;
+    let select = args.select.select()?;
+    let tally = with_feed("release", &args.batch, false, &args.output, &interrupted(), |feed| {
+        hold::release(qfiles, queue, &select, feed, args.dry_run)
+    })?;
+    let summary = format!("release {queue}: {tally}");
+    let details = serde_json::json!({ "action": "release", "queue": queue, "result": &tally });
     finish(&args.output, &summary, &tally, &details)
 }

@@ -1,11 +1,9 @@
 //! `mailqueue-runner unshunt`: shunted entries back to the queue in their metadata
 //! (`whichq`), as Mailman's `unshunt` does, in batches.
-use super::queue_ops::{finish, interrupt_flag, start_logs, BatchArgs, OutputArgs, Reporter};
+use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs};
 use mailqueue_queue::ops::unshunt::unshunt;
-use mailqueue_queue::ops::Feed;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,13 +24,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
-    let stop = interrupt_flag();
-    let mut reporter = Reporter::new("unshunt", args.output.json);
-    let mut show = |p: &_| reporter.show(p);
-    let stopped = || stop.load(Ordering::SeqCst);
-    let mut feed = Feed { batching: args.batch.batching(), reset_count: false, on_progress: &mut show, stop: &stopped };
-    let tally = unshunt(&args.qfiles, args.queue.as_deref(), &mut feed, args.dry_run)?;
-    reporter.finish();
+    let tally = with_feed("unshunt", &args.batch, false, &args.output, &interrupted(), |feed| {
+        unshunt(&args.qfiles, args.queue.as_deref(), feed, args.dry_run)
+    })?;
     let summary = format!("unshunt: {tally}");
     let details = serde_json::json!({ "action": "unshunt", "queue": args.queue, "result": &tally });
     finish(&args.output, &summary, &tally, &details)
