@@ -30,6 +30,8 @@ pub const MOUNT_PATH: &str = "/var/lib/mailman";
 const STOP_MARGIN_SECONDS: i64 = 5;
 /// Name of the runner container.
 pub const CONTAINER: &str = "runner";
+/// Age at which a `.bak` counts as stale when `spec.bakPolicy` does not say.
+pub const DEFAULT_STALE_BAK_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Operator-wide settings of the runner pods.
 #[derive(Clone, Debug)]
@@ -119,6 +121,9 @@ fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec,
         &id.object_name(),
         "--lease-duration",
         &template.lease_duration_seconds.to_string(),
+        // The runner counts stale `.bak` entries for the status by the same threshold.
+        "--stale-bak-after",
+        &valid.quarantine_after.unwrap_or(DEFAULT_STALE_BAK_AFTER).as_secs().max(1).to_string(),
     ];
     let field_env = |name: &str, path: &str| EnvVar {
         name: name.to_owned(),
@@ -249,5 +254,17 @@ mod tests {
         let drain = |s: &DesiredSlice| s.lease.metadata.annotations.as_ref().and_then(|a| a.get(DRAIN_ANNOTATION).cloned());
         assert_eq!(drain(&before[0]).as_deref(), Some("false"));
         assert_eq!(drain(&after[0]).as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn the_runner_counts_stale_bak_by_the_bak_policy() {
+        let args = |s: &DesiredSlice| s.pod.spec.as_ref().map(|p| p.containers[0].args.clone().unwrap_or_default().join(" "));
+        let default = slices_of(&[("out", 1)]);
+        assert!(args(&default[0]).is_some_and(|a| a.contains("--stale-bak-after 1800")), "{:?}", args(&default[0]));
+        let mut policy = spec(&[("out", 1)]);
+        policy.bak_policy = Some(crate::crd::BakPolicy { quarantine_after: "2m".into() });
+        let valid = validate("lists", &policy).expect("valid");
+        let set = desired_slices("lists", "mail", &owner(), &valid, &template());
+        assert!(args(&set[0]).is_some_and(|a| a.contains("--stale-bak-after 120")), "{:?}", args(&set[0]));
     }
 }

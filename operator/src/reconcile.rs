@@ -89,9 +89,16 @@ pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, 
             valid.spec.drain |= actions::needs_drain(&mq);
             let desired = desired_slices(&name, &namespace, &owner, &valid, &ctx.template);
             let plan = apply::plan(&desired, &observed, now);
-            apply::apply(&ctx.client, &namespace, &plan).await?;
+            let applied = apply::apply(&ctx.client, &namespace, &plan).await;
             let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
             let mut status = status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now);
+            if let Err(error) = applied {
+                // Written before failing, so `kubectl get mq` says why no pod appears.
+                let failed = status::apply_failed(status, &error, generation, now);
+                let status = MailQueueStatus { actions: previous.and_then(|s| s.actions.clone()), ..failed };
+                write_status(&ctx.client, &mq, &namespace, previous, status).await?;
+                return Err(error.into());
+            }
             let drained = status.conditions.iter().any(|c| c.type_ == status::DRAINED && c.status == "True");
             status.actions = actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, drained, now).await?;
             status

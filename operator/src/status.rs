@@ -143,6 +143,26 @@ pub fn status(
     }
 }
 
+/// `status` with `Degraded` naming a write the operator could not make (a pod refused for a
+/// missing ServiceAccount, a quota, a permission): otherwise the admin only sees pods that
+/// never appear. The operator retries, and the next successful pass clears it.
+pub fn apply_failed(
+    mut status: MailQueueStatus,
+    failure: &impl std::fmt::Display,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> MailQueueStatus {
+    let verdict = Verdict::new(DEGRADED, true, "ApplyFailed", format!("{failure}; the operator retries every few seconds"));
+    let degraded = merge(&status.conditions, vec![verdict], generation, whole_seconds(now));
+    status.conditions.retain(|c| c.type_ != DEGRADED);
+    status.conditions.extend(degraded);
+    // A drain keeps its phase, as in `status`: it tells what the runners are doing.
+    if !matches!(status.phase.as_deref(), Some("Draining" | "Drained")) {
+        status.phase = Some("Degraded".to_owned());
+    }
+    status
+}
+
 /// Status of a `MailQueue` whose spec cannot be acted on: counts stay as last seen, the
 /// conditions say why.
 pub fn invalid(error: &InvalidSpec, previous: Option<&MailQueueStatus>, generation: Option<i64>, now: jiff::Timestamp) -> MailQueueStatus {
@@ -308,6 +328,44 @@ mod tests {
         assert_eq!(condition(&s, DEGRADED).reason, "StaleBak");
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.slices[1].name, "out-1of2");
+    }
+
+    #[test]
+    fn queue_wide_counts_are_taken_once_and_slice_counts_added_up() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let wide = Heartbeat { quarantined: 4, bad: 2, shunt: 1, ..Heartbeat::default() };
+        let observed = Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![
+                held(&desired[0], &Heartbeat { pending: 3, stale_bak: 2, oldest_pending_seconds: 600, ..wide.clone() }, now),
+                held(&desired[1], &Heartbeat { pending: 4, stale_bak: 1, oldest_pending_seconds: 90, ..wide }, now),
+            ],
+        };
+        let s = status(&valid, &desired, &observed, &[], &[], Some(1), now);
+        let q = &s.queues[0];
+        assert_eq!((q.pending, q.stale_bak, q.oldest_pending_seconds), (7, 3, 600));
+        assert_eq!((q.quarantined, q.bad, q.shunt), (4, 2, 1), "every slice reports the same queue-wide count");
+        assert_eq!((s.pending, s.stale_bak), (7, 3));
+        let per_slice: Vec<(i64, i64)> = s.slices.iter().map(|v| (v.pending, v.stale_bak)).collect();
+        assert_eq!(per_slice, [(3, 2), (4, 1)]);
+        assert_eq!(condition(&s, DEGRADED).reason, "StaleBak");
+    }
+
+    #[test]
+    fn a_refused_pod_degrades_the_mailqueue_with_the_reason() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let computed = status(&valid, &desired, &Observed::default(), &[], &[], Some(2), now);
+        let failure = "cannot create pod lists-out-0of2: serviceaccount \"mailqueue-runner\" not found";
+        let s = apply_failed(computed, &failure, Some(2), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ApplyFailed"));
+        assert!(degraded.message.starts_with(failure), "{}", degraded.message);
+        assert_eq!(degraded.observed_generation, Some(2));
+        assert_eq!(s.conditions.iter().filter(|c| c.type_ == DEGRADED).count(), 1);
+        assert_eq!(condition(&s, READY).status, "False");
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! `still_owned` is false and the runner stops claiming (it must restart to own again).
 //! A watch on the Lease carries the operator's drain request at once rather than at the
 //! next renewal, so `kubectl wait --for=condition=Drained` returns within a second or two.
+//! The runner also holds the slice's lock file, as a standalone runner does, so the offline
+//! queue operations (quarantine, compact, drain) see it as the slice's owner.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,10 +23,12 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use mailqueue_operator::lease::{Attempt, LeaseLock};
 use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
-use mailqueue_queue::Slice;
+use mailqueue_queue::{LockError, Slice, SliceLock};
 use tokio::sync::Notify;
 
+use crate::cmd::queue_ops::parse_duration;
 use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease};
+use crate::slice_counters::{DiskCounters, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
 const FIELD_MANAGER: &str = "mailqueue-runner";
@@ -43,6 +48,10 @@ pub struct LeaseArgs {
     /// Seconds the Lease stays ours without renewal.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// A `.bak` entry of the slice claimed longer ago than this counts as stale in the
+    /// heartbeat (the operator passes spec.bakPolicy.quarantineAfter).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30m")]
+    pub stale_bak_after: Duration,
 }
 
 /// The Lease could not be taken.
@@ -60,12 +69,14 @@ pub enum LeaseOwnershipError {
 pub struct ClusterOwnership {
     api: Api<Lease>,
     lock: LeaseLock,
+    qfiles: PathBuf,
+    stale_bak_after: Duration,
     runtime: tokio::runtime::Handle,
 }
 
 impl ClusterOwnership {
     /// Cluster mode when `--lease-name` is given, else `None` (standalone).
-    pub async fn from_args(args: &LeaseArgs) -> Result<Option<Self>, LeaseOwnershipError> {
+    pub async fn from_args(args: &LeaseArgs, qfiles: &Path) -> Result<Option<Self>, LeaseOwnershipError> {
         let (Some(name), Some(namespace)) = (&args.lease_name, &args.lease_namespace) else {
             return Ok(None);
         };
@@ -73,7 +84,13 @@ impl ClusterOwnership {
         let holder = args.lease_holder.clone().unwrap_or_else(|| format!("mailqueue-runner-{}", std::process::id()));
         let api = Api::<Lease>::namespaced(client, namespace);
         let lock = LeaseLock::new(api.clone(), name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
-        Ok(Some(Self { api, lock, runtime: tokio::runtime::Handle::current() }))
+        Ok(Some(Self {
+            api,
+            lock,
+            qfiles: qfiles.to_owned(),
+            stale_bak_after: args.stale_bak_after,
+            runtime: tokio::runtime::Handle::current(),
+        }))
     }
 
     /// Waits for the Lease to be free (its previous holder releases it or lets it expire), up
@@ -98,9 +115,23 @@ impl ClusterOwnership {
 }
 
 impl Ownership for ClusterOwnership {
-    fn acquire(&self, _queue: &str, _slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
         let lease = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
+        // The Lease keeps other pods out; the lock file keeps out what runs beside us on the
+        // volume without a Lease (a standalone runner, a queue operation).
+        let slice_lock = match SliceLock::acquire(&self.qfiles, queue, slice) {
+            Ok(lock) => lock,
+            Err(error) => {
+                if let Err(e) = tokio::task::block_in_place(|| self.runtime.block_on(self.lock.release())) {
+                    tracing::warn!(error = %e, "could not release the slice Lease; it expires by itself");
+                }
+                return Err(match error {
+                    held @ LockError::Held { .. } => OwnershipError::Held(held),
+                    other => OwnershipError::Lock(other),
+                });
+            }
+        };
         let shared = Arc::new(Shared {
             owned: AtomicBool::new(true),
             renewed: Mutex::new(Instant::now()),
@@ -112,9 +143,11 @@ impl Ownership for ClusterOwnership {
             stop: AtomicBool::new(false),
         });
         tracing::info!(lease = self.lock.name(), "holding the slice Lease");
-        let renewal = self.runtime.spawn(renew(self.lock.clone(), shared.clone()));
+        let scan = SliceScan { qfiles: self.qfiles.clone(), queue: queue.to_owned(), slice, stale_after: self.stale_bak_after };
+        let renewal = self.runtime.spawn(renew(self.lock.clone(), scan, shared.clone()));
         let follower = self.runtime.spawn(follow_drain(self.api.clone(), self.lock.name().to_owned(), shared.clone()));
         Ok(Box::new(ClusterLease {
+            _slice_lock: slice_lock,
             shared,
             renewal: Mutex::new(Some(renewal)),
             follower,
@@ -156,6 +189,8 @@ impl Shared {
 }
 
 struct ClusterLease {
+    /// Released when the runner drops the lease, after the Lease itself.
+    _slice_lock: SliceLock,
     shared: Arc<Shared>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
     follower: tokio::task::JoinHandle<()>,
@@ -221,8 +256,10 @@ impl Drop for ClusterLease {
 }
 
 /// Renews the Lease with the latest heartbeat until stopped or lost; releases it when stopped.
-async fn renew(lock: LeaseLock, shared: Arc<Shared>) {
+async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
     let period = lock.duration() / 3;
+    let mut disk = DiskCounters::default();
+    let mut counted = None::<Instant>;
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => {}
@@ -231,7 +268,18 @@ async fn renew(lock: LeaseLock, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let heartbeat = shared.heartbeat.lock().map(|h| h.clone()).unwrap_or_default();
+        // Once per period: an urgent renewal (a drain acknowledged) reuses the last count.
+        if counted.is_none_or(|at| at.elapsed() >= period) {
+            let scan = scan.clone();
+            match tokio::task::spawn_blocking(move || scan.count(std::time::SystemTime::now())).await {
+                Ok(Ok(now)) => disk = now,
+                Ok(Err(error)) => tracing::warn!(%error, "cannot count the slice's entries; the heartbeat keeps the last counts"),
+                Err(error) => tracing::warn!(%error, "counting the slice's entries failed"),
+            }
+            counted = Some(Instant::now());
+        }
+        let mut heartbeat = shared.heartbeat.lock().map(|h| h.clone()).unwrap_or_default();
+        with_disk(&mut heartbeat, &disk);
         match tokio::time::timeout(period, lock.try_hold(&annotations(&heartbeat))).await {
             Ok(Ok(Attempt::Held(lease))) => {
                 if let Ok(mut at) = shared.renewed.lock() {
@@ -270,6 +318,16 @@ async fn follow_drain(api: Api<Lease>, name: String, shared: Arc<Shared>) {
             Err(error) => tracing::debug!(%error, "watching the slice Lease"),
         }
     }
+}
+
+/// The disk's counts replace the runner's own view of what waits.
+fn with_disk(heartbeat: &mut Heartbeat, disk: &DiskCounters) {
+    heartbeat.pending = saturating(disk.pending);
+    heartbeat.oldest_pending_seconds = saturating(disk.oldest_pending_seconds);
+    heartbeat.stale_bak = saturating(disk.stale_bak);
+    heartbeat.quarantined = saturating(disk.quarantined);
+    heartbeat.bad = saturating(disk.bad);
+    heartbeat.shunt = saturating(disk.shunt);
 }
 
 fn annotations(heartbeat: &Heartbeat) -> BTreeMap<String, String> {

@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod ownership;
 pub mod retry;
 pub mod shutdown;
+pub mod slice_counters;

@@ -138,7 +138,7 @@ fn exit_on_panic() {
 async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let slices = chosen_slices(args.slices, args.slice)?;
     let sb = Switchboard::open(&args.qfiles, &args.queue).with_context(|| format!("queue {:?}", args.queue))?;
-    let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease).await? {
+    let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease, &args.qfiles).await? {
         Some(cluster) => Box::new(cluster),
         None => Box::new(Standalone::new(&args.qfiles)),
     };
