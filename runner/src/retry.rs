@@ -61,7 +61,7 @@ pub fn decide(
     let until_secs = match meta.get("deliver_until") {
         Some(Value::Float(f)) => *f,
         Some(Value::Int(i)) => *i as f64,
-        Some(Value::DateTime(d)) => datetime_to_unix(d),
+        Some(Value::DateTime(d)) => d.to_unix(),
         _ => now_secs,
     };
     let until_secs = if failed.len() as i64 == last_count {
@@ -74,7 +74,10 @@ pub fn decide(
     };
     let (recips_key, until_value) = match version {
         Version::Mailman2 => ("recips", Value::Float(until_secs)),
-        Version::Mailman3 => ("recipients", Value::DateTime(unix_to_datetime(until_secs))),
+        Version::Mailman3 => (
+            "recipients",
+            Value::DateTime(DateTime::from_unix(until_secs)),
+        ),
     };
     let mut m = with_field(
         meta,
@@ -146,7 +149,7 @@ pub fn not_before(entry: &QueueEntry, now: SystemTime) -> Option<f64> {
     let after = match entry.metadata().get("deliver_after") {
         Some(Value::Float(f)) => *f,
         Some(Value::Int(i)) => *i as f64,
-        Some(Value::DateTime(d)) => datetime_to_unix(d),
+        Some(Value::DateTime(d)) => d.to_unix(),
         _ => return None,
     };
     (unix_secs(now) < after).then_some(after)
@@ -252,55 +255,6 @@ pub fn unix_secs(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A naive UTC datetime (as Mailman 3 stores them) as Unix seconds.
-pub fn datetime_to_unix(d: &DateTime) -> f64 {
-    let days = days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day));
-    let secs =
-        days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second);
-    secs as f64 + f64::from(d.microsecond) / 1e6
-}
-
-pub fn unix_to_datetime(secs: f64) -> DateTime {
-    let micros_total = (secs * 1e6).round() as i64;
-    let total = micros_total.div_euclid(1_000_000);
-    let microsecond = micros_total.rem_euclid(1_000_000) as u32;
-    let (days, rem) = (total.div_euclid(86_400), total.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    DateTime {
-        year: year.clamp(1, 9999) as u16,
-        month: month as u8,
-        day: day as u8,
-        hour: (rem / 3600) as u8,
-        minute: (rem % 3600 / 60) as u8,
-        second: (rem % 60) as u8,
-        microsecond,
-    }
-}
-
-// Howard Hinnant's proleptic Gregorian day-count algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +287,7 @@ mod tests {
             let e = vector(path);
             let past = match e.version() {
                 Version::Mailman2 => Value::Float(1_700_000_000.0),
-                Version::Mailman3 => Value::DateTime(unix_to_datetime(1_700_000_000.0)),
+                Version::Mailman3 => Value::DateTime(DateTime::from_unix(1_700_000_000.0)),
             };
             // Same number of failures as last time, past deliver_until: dropped.
             let stuck = with(
@@ -357,7 +311,7 @@ mod tests {
             };
             let until = match m.get("deliver_until") {
                 Some(Value::Float(f)) => *f,
-                Some(Value::DateTime(d)) => datetime_to_unix(d),
+                Some(Value::DateTime(d)) => d.to_unix(),
                 other => panic!("deliver_until {other:?}"),
             };
             assert_eq!(
@@ -366,22 +320,5 @@ mod tests {
             );
             assert_eq!(m.get("last_recip_count"), Some(&Value::Int(2)));
         }
-    }
-
-    #[test]
-    fn datetimes_round_trip() {
-        let d = DateTime {
-            year: 2024,
-            month: 2,
-            day: 29,
-            hour: 23,
-            minute: 59,
-            second: 58,
-            microsecond: 123_456,
-        };
-        let secs = datetime_to_unix(&d);
-        assert!((secs - 1_709_251_198.123_456).abs() < 1e-6);
-        assert_eq!(unix_to_datetime(secs), d);
-        assert_eq!(unix_to_datetime(0.0).to_string(), "1970-01-01T00:00:00");
     }
 }

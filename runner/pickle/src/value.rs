@@ -315,6 +315,67 @@ pub struct DateTime {
     pub microsecond: u32,
 }
 
+impl DateTime {
+    /// The UTC datetime of Unix time `secs`, to the microsecond, as Python's
+    /// `datetime.utcfromtimestamp` gives it. Years outside Python's 1 to 9999 are
+    /// clamped rather than wrapped.
+    pub fn from_unix(secs: f64) -> DateTime {
+        // `as` from a float saturates (NaN gives 0): no value panics here.
+        let micros_total = (secs * 1e6).round() as i64;
+        let total = micros_total.div_euclid(1_000_000);
+        let (days, rem) = (total.div_euclid(86_400), total.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        // Every cast below is of a value the arithmetic above keeps in range.
+        DateTime {
+            year: year.clamp(1, 9999) as u16,
+            month: month as u8,
+            day: day as u8,
+            hour: (rem / 3600) as u8,
+            minute: (rem % 3600 / 60) as u8,
+            second: (rem % 60) as u8,
+            microsecond: micros_total.rem_euclid(1_000_000) as u32,
+        }
+    }
+
+    /// This datetime, taken as UTC (as Mailman 3 stores them), as Unix seconds.
+    pub fn to_unix(&self) -> f64 {
+        let days = days_from_civil(
+            i64::from(self.year),
+            i64::from(self.month),
+            i64::from(self.day),
+        );
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        secs as f64 + f64::from(self.microsecond) / 1e6
+    }
+}
+
+// Howard Hinnant's proleptic Gregorian day-count algorithms.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 impl fmt::Display for DateTime {
     /// ISO 8601 as Python's `isoformat()` writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -362,5 +423,31 @@ mod tests {
             microsecond: 60,
         };
         assert_eq!(d.to_string(), "2024-01-02T03:04:05.000060");
+    }
+
+    #[test]
+    fn unix_times_round_trip() {
+        let d = DateTime {
+            year: 2024,
+            month: 2,
+            day: 29,
+            hour: 23,
+            minute: 59,
+            second: 58,
+            microsecond: 123_456,
+        };
+        let secs = d.to_unix();
+        assert!((secs - 1_709_251_198.123_456).abs() < 1e-6);
+        assert_eq!(DateTime::from_unix(secs), d);
+        assert_eq!(DateTime::from_unix(0.0).to_string(), "1970-01-01T00:00:00");
+        assert_eq!(
+            DateTime::from_unix(951_782_400.0).to_string(),
+            "2000-02-29T00:00:00"
+        );
+        assert_eq!(
+            DateTime::from_unix(f64::NAN).to_string(),
+            "1970-01-01T00:00:00"
+        );
+        assert_eq!(DateTime::from_unix(1e300).year, 9999);
     }
 }

@@ -9,6 +9,7 @@
 //! Mailman ignores `.mailqueue/`; so do this crate's listings.
 
 use crate::slice::Slice;
+use mailqueue_pickle::DateTime;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
@@ -112,20 +113,9 @@ fn holder_record(slice: Slice) -> String {
     format!("pid {} on host {host} (since {}, as slice {slice})\n", std::process::id(), utc_iso8601(since))
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc_iso8601(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!("{}Z", DateTime::from_unix(secs as f64))
 }
 
 #[cfg(test)]
