@@ -146,7 +146,7 @@ impl Writer {
                 }
             }
             Value::Bytes(b) => self.bytes(b)?,
-            Value::Str(s) => self.str(s),
+            Value::Str(s) => self.str(s)?,
             Value::List(items) => {
                 self.out
                     .extend_from_slice(if self.binary { b"]" } else { b"(l" });
@@ -254,9 +254,9 @@ impl Writer {
                     self.str(
                         &PyStr::from_code_points(b.iter().map(|&c| u32::from(c)))
                             .unwrap_or_default(),
-                    );
+                    )?;
                     if !self.get_shared(&Shared::Latin1) {
-                        self.str(&PyStr::from("latin1"));
+                        self.str(&PyStr::from("latin1"))?;
                         self.remember(Shared::Latin1);
                     }
                     self.out.push(b't');
@@ -272,18 +272,20 @@ impl Writer {
         Ok(())
     }
 
-    fn str(&mut self, s: &PyStr) {
+    fn str(&mut self, s: &PyStr) -> Result<(), WriteError> {
         let key = Shared::Str(s.as_wtf8().to_vec());
         let mut cps = s.code_points();
         let singleton = self.dialect == Dialect::Mailman3
             && matches!((cps.next(), cps.next()), (None, _) | (Some(0..=0xFF), None));
         if singleton && self.get_shared(&key) {
-            return;
+            return Ok(());
         }
         if self.binary {
+            let n = u32::try_from(s.as_wtf8().len()).map_err(|_| WriteError::Unsupported {
+                what: "a text of 4 GiB or more".into(),
+            })?;
             self.out.push(b'X');
-            self.out
-                .extend_from_slice(&(s.as_wtf8().len() as u32).to_le_bytes());
+            self.out.extend_from_slice(&n.to_le_bytes());
             self.out.extend_from_slice(s.as_wtf8());
         } else {
             self.out.push(b'V');
@@ -297,6 +299,7 @@ impl Writer {
                 self.remember(key);
             }
         }
+        Ok(())
     }
 
     fn tuple(&mut self, items: &[Value], depth: usize) -> Result<(), WriteError> {
