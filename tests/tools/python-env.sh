@@ -20,20 +20,23 @@ find_python() { # version prefix
 }
 
 py3=$(find_python 3.11) || { echo "python-env: Python 3.11 not found (pyenv or PATH)" >&2; exit 1; }
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mailman, aiosmtpd' 2>/dev/null; then
-    echo "python-env: creating $venv (mailman $mailman_version, aiosmtpd $aiosmtpd_version)" >&2
-    rm -rf "$venv.tmp"
-    "$py3" -m venv "$venv.tmp"
-    "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check \
-        "mailman==$mailman_version" "aiosmtpd==$aiosmtpd_version" "$sqlalchemy_pin" >&2
-    rm -rf "$venv"
-    mv "$venv.tmp" "$venv"
-    # A venv records its own path in scripts; the python binary itself works after the move.
-fi
-
-if ! "$venv/bin/python" -c 'import sqlalchemy, sys; sys.exit(not sqlalchemy.__version__.startswith("2.0."))' 2>/dev/null; then
-    echo "python-env: pinning $sqlalchemy_pin in $venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$sqlalchemy_pin" >&2
+# Built in place (a venv's console scripts name its own path, so it cannot be moved) and
+# marked complete last, so an interrupted install is redone rather than trusted.
+# Test binaries run in parallel call this script; the lock makes them wait for one install.
+if [ ! -f "$venv/.complete" ]; then
+    mkdir -p "$cache"
+    exec 9>"$cache/.python-env.lock"
+    flock 9
+    if [ ! -f "$venv/.complete" ]; then
+        echo "python-env: creating $venv (mailman $mailman_version, aiosmtpd $aiosmtpd_version)" >&2
+        rm -rf "$venv"
+        "$py3" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "mailman==$mailman_version" "aiosmtpd==$aiosmtpd_version" "$sqlalchemy_pin" >&2
+        "$venv/bin/python" -c 'import mailman, aiosmtpd'
+        touch "$venv/.complete"
+    fi
+    exec 9>&-
 fi
 
 py2=$(find_python 2.7) || { echo "python-env: Python 2.7 not found; install it with 'pyenv install 2.7.18'" >&2; exit 1; }
