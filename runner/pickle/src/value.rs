@@ -164,10 +164,6 @@ impl PyStr {
         &self.0
     }
 
-    pub fn into_wtf8(self) -> Vec<u8> {
-        self.0
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
