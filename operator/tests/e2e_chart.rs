@@ -150,7 +150,10 @@ impl Installed {
         args.extend_from_slice(&["--set", "image.tag=e2e", "--set", "runner.gracePeriodSeconds=15"]);
         let image = format!("image.repository={OPERATOR_IMAGE}");
         let runner = format!("runner.image={RUNNER_IMAGE}");
-        args.extend_from_slice(&["--set", &image, "--set", &runner]);
+        // Pod IPs of the node stand-in are only unique within one process: a port no other
+        // test uses keeps concurrent test binaries from colliding on 127.1.0.x:8080.
+        let port = format!("metrics.port={}", free_port());
+        args.extend_from_slice(&["--set", &image, "--set", &runner, "--set", &port]);
         args.extend_from_slice(extra_values);
         let (ok, out, err) = tool(&plane, helm_home.path(), "helm", &args, None).await;
         assert!(ok, "helm install:\n{out}{err}");
@@ -271,6 +274,20 @@ impl Installed {
             panic!("kubectl wait Drained: {out}\n{now}");
         }
 
+        // A compact runs as a Job and is announced with an Event: the chart's rights cover both.
+        // (Whether the compact itself succeeds is e2e_actions' business.)
+        let request = r#"{"spec":{"compact":{"requestId":"c1","queue":"out"}}}"#;
+        let (ok, out) = self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", request]).await;
+        assert!(ok, "{out}");
+        let reasons = ["get", "events.events.k8s.io", "--field-selector", "regarding.name=lists", "-o", "jsonpath={.items[*].reason}"];
+        eventually("the compact Job and its start Event", || async {
+            let (_, jobs) = self.kubectl(&["get", "jobs", "-o", "name"]).await;
+            let (_, events) = self.kubectl(&reasons).await;
+            let started = self.mailqueues().get("lists").await.ok()?.status?.actions?.compact?;
+            (jobs.contains("job.batch/lists-compact-") && events.contains("ActionStarted") && started.request_id == "c1").then_some(())
+        })
+        .await;
+
         let mut pods = operators;
         pods.extend(runners);
         let refusals = self.refusals(&pods);
@@ -291,6 +308,10 @@ impl Installed {
             assert_eq!(out.trim(), "no", "{account} may {verb} {resource}");
         }
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Copies the shared Mailman 3 conformance entries into `out`; returns how many.
