@@ -8,8 +8,6 @@
 //! `still_owned` is false and the runner stops claiming (it must restart to own again).
 //! A watch on the Lease carries the operator's drain request at once rather than at the
 //! next renewal, so `kubectl wait --for=condition=Drained` returns within a second or two.
-//! The runner also holds the slice's lock file, as a standalone runner does, so the offline
-//! queue operations (quarantine, compact, drain) see it as the slice's owner.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +21,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use mailqueue_operator::lease::{Attempt, LeaseLock};
 use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
-use mailqueue_queue::{LockError, Slice, SliceLock};
+use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
 use crate::cmd::queue_ops::parse_duration;
@@ -118,20 +116,6 @@ impl Ownership for ClusterOwnership {
     fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
         let lease = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
-        // The Lease keeps other pods out; the lock file keeps out what runs beside us on the
-        // volume without a Lease (a standalone runner, a queue operation).
-        let slice_lock = match SliceLock::acquire(&self.qfiles, queue, slice) {
-            Ok(lock) => lock,
-            Err(error) => {
-                if let Err(e) = tokio::task::block_in_place(|| self.runtime.block_on(self.lock.release())) {
-                    tracing::warn!(error = %e, "could not release the slice Lease; it expires by itself");
-                }
-                return Err(match error {
-                    held @ LockError::Held { .. } => OwnershipError::Held(held),
-                    other => OwnershipError::Lock(other),
-                });
-            }
-        };
         let shared = Arc::new(Shared {
             owned: AtomicBool::new(true),
             renewed: Mutex::new(Instant::now()),
@@ -147,7 +131,6 @@ impl Ownership for ClusterOwnership {
         let renewal = self.runtime.spawn(renew(self.lock.clone(), scan, shared.clone()));
         let follower = self.runtime.spawn(follow_drain(self.api.clone(), self.lock.name().to_owned(), shared.clone()));
         Ok(Box::new(ClusterLease {
-            _slice_lock: slice_lock,
             shared,
             renewal: Mutex::new(Some(renewal)),
             follower,
@@ -189,8 +172,6 @@ impl Shared {
 }
 
 struct ClusterLease {
-    /// Released when the runner drops the lease, after the Lease itself.
-    _slice_lock: SliceLock,
     shared: Arc<Shared>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
     follower: tokio::task::JoinHandle<()>,
