@@ -6,14 +6,14 @@
 # smtp-sink as the MTA; the example MailQueue applied; `kubectl get mq` while it drains; then a
 # drain request and a compaction of the bloated queue directory from the MailQueue resource.
 #
-#   tests/demo-cluster.sh [ENTRIES]        # default 3000
+#   tests/demo-cluster.sh [ENTRIES]        # default 5000
 #
 # Installs what it needs (cached after the first run): Rust crates, Kubernetes/helm binaries
 # (tests/build-k8s.sh; a cold build takes about 11 minutes), Mailman 3 from PyPI, Postfix's
 # smtp-sink from Debian. Leaves nothing running and removes everything it made.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-count=${1:-3000}
+count=${1:-5000}
 ns=mail
 
 say() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
@@ -81,22 +81,26 @@ sink_user=()
 "$sink" "${sink_user[@]}" -c "127.0.0.1:$port" 256 >"$state/sink.log" 2>&1 &
 sink_pid=$!
 
-say "applying the example MailQueue (charts/mailqueue-operator/examples/mailqueue.yaml, MTA = smtp-sink on 127.0.0.1:$port)"
+say "applying the example MailQueue held (drain: true, as during an MTA outage; MTA = smtp-sink on 127.0.0.1:$port)"
 t=$(now)
-sed -e "s/host: mta.mail.svc/host: 127.0.0.1/" -e "s/port: 25$/port: $port/" \
+sed -e "s/host: mta.mail.svc/host: 127.0.0.1/" -e "s/port: 25$/port: $port/" -e 's/^spec:$/spec:\n  drain: true/' \
     charts/mailqueue-operator/examples/mailqueue.yaml | k apply -f -
 k wait --for=condition=Ready mq/lists --timeout=120s
-echo "4 runner pods ready in $(since "$t")"
+k wait --for=jsonpath='{.status.pending}'="$count" mq/lists --timeout=120s
+echo "4 runner pods ready, holding $count entries, in $(since "$t")"
 k get pods -l mailqueue.dev/mailqueue=lists
-
-say "kubectl get mq while the backlog drains"
-left() { find "$queues/out" -name '*.pck' -o -name '*.bak' | wc -l; }
 k get mq lists
+
+say "the MTA is back: kubectl patch mq lists --type merge -p '{\"spec\":{\"drain\":false}}'; kubectl get mq every second"
+left() { find "$queues/out" -name '*.pck' -o -name '*.bak' | wc -l; }
+t=$(now)
+k patch mq lists --type merge -p '{"spec":{"drain":false}}'
 while [ "$(left)" -gt 0 ] || [ "$(k get mq lists -o jsonpath='{.status.pending}')" != 0 ]; do
-    sleep 2
     k get mq lists --no-headers
+    sleep 1
 done
-echo "$count entries delivered in $(since "$t") after apply (bad: $(find "$queues/bad" -type f | wc -l), shunt: $(find "$queues/shunt" -type f | wc -l))"
+k get mq lists --no-headers
+echo "$count entries delivered in $(since "$t") (bad: $(find "$queues/bad" -type f | wc -l), shunt: $(find "$queues/shunt" -type f | wc -l))"
 
 say "drain: kubectl patch mq lists --type merge -p '{\"spec\":{\"drain\":true}}'"
 t=$(now)
@@ -110,7 +114,7 @@ if k explain mailqueue.spec.compact >/dev/null 2>&1; then
     t=$(now)
     k patch mq lists --type merge -p '{"spec":{"compact":{"requestId":"demo-1","queue":"out"}}}'
     phase=""
-    for _ in $(seq 1 120); do
+    for _ in $(seq 1 60); do
         phase=$(k get mq lists -o jsonpath='{.status.actions.compact.phase}')
         case "$phase" in Succeeded|Failed) break ;; esac
         sleep 1
