@@ -44,9 +44,46 @@ fn chart_ships_the_generated_crd() {
     );
 }
 
+/// No container engine runs here, so the image is not built in the tests; what is checked is
+/// the contract between the Dockerfile and the chart: a builder stage and a final stage, both
+/// binaries where the chart and the operator expect them, the runner as the entrypoint (runner
+/// pods and action Jobs set no command), and a non-root user.
+#[test]
+fn dockerfile_builds_the_image_the_chart_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile at the repository root");
+    let lines: Vec<&str> = dockerfile.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    let stages: Vec<&str> = lines.iter().filter(|l| l.starts_with("FROM ")).copied().collect();
+    assert_eq!(stages.len(), 2, "a build stage and a final stage: {stages:?}");
+    assert!(stages.first().is_some_and(|s| s.ends_with(" AS builder")), "{stages:?}");
+    let final_stage = dockerfile.split("\nFROM ").last().unwrap_or_default();
+    assert!(
+        final_stage.contains("COPY --from=builder /out/mailqueue-runner /out/mailqueue-operator /usr/local/bin/"),
+        "the final stage copies both binaries into /usr/local/bin"
+    );
+    assert!(final_stage.contains(r#"ENTRYPOINT ["/usr/local/bin/mailqueue-runner"]"#), "the runner is the entrypoint");
+    let user = final_stage.lines().find_map(|l| l.strip_prefix("USER ")).expect("a USER line in the final stage");
+    let uid: u32 = user.split(':').next().and_then(|u| u.trim().parse().ok()).expect("a numeric user id");
+    assert_ne!(uid, 0, "the image runs as root");
+    assert!(lines.iter().any(|l| l.contains("cargo build --release --locked")), "a locked release build");
+
+    let deployment =
+        std::fs::read_to_string(chart_dir().join("templates/deployment.yaml")).expect("deployment template");
+    assert!(
+        deployment.contains("command: [/usr/local/bin/mailqueue-operator]"),
+        "the chart runs the image's operator binary"
+    );
+}
+
 /// Runs helm or kubectl from the control plane's binaries as its admin; returns (success,
 /// stdout, stderr).
-async fn tool(plane: &ControlPlane, helm_home: &Path, name: &str, args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+async fn tool(
+    plane: &ControlPlane,
+    helm_home: &Path,
+    name: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> (bool, String, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(plane.binaries().path(name))
         .args(args)
@@ -210,7 +247,10 @@ impl Installed {
         let operators = eventually("both operator replicas to be running and ready", || async {
             let pods = self.pods().list(&ListParams::default().labels(&selector)).await.ok()?.items;
             let ready = |p: &Pod| {
-                p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             };
             (pods.len() == 2 && pods.iter().all(ready)).then_some(pods)
         })
@@ -249,7 +289,8 @@ impl Installed {
         let delivered = sink.deliveries().len();
         assert!(delivered >= queued, "{queued} entries left the queue but the sink saw {delivered} transactions");
         let runner_selector = format!("{}=lists", mailqueue_operator::slice::MAILQUEUE_LABEL);
-        let runners = self.pods().list(&ListParams::default().labels(&runner_selector)).await.expect("pods are listed").items;
+        let runners =
+            self.pods().list(&ListParams::default().labels(&runner_selector)).await.expect("pods are listed").items;
         assert_eq!(runners.len(), 3);
         for pod in &runners {
             let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref());
@@ -266,7 +307,8 @@ impl Installed {
         .await;
 
         // Drain, as an admin would.
-        let (ok, out) = self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
+        let (ok, out) =
+            self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
         assert!(ok, "{out}");
         let (ok, out) = self.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
         if !ok {
@@ -279,12 +321,22 @@ impl Installed {
         let request = r#"{"spec":{"compact":{"requestId":"c1","queue":"out"}}}"#;
         let (ok, out) = self.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", request]).await;
         assert!(ok, "{out}");
-        let reasons = ["get", "events.events.k8s.io", "--field-selector", "regarding.name=lists", "-o", "jsonpath={.items[*].reason}"];
+        let reasons = [
+            "get",
+            "events.events.k8s.io",
+            "--field-selector",
+            "regarding.name=lists",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ];
         eventually("the compact Job and its start Event", || async {
             let (_, jobs) = self.kubectl(&["get", "jobs", "-o", "name"]).await;
             let (_, events) = self.kubectl(&reasons).await;
             let started = self.mailqueues().get("lists").await.ok()?.status?.actions?.compact?;
-            (jobs.contains("job.batch/lists-compact-") && events.contains("ActionStarted") && started.request_id == "c1").then_some(())
+            (jobs.contains("job.batch/lists-compact-")
+                && events.contains("ActionStarted")
+                && started.request_id == "c1")
+                .then_some(())
         })
         .await;
 
@@ -322,7 +374,9 @@ fn queue_mailman3_vectors(out: &Path) -> usize {
     let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
     let mut count = 0;
     for v in manifest["vectors"].as_array().expect("vector list").iter().filter(|v| v["version"] == "mailman3") {
-        let (Some(path), Some(base)) = (v["path"].as_str(), v["filebase"].as_str()) else { continue };
+        let (Some(path), Some(base)) = (v["path"].as_str(), v["filebase"].as_str()) else {
+            continue;
+        };
         std::fs::copy(root.join(path), out.join(format!("{base}.pck"))).expect("entry is queued");
         count += 1;
     }
@@ -341,7 +395,9 @@ async fn chart_operator_watching_all_namespaces_runs_with_its_cluster_role() {
 async fn chart_operator_watching_one_namespace_runs_with_namespaced_roles_only() {
     let installed = Installed::new("chart-ns", &["--set", "watchNamespace=chart-ns"]).await;
     let _report = installed.plane.report_on_failure();
-    let (ok, out) = installed.kubectl(&["get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=mq", "-o", "name"]).await;
+    let (ok, out) = installed
+        .kubectl(&["get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=mq", "-o", "name"])
+        .await;
     assert!(ok && out.trim().is_empty(), "cluster-wide RBAC in namespaced mode: {out}");
     installed.run_queue_through_the_charts_operator().await;
 }

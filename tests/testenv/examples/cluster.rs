@@ -51,7 +51,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         });
     let node = Node::start(plane.client()?, config).await?;
     std::fs::write(state.join("ready"), format!("{}\n", plane.server_url()))?;
-    eprintln!("cluster: API server {} ready; namespace {namespace}; KUBECONFIG={}", plane.server_url(), state.join("kubeconfig").display());
+    eprintln!(
+        "cluster: API server {} ready; namespace {namespace}; KUBECONFIG={}",
+        plane.server_url(),
+        state.join("kubeconfig").display()
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
