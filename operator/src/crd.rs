@@ -405,6 +405,10 @@ pub struct ActionsStatus {
     /// The last `spec.compact` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compact: Option<ActionStatus>,
+    /// The last automatic quarantine under `spec.bakPolicy` (its `requestId` is made by the
+    /// operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bak_policy: Option<ActionStatus>,
 }
 
 /// Where an action stands.

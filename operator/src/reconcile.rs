@@ -99,8 +99,7 @@ pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, 
                 write_status(&ctx.client, &mq, &namespace, previous, status).await?;
                 return Err(error.into());
             }
-            let drained = status.conditions.iter().any(|c| c.type_ == status::DRAINED && c.status == "True");
-            status.actions = actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, drained, now).await?;
+            status.actions = actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, &status, now).await?;
             status
         }
     };

@@ -158,3 +158,64 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     assert_eq!(reasons.iter().filter(|r| *r == "ActionStarted").count(), 2, "{reasons:?}");
     assert_eq!(delivered(&sink), expected(2), "nothing delivered twice");
 }
+
+#[tokio::test]
+async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
+    let setup = Setup::new("mq-bakpolicy").await;
+    let qfiles = setup.claim_dir().join("qfiles");
+    make_queue_dirs(&qfiles);
+    let sink = Sink::start().await;
+    let _operator = setup.operator("operator-bakpolicy");
+
+    let mut mq = spec_yaml("lists", 2, sink.port);
+    mq.spec.bak_policy = Some(mailqueue_operator::crd::BakPolicy { quarantine_after: "2s".into() });
+    apply(&setup, &mq).await;
+    wait_condition(&setup, "lists", "Ready", "True").await;
+    // `.bak` entries left behind as by a runner that died: the live runners never claimed
+    // them, so they are not in flight and nobody recovers them.
+    let all = vectors();
+    let out = qfiles.join("out");
+    for (file, base, _, _) in &all {
+        std::fs::copy(file, out.join(format!("{base}.bak"))).expect("stale entry");
+    }
+
+    let done = eventually("the bakPolicy quarantine to finish", || async {
+        action(&setup, |a| a.bak_policy.as_ref()).await.filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
+    })
+    .await;
+    assert_eq!(done.phase, ActionPhase::Succeeded, "{done:?}");
+    assert!(done.request_id.starts_with("auto-"), "{done:?}");
+    let aside = qfiles.join(".mailqueue").join("quarantine").join("out");
+    eventually("every stale .bak to be set aside", || async {
+        (entries(&out, ".bak").is_empty() && entries(&aside, "").len() == all.len()).then_some(())
+    })
+    .await;
+    let healthy = eventually("staleBak 0 and Degraded=False", || async {
+        let s = setup.mailqueues().get("lists").await.ok()?.status?;
+        let degraded = s.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True");
+        (s.stale_bak == 0 && !degraded).then_some(s)
+    })
+    .await;
+    let moved = healthy.actions.and_then(|a| a.bak_policy).map(|s| s.moved).unwrap_or_default();
+    assert!(moved > 0, "the policy run reports what it moved");
+    assert!(sink.deliveries().is_empty(), "a stale .bak is set aside, not sent");
+
+    // Feed them back: each is delivered once.
+    mq.spec.requeue = Some(RequeueRequest {
+        request_id: "r1".into(),
+        from: RequeueSource::Quarantine,
+        queue: "out".into(),
+        batch_size: 10,
+        interval: "1s".into(),
+        max_depth: 20,
+    });
+    apply(&setup, &mq).await;
+    eventually("every quarantined entry to reach the sink", || async { (delivered(&sink) == expected(1)).then_some(()) }).await;
+    let requeued = eventually("the requeue to finish", || async {
+        action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase == ActionPhase::Succeeded)
+    })
+    .await;
+    assert_eq!(requeued.requeued, all.len() as i64);
+    assert!(entries(&aside, "").is_empty());
+    assert_eq!(delivered(&sink), expected(1), "nothing delivered twice");
+}

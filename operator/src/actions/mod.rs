@@ -24,7 +24,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use crate::crd::{ActionsStatus, MailQueue};
+use crate::crd::{ActionsStatus, MailQueue, MailQueueStatus};
 use crate::desired::RunnerTemplate;
 use crate::FIELD_MANAGER;
 
@@ -43,20 +43,21 @@ pub struct ActionError {
 }
 
 /// Advances every action of `mq` by one step and returns their progress for the status.
-/// `drained` says whether the queue's runners are all drained right now.
+/// `current` is the status computed in this pass (drain state, stale `.bak` count).
 pub async fn advance(
     client: &Client,
     mq: &MailQueue,
     namespace: &str,
     owner: &OwnerReference,
     template: &RunnerTemplate,
-    drained: bool,
+    current: &MailQueueStatus,
     now: jiff::Timestamp,
 ) -> Result<Option<ActionsStatus>, ActionError> {
+    let drained = current.conditions.iter().any(|c| c.type_ == crate::status::DRAINED && c.status == "True");
     let previous = mq.status.as_ref().and_then(|s| s.actions.clone()).unwrap_or_default();
     let mut actions = previous.clone();
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    for request in requests(mq) {
+    for request in requests(mq, current.stale_bak, now) {
         let kind = request.kind;
         let job_name = job::name(&mq.metadata.name.clone().unwrap_or_default(), &request);
         let seen = jobs.get_opt(&job_name).await.map_err(|source| ActionError {

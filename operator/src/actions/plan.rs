@@ -15,6 +15,8 @@ pub enum ActionKind {
     Quarantine,
     Requeue,
     Compact,
+    /// The automatic quarantine of `spec.bakPolicy`.
+    BakPolicy,
 }
 
 impl ActionKind {
@@ -23,6 +25,7 @@ impl ActionKind {
             Self::Quarantine => "quarantine",
             Self::Requeue => "requeue",
             Self::Compact => "compact",
+            Self::BakPolicy => "bak-policy",
         }
     }
 
@@ -32,6 +35,7 @@ impl ActionKind {
             Self::Quarantine => "Quarantine",
             Self::Requeue => "Requeue",
             Self::Compact => "Compact",
+            Self::BakPolicy => "BakPolicy",
         }
     }
 
@@ -45,6 +49,7 @@ impl ActionKind {
             Self::Quarantine => actions.quarantine.as_ref(),
             Self::Requeue => actions.requeue.as_ref(),
             Self::Compact => actions.compact.as_ref(),
+            Self::BakPolicy => actions.bak_policy.as_ref(),
         }
     }
 
@@ -53,6 +58,7 @@ impl ActionKind {
             Self::Quarantine => &mut actions.quarantine,
             Self::Requeue => &mut actions.requeue,
             Self::Compact => &mut actions.compact,
+            Self::BakPolicy => &mut actions.bak_policy,
         };
         *slot = Some(status);
     }
@@ -67,8 +73,9 @@ pub struct Request {
     pub commands: Vec<Vec<String>>,
 }
 
-/// The actions the spec asks for (those with a non-empty `requestId`).
-pub fn requests(mq: &MailQueue) -> Vec<Request> {
+/// The actions the spec asks for (those with a non-empty `requestId`), and the `bakPolicy`
+/// run when one is under way or due (`stale_bak` entries reported by the runners).
+pub fn requests(mq: &MailQueue, stale_bak: i64, now: jiff::Timestamp) -> Vec<Request> {
     let spec = &mq.spec;
     let qfiles = format!("{MOUNT_PATH}/{}", spec.storage.queue_dir.trim_end_matches('/'));
     let command = |words: &[&str]| -> Vec<String> {
@@ -77,11 +84,15 @@ pub fn requests(mq: &MailQueue) -> Vec<Request> {
         args.push("--json".to_owned());
         args
     };
+    let quarantine = |older_than: &str| -> Vec<Vec<String>> {
+        spec.queues.iter().map(|queue| command(&["quarantine", "--queue", &queue.name, "--older-than", older_than])).collect()
+    };
     let mut out = Vec::new();
     if let Some(q) = spec.quarantine.as_ref().filter(|q| !q.request_id.is_empty()) {
-        let commands =
-            spec.queues.iter().map(|queue| command(&["quarantine", "--queue", &queue.name, "--older-than", &q.older_than])).collect();
-        out.push(Request { kind: ActionKind::Quarantine, request_id: q.request_id.clone(), commands });
+        out.push(Request { kind: ActionKind::Quarantine, request_id: q.request_id.clone(), commands: quarantine(&q.older_than) });
+    }
+    if let (Some(policy), Some(request_id)) = (spec.bak_policy.as_ref(), policy_run(mq, stale_bak, now)) {
+        out.push(Request { kind: ActionKind::BakPolicy, request_id, commands: quarantine(&policy.quarantine_after) });
     }
     if let Some(r) = spec.requeue.as_ref().filter(|r| !r.request_id.is_empty()) {
         let from = match r.from {
@@ -102,6 +113,22 @@ pub fn requests(mq: &MailQueue) -> Vec<Request> {
     out
 }
 
+/// The `requestId` of the `bakPolicy` run to work on: the one under way, or a new one when the
+/// runners report stale `.bak` entries and the last run ended long enough ago for their
+/// heartbeats to show its effect.
+fn policy_run(mq: &MailQueue, stale_bak: i64, now: jiff::Timestamp) -> Option<String> {
+    let last = mq.status.as_ref().and_then(|s| s.actions.as_ref()).and_then(|a| a.bak_policy.as_ref());
+    if let Some(running) = last.filter(|l| !finished(l.phase)) {
+        return Some(running.request_id.clone());
+    }
+    let rested = last.and_then(|l| l.completion_time.as_ref()).is_none_or(|t| now.duration_since(t.0) >= POLICY_PAUSE);
+    (stale_bak > 0 && rested).then(|| format!("auto-{}", now.as_second()))
+}
+
+/// Pause after a `bakPolicy` run before the next: the runners' heartbeats must first count
+/// the `.bak` entries again (they renew every few seconds).
+const POLICY_PAUSE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
 fn finished(phase: ActionPhase) -> bool {
     matches!(phase, ActionPhase::Succeeded | ActionPhase::Failed)
 }
@@ -109,7 +136,7 @@ fn finished(phase: ActionPhase) -> bool {
 /// True while an action that needs the runners drained is asked for and not finished.
 pub fn needs_drain(mq: &MailQueue) -> bool {
     let actions = mq.status.as_ref().and_then(|s| s.actions.as_ref());
-    requests(mq).iter().filter(|r| r.kind.needs_drain()).any(|r| {
+    requests(mq, 0, jiff::Timestamp::now()).iter().filter(|r| r.kind.needs_drain()).any(|r| {
         let done = actions.and_then(|a| r.kind.get(a)).is_some_and(|s| s.request_id == r.request_id && finished(s.phase));
         !done
     })
@@ -150,12 +177,13 @@ pub fn step(
     let now = whole_seconds(now);
     let what = request.kind.as_str();
     let started = same.is_some_and(|p| p.phase == ActionPhase::Running);
+    let sets_aside = matches!(request.kind, ActionKind::Quarantine | ActionKind::BakPolicy);
     let status = |phase, message: String| ActionStatus {
         request_id: request.request_id.clone(),
         phase,
         // A quarantine sets entries aside; a requeue or a compact feeds them (back) in.
-        moved: if request.kind == ActionKind::Quarantine { counts.moved } else { 0 },
-        requeued: if request.kind == ActionKind::Quarantine { 0 } else { counts.moved },
+        moved: if sets_aside { counts.moved } else { 0 },
+        requeued: if sets_aside { 0 } else { counts.moved },
         remaining: counts.remaining,
         skipped_in_flight: counts.skipped_in_flight,
         start_time: Some(same.and_then(|p| p.start_time.clone()).unwrap_or_else(|| now.clone())),
@@ -263,6 +291,43 @@ mod tests {
     }
 
     #[test]
+    fn the_bak_policy_runs_when_runners_report_stale_bak_and_rests_after_a_run() {
+        let mut mq: MailQueue = serde_yaml::from_str(
+            "apiVersion: mailqueue.dev/v1alpha1
+kind: MailQueue
+metadata: {name: lists}
+spec:
+  storage: {claimName: data}
+  queues: [{name: out}]
+  smtp: {host: mta}
+  bakPolicy: {quarantineAfter: 10m}
+",
+        )
+        .expect("spec");
+        assert!(requests(&mq, 0, now()).is_empty(), "nothing stale, nothing to do");
+        let due = requests(&mq, 3, now());
+        let run = due.first().expect("a policy run");
+        assert_eq!(run.kind, ActionKind::BakPolicy);
+        assert_eq!(run.commands[0].join(" "), "quarantine --qfiles /var/lib/mailman/qfiles --queue out --older-than 10m --json");
+        // Under way: the same run, whatever the count says now.
+        let running = step(run, None, None, Counts::default(), false, "j", now()).status;
+        let status = crate::crd::MailQueueStatus {
+            actions: Some(ActionsStatus { bak_policy: Some(running.clone()), ..ActionsStatus::default() }),
+            ..Default::default()
+        };
+        mq.status = Some(status.clone());
+        assert_eq!(requests(&mq, 0, now())[0].request_id, run.request_id);
+        // Finished just now: a stale count from an older heartbeat starts nothing yet.
+        let done = step(run, Some(&running), Some(&JobOutcome::Succeeded), Counts::default(), false, "j", now()).status;
+        let mut status = status;
+        status.actions = Some(ActionsStatus { bak_policy: Some(done), ..ActionsStatus::default() });
+        mq.status = Some(status);
+        assert!(requests(&mq, 3, now()).is_empty());
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        assert_ne!(requests(&mq, 3, later)[0].request_id, run.request_id);
+    }
+
+    #[test]
     fn commands_run_the_runner_queue_operations_on_the_mounted_volume() {
         let mq: MailQueue = serde_yaml::from_str(
             "apiVersion: mailqueue.dev/v1alpha1
@@ -278,7 +343,7 @@ spec:
 ",
         )
         .expect("spec");
-        let joined: Vec<Vec<String>> = requests(&mq).iter().map(|r| r.commands.iter().map(|c| c.join(" ")).collect()).collect();
+        let joined: Vec<Vec<String>> = requests(&mq, 0, now()).iter().map(|r| r.commands.iter().map(|c| c.join(" ")).collect()).collect();
         assert_eq!(
             joined,
             [
