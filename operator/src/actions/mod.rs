@@ -1,10 +1,15 @@
 //! One-shot maintenance actions asked for in the spec (`quarantine`, `requeue`, `compact`),
-//! carried out by Kubernetes Jobs running the runner's own queue commands.
+//! and the standing `bakPolicy` (an automatic quarantine whenever the runners' heartbeats count
+//! stale `.bak` entries), carried out by Kubernetes Jobs running the runner's own queue
+//! commands.
 //!
 //! Why Jobs for all three: the operator has no access to the queue volume, and the runner's
 //! commands already do the work safely and resumably. A `quarantine` never moves a `.bak` a
 //! live runner has in flight (the entry lock is checked on the shared volume), and a `requeue`
 //! only adds `.pck` files to a live queue, so both run beside the slice owners without a drain.
+//! Why not the slice owner between messages: a stale `.bak` is by definition one no live
+//! runner holds, and the quarantine command already refuses any entry whose lock is held, so a
+//! Job is as safe and keeps the runner's delivery loop free of maintenance work.
 //! A `compact` swaps the queue directory, which the runners must not be working meanwhile, so
 //! the operator first drains the queue's runners through their Leases, waits for `Drained`,
 //! runs the Job, and lifts the drain when the Job is over.
