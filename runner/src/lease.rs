@@ -8,6 +8,11 @@
 //! `still_owned` is false and the runner stops claiming (it must restart to own again).
 //! A watch on the Lease carries the operator's drain request at once rather than at the
 //! next renewal, so `kubectl wait --for=condition=Drained` returns within a second or two.
+//! While it may claim, the runner also owns the slice as a standalone runner does (lock file,
+//! drain flag file, heartbeat file), so a standalone runner is refused the slice and the
+//! offline queue operations (quarantine, compact, `drain`) see it as the owner. It gives that
+//! up once it has acknowledged the operator's drain with nothing in flight (the operator's
+//! queue-wide Jobs then act on the drained queue) and takes it back before claiming again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,7 @@ use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
 use crate::cmd::queue_ops::parse_duration;
-use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease};
+use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease, Standalone};
 use crate::slice_counters::{DiskCounters, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
@@ -116,6 +121,17 @@ impl Ownership for ClusterOwnership {
     fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
         let lease = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
+        // The Lease keeps other pods out; the standalone ownership keeps out what runs beside
+        // us on the volume without a Lease (a standalone runner, a queue operation).
+        let local = match Standalone::new(&self.qfiles).acquire(queue, slice) {
+            Ok(local) => local,
+            Err(error) => {
+                if let Err(e) = tokio::task::block_in_place(|| self.runtime.block_on(self.lock.release())) {
+                    tracing::warn!(error = %e, "could not release the slice Lease; it expires by itself");
+                }
+                return Err(error);
+            }
+        };
         let shared = Arc::new(Shared {
             owned: AtomicBool::new(true),
             renewed: Mutex::new(Instant::now()),
@@ -131,6 +147,11 @@ impl Ownership for ClusterOwnership {
         let renewal = self.runtime.spawn(renew(self.lock.clone(), scan, shared.clone()));
         let follower = self.runtime.spawn(follow_drain(self.api.clone(), self.lock.name().to_owned(), shared.clone()));
         Ok(Box::new(ClusterLease {
+            local: Mutex::new(Some(local)),
+            qfiles: self.qfiles.clone(),
+            queue: queue.to_owned(),
+            slice,
+            kept_out: AtomicBool::new(false),
             shared,
             renewal: Mutex::new(Some(renewal)),
             follower,
@@ -172,6 +193,14 @@ impl Shared {
 }
 
 struct ClusterLease {
+    /// The slice as a standalone runner owns it, while the runner may claim (see the module
+    /// doc); released when the runner drops the lease, after the Lease itself.
+    local: Mutex<Option<Box<dyn SliceLease>>>,
+    qfiles: PathBuf,
+    queue: String,
+    slice: Slice,
+    /// Taking the standalone ownership back failed and was logged.
+    kept_out: AtomicBool,
     shared: Arc<Shared>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
     follower: tokio::task::JoinHandle<()>,
@@ -187,15 +216,46 @@ impl SliceLease for ClusterLease {
     }
 
     fn draining(&self) -> bool {
-        let draining = self.shared.drain.load(Ordering::SeqCst);
-        if draining && !self.shared.acknowledged.swap(true, Ordering::SeqCst) {
-            tracing::info!("drain requested: claiming stops, in-flight entries finish");
+        if self.shared.drain.load(Ordering::SeqCst) {
+            if !self.shared.acknowledged.swap(true, Ordering::SeqCst) {
+                tracing::info!("drain requested: claiming stops, in-flight entries finish");
+            }
+            return true;
         }
-        draining
+        let Ok(mut local) = self.local.lock() else { return true };
+        if local.is_none() {
+            match Standalone::new(&self.qfiles).acquire(&self.queue, self.slice) {
+                Ok(taken) => {
+                    tracing::info!("slice lock file taken back: claiming resumes");
+                    self.kept_out.store(false, Ordering::SeqCst);
+                    *local = Some(taken);
+                }
+                Err(error) => {
+                    if !self.kept_out.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(%error, "drain lifted, but the slice lock file is held: no claims until it is free");
+                    }
+                    return true;
+                }
+            }
+        }
+        // A queue operation's drain flag file counts too (its answer is cached: cheap).
+        local.as_ref().is_none_or(|l| l.draining())
     }
 
     fn publish(&self, counters: &SliceCounters) {
         let draining = self.shared.acknowledged.load(Ordering::SeqCst) && self.shared.drain.load(Ordering::SeqCst);
+        if let Ok(mut local) = self.local.lock() {
+            // Published between batches: with the drain acknowledged and nothing in flight,
+            // no claim comes until the drain is lifted and the lock file taken back.
+            if draining && counters.in_flight == 0 {
+                if let Some(given_up) = local.take() {
+                    given_up.release();
+                    tracing::info!("drain acknowledged: slice lock file given up to the queue operations");
+                }
+            } else if let Some(held) = local.as_ref() {
+                held.publish(counters);
+            }
+        }
         let next = Heartbeat {
             pending: saturating(counters.pending),
             in_flight: saturating(counters.in_flight),
@@ -215,6 +275,9 @@ impl SliceLease for ClusterLease {
     }
 
     fn release(&self) {
+        if let Some(held) = self.local.lock().ok().and_then(|mut l| l.take()) {
+            held.release();
+        }
         self.follower.abort();
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
