@@ -155,6 +155,9 @@ pub fn not_before(entry: &QueueEntry, now: SystemTime) -> Option<f64> {
     (unix_secs(now) < after).then_some(after)
 }
 
+/// How often an idle retry slice repeats its heartbeat between passes.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// Mailman's retry runner: every `interval`, entries whose `deliver_after` has passed
 /// (all of them for Mailman 3, which writes none) go back to `out`.
 pub struct RetryMover {
@@ -192,9 +195,19 @@ impl RetryMover {
             if self.exit_when_empty || self.stop.stopping() {
                 return Ok(());
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
-                _ = self.stop.stopped() => return Ok(()),
+            // Nothing is in flight between passes; saying so at a heartbeat's pace lets a
+            // drain be acknowledged within seconds instead of after the next pass (15 min).
+            let next_pass = tokio::time::Instant::now() + self.interval;
+            loop {
+                let wake = next_pass.min(tokio::time::Instant::now() + IDLE_HEARTBEAT);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = self.stop.stopped() => return Ok(()),
+                }
+                if tokio::time::Instant::now() >= next_pass {
+                    break;
+                }
+                lease.publish(&crate::ownership::SliceCounters::default());
             }
         }
     }

@@ -428,6 +428,22 @@ fn drain_waits_for_entries_in_flight_and_resume_lets_runners_go_on() {
 }
 
 #[test]
+fn an_idle_retry_runner_acknowledges_a_drain_between_passes() {
+    // The retry runner passes over its queue every 15 minutes by default; a drain must
+    // not wait for the next pass to be acknowledged.
+    let server = Server::start();
+    let q = support::qfiles();
+    std::fs::create_dir_all(q.path().join("retry")).expect("retry dir");
+    let live = runner(q.path(), &server, &["--queue", "retry"]);
+    let heartbeat = q.path().join(".mailqueue/retry-0-of-1.json");
+    assert!(support::wait_until(LIMIT, || heartbeat.exists()), "the retry runner did not start");
+    let (out, drained) = op(q.path(), &["drain", "--queue", "retry", "--timeout", "30s"]);
+    assert!(out.status.success(), "{drained}");
+    assert_eq!(drained["drained"], true);
+    stop(live);
+}
+
+#[test]
 fn moves_across_filesystems_are_refused_and_nothing_moves() {
     let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
         panic!("this test needs /dev/shm (a tmpfs) as a second filesystem");
