@@ -86,8 +86,10 @@ mod tests {
         let qfiles = root.path();
         let out = qfiles.join("out");
         fs::create_dir_all(&out).unwrap();
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        // A whole second, so the ages computed back from the names are exact.
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = UNIX_EPOCH + Duration::from_secs(secs);
+        let secs = secs as f64;
         // Slice 0 of 2 holds digests starting 0-7, slice 1 those starting 8-f.
         for (age, d, ext) in [(600.0, D0, "pck"), (60.0, D0, "pck"), (9000.0, DF, "pck"), (5.0, D0, "bak"), (5.0, DF, "bak")] {
             fs::write(out.join(format!("{:.6}+{d}.{ext}", secs - age)), b"").unwrap();
