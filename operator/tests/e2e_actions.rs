@@ -77,7 +77,7 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
         std::fs::copy(file, qfiles.join("shunt").join(format!("{base}.pck"))).expect("entry is shunted");
     }
     let sink = Sink::with_delay(Duration::from_millis(50)).await;
-    let _operator = setup.operator("operator-actions");
+    let operator = setup.operator("operator-actions");
 
     // A requeue from shunt/ in small batches, never more than 5 waiting in out/.
     let mut mq = spec_yaml("lists", 2, sink.port);
@@ -98,6 +98,9 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     assert!(running.start_time.is_some());
     let (ok, yaml) = setup.kubectl(&["get", "mq", "lists", "-o", "yaml"]).await;
     assert!(ok && yaml.contains("requestId: r1"), "{yaml}");
+    // The operator is killed mid-requeue; its successor follows the same Job.
+    drop(operator);
+    let _operator = setup.operator("operator-actions");
     let done = eventually("the requeue to succeed", || async {
         action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase != ActionPhase::Running)
     })

@@ -133,9 +133,12 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
         m
     })
     .await;
+    plane.restart_apiserver().await.expect("API server restarts");
+    // Started after the API server is back: the operator exits when it cannot reach the API
+    // at start, and nothing here restarts it as a Deployment would.
     drop(operator);
     let _operator = setup.operator("operator-chaos");
-    events.push("re-sliced to 8; operator killed and restarted".to_owned());
+    events.push("re-sliced to 8; API server restarted; operator killed and restarted".to_owned());
     events.extend(delete_random_pod(&pods, "mailqueue.dev/mailqueue=lists", &mut dice).await.map(|p| format!("deleted runner {p}")));
 
     let requeue = eventually("the requeue to finish", || async {
