@@ -262,7 +262,9 @@ pub async fn wait_condition(setup: &Setup, name: &str, type_: &str, status: &str
             let generation = mq.metadata.generation;
             mq.status.as_ref().is_some_and(|s| {
                 s.observed_generation == generation
-                    && s.conditions.iter().any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
             })
         })
     };

@@ -47,7 +47,11 @@ impl Sink {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, record: Arc<Mutex<Vec<Delivery>>>, delay: Duration) -> std::io::Result<()> {
+async fn session(
+    stream: tokio::net::TcpStream,
+    record: Arc<Mutex<Vec<Delivery>>>,
+    delay: Duration,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 sink ESMTP\r\n").await?;
@@ -60,7 +64,8 @@ async fn session(stream: tokio::net::TcpStream, record: Arc<Mutex<Vec<Delivery>>
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_owned();
         let verb = text.get(..4).unwrap_or_default().to_ascii_uppercase();
-        let argument = |prefix: &str| text.get(prefix.len()..).unwrap_or_default().trim().trim_matches(['<', '>']).to_owned();
+        let argument =
+            |prefix: &str| text.get(prefix.len()..).unwrap_or_default().trim().trim_matches(['<', '>']).to_owned();
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
             "MAIL" => {
