@@ -19,7 +19,7 @@ pub enum Command {
     /// Count entries per queue and slice, with the age of the oldest and an age histogram.
     Status(cmd::status::Args),
     /// Work a queue until stopped: deliver `out` over SMTP, or move due `retry` entries back.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Set aside `.bak` entries stuck longer than --older-than (never one in flight).
     Quarantine(cmd::quarantine::Args),
     /// Move chosen queued entries out of the live queue until released.
@@ -40,7 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Show(args) => cmd::show::run(args),
         Command::Status(args) => cmd::status::run(args),
-        Command::Run(args) => cmd::run::run(args),
+        Command::Run(args) => cmd::run::run(*args),
         Command::Quarantine(args) => cmd::quarantine::run(args),
         Command::Hold(args) => cmd::hold::run(args),
         Command::Release(args) => cmd::release::run(args),
