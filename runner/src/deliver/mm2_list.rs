@@ -6,7 +6,6 @@
 use super::chunk;
 use super::plan::{self, Plan, PlanError, Policy, Transaction, VerpMode};
 use crate::lists::mm2::{List, Mm2Lists, Site};
-use crate::lists::ListError;
 use mailqueue_message::py2::decorate::{self, Decoration, Vars};
 use mailqueue_message::{Message, Text, Version};
 use mailqueue_pickle::Value;
@@ -29,7 +28,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
     if meta.get("undelivered").is_some() {
         return Err(unreproducible("the entry carries 'undelivered' chunks from an interrupted 2.1 delivery"));
     }
-    let list = lists.list(&listname).map_err(list_error)?;
+    let list = lists.list(&listname)?;
     let site = lists.site();
     let envsender = match meta.get("envsender").and_then(Value::as_text) {
         Some(s) => s,
@@ -84,7 +83,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
         if list.personalize == 2 {
             let lc = rcpt.to_lowercase();
             let name = list.member_cp_address(&lc).and_then(|_| list.member_name(&lc));
-            let charset = site.charset(&list.member_language(&lc, site)).map_err(list_error)?;
+            let charset = site.charset(&list.member_language(&lc, site))?;
             decorate::personalize_to(&mut m, name.as_ref(), charset, &rcpt).map_err(decorate_error)?;
         }
         decorate::avoid_duplicates(&mut m, dups.contains(&rcpt));
@@ -136,7 +135,7 @@ impl<'a> Decorator<'a> {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(unreproducible("metadata 'decoration-data' is not a dict")),
         };
-        let list_charset = site.charset(&list.preferred_language).map_err(list_error)?.to_owned();
+        let list_charset = site.charset(&list.preferred_language)?.to_owned();
         Ok(Decorator { list, site, skip, list_vars, extra, list_charset })
     }
 
@@ -175,7 +174,7 @@ impl<'a> Decorator<'a> {
         v.insert("user_password".into(), py2_str(&password, "a member password")?);
         let lang = self.list.member_language(&lc, self.site);
         v.insert("user_language".into(), lang.as_bytes().to_vec());
-        let charset = self.site.charset(&lang).map_err(list_error)?;
+        let charset = self.site.charset(&lang)?;
         let name = user_name(self.list.member_name(&lc).as_ref(), charset).map_err(unreproducible)?;
         v.insert("user_name".into(), name.unwrap_or_else(|| lc.as_bytes().to_vec()));
         v.insert("user_optionsurl".into(), options_url(self.list, &self.site.CGIEXT, &lc)?);
@@ -244,13 +243,6 @@ fn unreproducible(why: impl Into<String>) -> PlanError {
 
 fn decorate_error(e: decorate::DecorateError) -> PlanError {
     PlanError::Unreproducible(e.to_string())
-}
-
-fn list_error(e: ListError) -> PlanError {
-    match e {
-        ListError::Unavailable(why) => PlanError::Unavailable(why),
-        ListError::Unreproducible(why) => PlanError::Unreproducible(why),
-    }
 }
 
 /// 2.1 keeps `add-dup-header` as a dict (address -> True).

@@ -26,8 +26,8 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
     if recipients.is_empty() {
         return Ok(Plan::default());
     }
-    let site = rest.site().await.map_err(list_error)?;
-    let list = rest.list(&list_id, &site).await.map_err(list_error)?;
+    let site = rest.site().await?;
+    let list = rest.list(&list_id, &site).await?;
     if site.arc_enabled {
         return Err(PlanError::Unreproducible("the site signs outgoing mail with ARC ([ARC] enabled), which the runner does not do".into()));
     }
@@ -66,7 +66,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         .buffered(LOOKUPS_AT_ONCE)
         .try_collect()
         .await
-        .map_err(list_error)?;
+        ?;
     // Without member data or personal `To`, copies differ only by the duplicate flag:
     // those two are flattened once each and shared.
     let personal = needs_member || full;
@@ -173,13 +173,6 @@ fn flatten(m: &Message) -> Result<Vec<u8>, PlanError> {
 
 fn decorate_error(e: decorate::DecorateError) -> PlanError {
     PlanError::Unreproducible(e.to_string())
-}
-
-fn list_error(e: ListError) -> PlanError {
-    match e {
-        ListError::Unavailable(why) => PlanError::Unavailable(why),
-        ListError::Unreproducible(why) => PlanError::Unreproducible(why),
-    }
 }
 
 /// Mailman 3 keeps `add-dup-header` as a set of addresses.

@@ -58,6 +58,17 @@ pub enum PlanError {
     Corrupt(#[from] mailqueue_queue::entry::EntryError),
 }
 
+/// A list whose settings are missing right now waits in the queue; one whose settings
+/// cannot be reproduced is set aside, whichever Mailman version it belongs to.
+impl From<crate::lists::ListError> for PlanError {
+    fn from(e: crate::lists::ListError) -> Self {
+        match e {
+            crate::lists::ListError::Unavailable(why) => PlanError::Unavailable(why),
+            crate::lists::ListError::Unreproducible(why) => PlanError::Unreproducible(why),
+        }
+    }
+}
+
 pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
     let version = entry.version();
     let meta = entry.metadata();
