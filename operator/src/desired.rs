@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
+use crate::crd::{MailQueueSpec, RunnerSettings};
 use crate::slice::{SliceId, DRAIN_ANNOTATION};
 use crate::validate::ValidSpec;
 
@@ -97,7 +98,6 @@ fn lease(id: &SliceId, namespace: &str, owner: &OwnerReference, drain: bool) -> 
 
 fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec, template: &RunnerTemplate) -> Pod {
     let spec = &valid.spec;
-    let runner = spec.runner.clone().unwrap_or(crate::crd::RunnerSettings { run_as_user: None, run_as_group: None });
     let args = [
         "run",
         "--qfiles",
@@ -137,19 +137,30 @@ fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec,
         restart_policy: Some("Always".to_owned()),
         service_account_name: Some(template.service_account.clone()),
         termination_grace_period_seconds: Some(template.grace_period_seconds),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: runner.run_as_user,
-            run_as_group: runner.run_as_group,
-            fs_group: runner.run_as_group,
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
-            ..PodSecurityContext::default()
-        }),
-        containers: vec![Container {
-            name: CONTAINER.to_owned(),
-            image: Some(template.image.clone()),
-            args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
-            env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+        ..queue_pod_spec(
+            spec,
+            vec![Container {
+                name: CONTAINER.to_owned(),
+                image: Some(template.image.clone()),
+                args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
+                env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+                ..Container::default()
+            }],
+        )
+    };
+    let mut metadata = metadata(id, namespace, owner);
+    metadata.annotations = Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.to_owned(), spec_hash(&pod_spec))]));
+    Pod { metadata, spec: Some(pod_spec), status: None }
+}
+
+/// What every pod on the queue volume has, runner or action Job: `containers` each mount the
+/// claim at `MOUNT_PATH` and run as non-root without privileges on a read-only root, as the
+/// spec's user and group. The caller sets the rest (restart policy, account, grace period).
+pub fn queue_pod_spec(spec: &MailQueueSpec, containers: Vec<Container>) -> PodSpec {
+    let runner = spec.runner.clone().unwrap_or(RunnerSettings { run_as_user: None, run_as_group: None });
+    let containers = containers
+        .into_iter()
+        .map(|container| Container {
             volume_mounts: Some(vec![VolumeMount {
                 name: "mailman".to_owned(),
                 mount_path: MOUNT_PATH.to_owned(),
@@ -162,8 +173,19 @@ fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec,
                 capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
                 ..SecurityContext::default()
             }),
-            ..Container::default()
-        }],
+            ..container
+        })
+        .collect();
+    PodSpec {
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: runner.run_as_user,
+            run_as_group: runner.run_as_group,
+            fs_group: runner.run_as_group,
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+            ..PodSecurityContext::default()
+        }),
+        containers,
         volumes: Some(vec![Volume {
             name: "mailman".to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -173,10 +195,7 @@ fn pod(id: &SliceId, namespace: &str, owner: &OwnerReference, valid: &ValidSpec,
             ..Volume::default()
         }]),
         ..PodSpec::default()
-    };
-    let mut metadata = metadata(id, namespace, owner);
-    metadata.annotations = Some(BTreeMap::from([(SPEC_HASH_ANNOTATION.to_owned(), spec_hash(&pod_spec))]));
-    Pod { metadata, spec: Some(pod_spec), status: None }
+    }
 }
 
 /// Digest of a pod spec: pods are immutable, so a changed spec means a new pod.

@@ -4,16 +4,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, Pod, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
 use crate::crd::MailQueue;
-use crate::desired::{RunnerTemplate, MOUNT_PATH};
+use crate::desired::{queue_pod_spec, RunnerTemplate};
 
 use super::plan::{Counts, Request};
 
@@ -100,7 +97,6 @@ fn result_tally(message: &str) -> Option<Counts> {
 /// The Job for `request`: one container per runner command, run to completion.
 pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue, request: &Request, template: &RunnerTemplate) -> Job {
     let spec = &mq.spec;
-    let runner = spec.runner.clone().unwrap_or(crate::crd::RunnerSettings { run_as_user: None, run_as_group: None });
     let labels = BTreeMap::from([(ACTION_LABEL.to_owned(), mq.metadata.name.clone().unwrap_or_default())]);
     let containers = request
         .commands
@@ -111,18 +107,6 @@ pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue
             image: Some(template.image.clone()),
             args: Some(args.iter().cloned().chain(["--result-file".to_owned(), RESULT_FILE.to_owned()]).collect()),
             termination_message_path: Some(RESULT_FILE.to_owned()),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "mailman".to_owned(),
-                mount_path: MOUNT_PATH.to_owned(),
-                ..VolumeMount::default()
-            }]),
-            security_context: Some(SecurityContext {
-                read_only_root_filesystem: Some(true),
-                allow_privilege_escalation: Some(false),
-                run_as_non_root: Some(true),
-                capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
-                ..SecurityContext::default()
-            }),
             ..Container::default()
         })
         .collect();
@@ -132,24 +116,7 @@ pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue
         automount_service_account_token: Some(false),
         // SIGTERM stops a command between two moves; the next attempt carries on.
         termination_grace_period_seconds: Some(template.grace_period_seconds),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: runner.run_as_user,
-            run_as_group: runner.run_as_group,
-            fs_group: runner.run_as_group,
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
-            ..PodSecurityContext::default()
-        }),
-        containers,
-        volumes: Some(vec![Volume {
-            name: "mailman".to_owned(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: spec.storage.claim_name.clone(),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        }]),
-        ..PodSpec::default()
+        ..queue_pod_spec(spec, containers)
     };
     Job {
         metadata: ObjectMeta {
@@ -200,5 +167,34 @@ mod tests {
         assert_eq!(name("lists", &r("a")), name("lists", &r("a")));
         assert_ne!(name("lists", &r("a")), name("lists", &r("b")));
         assert!(name(&"x".repeat(63), &r("a")).len() <= 63);
+    }
+
+    #[test]
+    fn every_action_container_mounts_the_claim_and_runs_locked_down() {
+        let mut spec = crate::validate::tests::spec(&[("out", 1)]);
+        spec.runner = Some(crate::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001) });
+        let mq = MailQueue::new("lists", spec);
+        let commands = vec![vec!["compact".to_owned()], vec!["compact".to_owned()]];
+        let request = Request { kind: ActionKind::Compact, request_id: "a".to_owned(), commands };
+        let template = RunnerTemplate {
+            image: "mailqueue-runner:test".into(),
+            service_account: "mailqueue-runner".into(),
+            grace_period_seconds: 60,
+            lease_duration_seconds: 15,
+        };
+        let job = build("lists-compact", "mail", &OwnerReference::default(), &mq, &request, &template);
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let claim = pod.volumes.as_ref().and_then(|v| v.first()).and_then(|v| v.persistent_volume_claim.as_ref());
+        assert_eq!(claim.map(|c| c.claim_name.as_str()), Some("mailman-data"));
+        let user = pod.security_context.as_ref().map(|s| (s.run_as_user, s.run_as_group, s.fs_group));
+        assert_eq!(user, Some((Some(1000), Some(1001), Some(1001))));
+        assert_eq!(pod.containers.len(), 2);
+        for container in &pod.containers {
+            let mounts: Vec<_> = container.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+            assert_eq!(mounts, ["/var/lib/mailman"]);
+            let sc = container.security_context.as_ref().expect("container security context");
+            assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
+        }
     }
 }
