@@ -239,7 +239,7 @@ fn decode(codec: Codec, s: &[u8]) -> Option<Vec<Unit>> {
 /// invalid start octet is one U+FFFD; a broken sequence is one U+FFFD covering its
 /// start octet and the continuation octets after it, at most one fewer than the
 /// sequence needed.
-fn decode_utf8(s: &[u8]) -> Vec<Unit> {
+pub(super) fn decode_utf8(s: &[u8]) -> Vec<Unit> {
     let is_cont = |b: u8| (0x80..=0xBF).contains(&b);
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;

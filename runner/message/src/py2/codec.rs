@@ -3,7 +3,8 @@
 //! the few codecs carried here (ASCII, Latin-1, UTF-8, ISO-2022-JP). A name Python
 //! knows but this emulation does not carry is reported as such, never guessed.
 
-use super::charset::{decode_iso2022jp, encode_iso2022jp, Unit};
+use super::charset::{self, decode_iso2022jp, encode_iso2022jp, Unit};
+use mailqueue_pickle::PyStr;
 
 /// A codec carried here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,63 +143,29 @@ pub fn decode(bytes: &[u8], codec: Codec, ignore: bool) -> Result<Vec<Char>, Cod
 }
 
 /// Python 2.7's UTF-8 decoder: encoded surrogates are accepted; with `ignore` each
-/// invalid sequence is dropped as Python's replace handler would mark it.
+/// invalid sequence is dropped where Python's replace handler would mark it.
 fn decode_utf8(s: &[u8], ignore: bool) -> Result<Vec<Char>, CodecProblem> {
-    let is_cont = |b: u8| (0x80..=0xBF).contains(&b);
     let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let c = s[i];
-        let n = match c {
-            0x00..=0x7F => 1,
-            0xC2..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF4 => 4,
-            _ => 0,
-        };
-        let second_ok = |b: u8| match c {
-            0xE0 => (0xA0..=0xBF).contains(&b),
-            0xF0 => (0x90..=0xBF).contains(&b),
-            0xF4 => (0x80..=0x8F).contains(&b),
-            _ => is_cont(b),
-        };
-        let seq = &s[i..(i + n.max(1)).min(s.len())];
-        let valid = n == 1
-            || (n > 1
-                && seq.len() == n
-                && second_ok(seq[1])
-                && seq[2..].iter().all(|&b| is_cont(b)));
-        if valid {
-            let cp = match n {
-                1 => u32::from(c),
-                2 => u32::from(c & 0x1F) << 6 | u32::from(seq[1] & 0x3F),
-                3 => {
-                    u32::from(c & 0x0F) << 12
-                        | u32::from(seq[1] & 0x3F) << 6
-                        | u32::from(seq[2] & 0x3F)
-                }
-                _ => {
-                    u32::from(c & 0x07) << 18
-                        | u32::from(seq[1] & 0x3F) << 12
-                        | u32::from(seq[2] & 0x3F) << 6
-                        | u32::from(seq[3] & 0x3F)
-                }
-            };
-            out.push(Char::Code(cp));
-            i += n;
-        } else if !ignore {
-            return Err(CodecProblem::Unicode);
-        } else if n <= 1 {
-            i += 1;
-        } else {
-            i += 1 + seq[1..]
-                .iter()
-                .take(n - 2)
-                .take_while(|&&b| is_cont(b))
-                .count();
+    for unit in charset::decode_utf8(s) {
+        match unit {
+            Unit::Byte(b) => out.push(Char::Code(u32::from(b))),
+            Unit::Utf8 { bytes, len } => out.push(Char::Code(utf8_code_point(bytes, len))),
+            Unit::Replacement if ignore => {}
+            _ => return Err(CodecProblem::Unicode),
         }
     }
     Ok(out)
+}
+
+/// The code point of a sequence the UTF-8 decoder accepted: the lead octet's payload
+/// bits (fewer the longer the sequence), then six bits per continuation octet.
+fn utf8_code_point(bytes: [u8; 4], len: u8) -> u32 {
+    let lead = u32::from(bytes[0] & (0x7F >> len));
+    bytes
+        .iter()
+        .take(usize::from(len))
+        .skip(1)
+        .fold(lead, |cp, &b| cp << 6 | u32::from(b & 0x3F))
 }
 
 /// `u.encode(codec)` (strict).
@@ -224,14 +191,17 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 .collect()
         }
         Codec::Utf8 => {
-            let mut out = Vec::with_capacity(text.len());
-            for c in text {
-                match *c {
-                    Char::Code(cp) => push_utf8(cp, &mut out),
-                    Char::Jis(u) => push_utf8(jis_latin1(u).ok_or_else(jis_elsewhere)?, &mut out),
-                }
-            }
-            Ok(out)
+            let cps = text
+                .iter()
+                .map(|c| match *c {
+                    Char::Code(cp) => Ok(cp),
+                    Char::Jis(u) => jis_latin1(u).ok_or_else(jis_elsewhere),
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            // Python 2 writes lone surrogates as three octets, as WTF-8 does.
+            PyStr::from_code_points(cps)
+                .map(|s| s.as_wtf8().to_vec())
+                .map_err(|_| CodecProblem::Unicode)
         }
         Codec::Iso2022Jp => {
             let units = text
@@ -277,25 +247,6 @@ const JIS_LATIN1: [(Unit, u32); 13] = [
 
 fn jis_latin1(u: Unit) -> Option<u32> {
     JIS_LATIN1.iter().find(|(j, _)| *j == u).map(|(_, cp)| *cp)
-}
-
-/// UTF-8 as Python 2 writes it (lone surrogates too).
-fn push_utf8(cp: u32, out: &mut Vec<u8>) {
-    match cp {
-        0..=0x7F => out.push(cp as u8),
-        0x80..=0x7FF => out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
-        0x800..=0xFFFF => out.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
-        _ => out.extend_from_slice(&[
-            0xF0 | (cp >> 18) as u8,
-            0x80 | ((cp >> 12) & 0x3F) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
-    }
 }
 
 /// Every name Python 2.7.18's `codecs.lookup` accepts after normalization: the
