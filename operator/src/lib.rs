@@ -14,6 +14,7 @@ pub mod observe;
 pub mod reconcile;
 pub mod slice;
 pub mod status;
+pub mod telemetry;
 pub mod validate;
 
 use kube::CustomResourceExt;

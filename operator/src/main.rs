@@ -24,6 +24,7 @@ use mailqueue_operator::leader::Candidate;
 use mailqueue_operator::lease::LeaseLock;
 use mailqueue_operator::metrics::Metrics;
 use mailqueue_operator::reconcile::{self, Context};
+use mailqueue_operator::telemetry;
 use mailqueue_operator::{MailQueue, FIELD_MANAGER};
 
 /// Keeps one mailqueue-runner pod per slice of every MailQueue and reports their state.
@@ -69,20 +70,37 @@ struct Http {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    init_logs();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         std::process::exit(70);
     }));
-    match run(Args::parse()).await {
+    let code = match run(Args::parse()).await {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    };
+    // The flush waits on the OTLP endpoint: off the async workers.
+    let _ = tokio::task::spawn_blocking(telemetry::shutdown).await;
+    code
+}
+
+/// Logs on stderr, and spans to an OTLP endpoint when one is configured.
+fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The operator runs without traces rather than not at all.
+    let (otlp, otlp_error) = match telemetry::layer("mailqueue-operator") {
+        Ok(layer) => (layer, None),
+        Err(error) => (None, Some(error)),
+    };
+    tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer()).with(otlp).init();
+    if let Some(error) = otlp_error {
+        tracing::warn!("{error}");
     }
 }
 

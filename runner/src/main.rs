@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = mailqueue_runner::cli::Cli::parse();
-    match mailqueue_runner::cli::dispatch(cli) {
+    let result = mailqueue_runner::cli::dispatch(cli);
+    mailqueue_runner::logging::flush();
+    match result {
         Ok(code) => code,
         Err(err) => {
             // `{:#}` prints the whole chain: "reading out/x.pck: truncated pickle at byte 812".
