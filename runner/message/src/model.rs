@@ -47,6 +47,35 @@ pub struct Charset {
     pub output_codec: Option<String>,
 }
 
+/// Python 2.7 and 3 give these two charsets the same settings (`email.charset.CHARSETS`
+/// and `CODEC_MAP` agree on them), so both versions' header encoders share them.
+impl Charset {
+    /// `Charset('us-ascii')`: text stays as is.
+    pub fn us_ascii() -> Charset {
+        Charset {
+            input_charset: "us-ascii".into(),
+            output_charset: Some("us-ascii".into()),
+            header_encoding: None,
+            body_encoding: None,
+            input_codec: None,
+            output_codec: None,
+        }
+    }
+
+    /// `Charset('utf-8')`: the shorter of base64 and quoted-printable in headers,
+    /// base64 in bodies.
+    pub fn utf8() -> Charset {
+        Charset {
+            input_charset: "utf-8".into(),
+            output_charset: Some("utf-8".into()),
+            header_encoding: Some(3),
+            body_encoding: Some(2),
+            input_codec: Some("utf-8".into()),
+            output_codec: Some("utf-8".into()),
+        }
+    }
+}
+
 /// `email.header.Header`: a header value kept as chunks of text in a character set,
 /// encoded (RFC 2047) and folded only when the message is written.
 #[derive(Clone, Debug, PartialEq, Eq)]

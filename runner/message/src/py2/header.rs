@@ -48,9 +48,9 @@ impl Header {
     /// it for a plain value: us-ascii, or (unicode that is not ASCII) UTF-8.
     pub fn for_value(value: &Text, name_len: usize, maxlinelen: i64) -> Self {
         let chunk = match value {
-            Text::Bytes(b) => (b.clone(), us_ascii()),
-            Text::Str(s) if s.as_wtf8().is_ascii() => (s.as_wtf8().to_vec(), us_ascii()),
-            Text::Str(s) => (s.as_wtf8().to_vec(), utf_8()),
+            Text::Bytes(b) => (b.clone(), Charset::us_ascii()),
+            Text::Str(s) if s.as_wtf8().is_ascii() => (s.as_wtf8().to_vec(), Charset::us_ascii()),
+            Text::Str(s) => (s.as_wtf8().to_vec(), Charset::utf8()),
         };
         Header {
             chunks: vec![chunk],
@@ -204,28 +204,6 @@ impl Header {
         }
         let joiner = [b"\n".as_slice(), &self.continuation_ws].concat();
         Ok(lines.join(joiner.as_slice()))
-    }
-}
-
-fn us_ascii() -> Charset {
-    Charset {
-        input_charset: "us-ascii".into(),
-        output_charset: Some("us-ascii".into()),
-        header_encoding: None,
-        body_encoding: None,
-        input_codec: None,
-        output_codec: None,
-    }
-}
-
-fn utf_8() -> Charset {
-    Charset {
-        input_charset: "utf-8".into(),
-        output_charset: Some("utf-8".into()),
-        header_encoding: Some(3),
-        body_encoding: Some(2),
-        input_codec: Some("utf-8".into()),
-        output_codec: Some("utf-8".into()),
     }
 }
 

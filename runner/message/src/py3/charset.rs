@@ -31,30 +31,6 @@ impl std::fmt::Display for CodecError {
     }
 }
 
-/// `Charset('us-ascii')`.
-pub fn us_ascii() -> Charset {
-    Charset {
-        input_charset: "us-ascii".into(),
-        output_charset: Some("us-ascii".into()),
-        header_encoding: None,
-        body_encoding: None,
-        input_codec: None,
-        output_codec: None,
-    }
-}
-
-/// `Charset('utf-8')`.
-pub fn utf8() -> Charset {
-    Charset {
-        input_charset: "utf-8".into(),
-        output_charset: Some("utf-8".into()),
-        header_encoding: Some(SHORTEST),
-        body_encoding: Some(BASE64),
-        input_codec: Some("utf-8".into()),
-        output_codec: Some("utf-8".into()),
-    }
-}
-
 /// `Charset.__eq__` against a name: the input charset, lower-cased.
 pub fn is(charset: &Charset, name: &str) -> bool {
     charset.input_charset.to_lowercase() == name
@@ -231,13 +207,13 @@ mod tests {
 
     #[test]
     fn shortest_picks_qp_for_mostly_ascii() {
-        let lines = header_encode_lines(&utf8(), "caf\u{e9} tr\u{e8}s long", || 70).unwrap();
+        let lines = header_encode_lines(&Charset::utf8(), "caf\u{e9} tr\u{e8}s long", || 70).unwrap();
         assert_eq!(lines, vec![Some("=?utf-8?q?caf=C3=A9_tr=C3=A8s_long?=".to_owned())]);
     }
 
     #[test]
     fn shortest_picks_base64_for_mostly_non_ascii() {
-        let lines = header_encode_lines(&utf8(), "\u{65e5}\u{672c}", || 70).unwrap();
+        let lines = header_encode_lines(&Charset::utf8(), "\u{65e5}\u{672c}", || 70).unwrap();
         assert_eq!(lines, vec![Some("=?utf-8?b?5pel5pys?=".to_owned())]);
     }
 }

@@ -43,8 +43,8 @@ pub struct Header {
 impl Header {
     /// `Header(value, header_name=name)`: us-ascii, or utf-8 when the text is not ASCII.
     pub fn from_str(value: &str, name: &str) -> Result<Header, HeaderError> {
-        let ascii = charset::us_ascii();
-        let cs = if charset::can_encode(&ascii, value)? { ascii } else { charset::utf8() };
+        let ascii = Charset::us_ascii();
+        let cs = if charset::can_encode(&ascii, value)? { ascii } else { Charset::utf8() };
         Ok(Header { chunks: vec![(value.to_owned(), cs)], headerlen: pystr::len(name) + 2, continuation_ws: " ".into() })
     }
 

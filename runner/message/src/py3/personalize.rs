@@ -6,7 +6,7 @@ use super::charset;
 use super::decorate::{remove, DecorateError};
 use super::header::Header;
 use super::params;
-use crate::model::{HeaderValue, Message, Text};
+use crate::model::{Charset, HeaderValue, Message, Text};
 
 /// `email.utils.formataddr((name, address))` with the utf-8 default charset.
 pub fn formataddr(name: Option<&str>, address: &str) -> Result<String, DecorateError> {
@@ -15,7 +15,7 @@ pub fn formataddr(name: Option<&str>, address: &str) -> Result<String, DecorateE
     }
     let Some(name) = name.filter(|n| !n.is_empty()) else { return Ok(address.to_owned()) };
     if !name.is_ascii() {
-        let encoded = charset::header_encode(&charset::utf8(), name).map_err(|e| DecorateError(e.to_string()))?;
+        let encoded = charset::header_encode(&Charset::utf8(), name).map_err(|e| DecorateError(e.to_string()))?;
         return Ok(format!("{encoded} <{address}>"));
     }
     let quotes = if name.contains(|c| "][\\()<>@,:;\".".contains(c)) { "\"" } else { "" };
