@@ -9,6 +9,9 @@ use mailqueue_message::{message_from_value, py2, Version};
 use std::path::Path;
 use std::process::Command;
 
+mod support;
+use support::describe_mismatch;
+
 /// `$MQ_PY2` from tests/tools/python-env.sh.
 fn python2() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tools/python-env.sh");
@@ -25,27 +28,6 @@ fn python2() -> String {
         .lines()
         .find_map(|l| l.strip_prefix("export MQ_PY2=").map(str::to_owned))
         .expect("python-env.sh printed no MQ_PY2")
-}
-
-fn describe_mismatch(got: &[u8], want: &[u8]) -> String {
-    let at = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    let from = at.saturating_sub(80);
-    let show = |b: &[u8]| {
-        let end = (at + 80).min(b.len());
-        String::from_utf8_lossy(&b[from.min(end)..end].escape_ascii().collect::<Vec<u8>>())
-            .into_owned()
-    };
-    format!(
-        "first difference at byte {at} (got {} bytes, want {})\n  got:  ...{}\n  want: ...{}",
-        got.len(),
-        want.len(),
-        show(got),
-        show(want)
-    )
 }
 
 /// Runs the generator for `count` random cases with `seed`; returns (cases, failures).

@@ -7,6 +7,9 @@ use mailqueue_message::{delivery_bytes, message_from_value, Version};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+use support::describe_mismatch;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -24,16 +27,6 @@ fn mailman_python() -> Result<String, String> {
         .lines()
         .find_map(|l| l.strip_prefix("export MQ_PY3=").map(str::to_owned))
         .ok_or_else(|| "python-env.sh printed no MQ_PY3".to_owned())
-}
-
-fn describe_mismatch(got: &[u8], want: &[u8]) -> String {
-    let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-    let from = at.saturating_sub(80);
-    let show = |b: &[u8]| {
-        let end = (at + 80).min(b.len());
-        String::from_utf8_lossy(&b[from.min(end)..end].escape_ascii().collect::<Vec<u8>>()).into_owned()
-    };
-    format!("first difference at byte {at} (got {} bytes, want {})\n  got:  ...{}\n  want: ...{}", got.len(), want.len(), show(got), show(want))
 }
 
 /// Replaces every boundary of the shape Python's `_make_boundary` invents (15 `=`, 19

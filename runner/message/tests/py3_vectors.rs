@@ -5,25 +5,11 @@ use base64::Engine;
 use mailqueue_message::{delivery_bytes, message_from_value, Version};
 use std::path::{Path, PathBuf};
 
+mod support;
+use support::describe_mismatch;
+
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-}
-
-/// The first differing offset with some context from both sides, escaped.
-fn describe_mismatch(got: &[u8], want: &[u8]) -> String {
-    let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-    let from = at.saturating_sub(80);
-    let show = |b: &[u8]| {
-        let end = (at + 80).min(b.len());
-        String::from_utf8_lossy(&b[from.min(end)..end].escape_ascii().collect::<Vec<u8>>()).into_owned()
-    };
-    format!(
-        "first difference at byte {at} (got {} bytes, want {})\n  got:  ...{}\n  want: ...{}",
-        got.len(),
-        want.len(),
-        show(got),
-        show(want)
-    )
 }
 
 #[test]
