@@ -4,62 +4,18 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::Api;
 use mailqueue_operator::crd::{ActionPhase, ActionStatus, CompactRequest, RequeueRequest, RequeueSource};
 use support::smtp::Sink;
-use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, wait_condition, Setup};
-
-/// (entry file, message bytes, recipients) of every Mailman 3 vector.
-fn vectors() -> Vec<(std::path::PathBuf, String, Vec<u8>, Vec<String>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
-    let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    let list = manifest["vectors"].as_array().cloned().unwrap_or_default();
-    list.iter()
-        .filter(|v| v["version"] == "mailman3")
-        .map(|v| {
-            let message = base64::engine::general_purpose::STANDARD
-                .decode(v["expected_message_b64"].as_str().unwrap_or_default())
-                .expect("expected message is base64");
-            let rcpts = v["expected_recipients"].as_array().cloned().unwrap_or_default();
-            (
-                root.join(v["path"].as_str().unwrap_or_default()),
-                v["filebase"].as_str().unwrap_or_default().to_owned(),
-                message,
-                rcpts.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
-            )
-        })
-        .collect()
-}
-
-/// (message, recipient) -> count, for `rounds` deliveries of every vector.
-fn expected(rounds: usize) -> BTreeMap<(Vec<u8>, String), usize> {
-    let mut m = BTreeMap::new();
-    for (_, _, message, rcpts) in vectors() {
-        for r in rcpts {
-            *m.entry((message.clone(), r)).or_default() += rounds;
-        }
-    }
-    m
-}
-
-fn delivered(sink: &Sink) -> BTreeMap<(Vec<u8>, String), usize> {
-    let mut m = BTreeMap::new();
-    for d in sink.deliveries() {
-        for r in d.rcpts {
-            *m.entry((d.data.clone(), r)).or_default() += 1;
-        }
-    }
-    m
-}
+use support::{
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml,
+    wait_condition, Setup,
+};
 
 async fn action(setup: &Setup, pick: fn(&mailqueue_operator::crd::ActionsStatus) -> Option<&ActionStatus>) -> Option<ActionStatus> {
     let mq = setup.mailqueues().get("lists").await.ok()?;
@@ -71,11 +27,9 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     let setup = Setup::new("mq-actions").await;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
-    let all = vectors();
+    let all = mailman3_vectors();
     assert!(all.len() >= 30, "expected the full Mailman 3 vector set, found {}", all.len());
-    for (file, base, _, _) in &all {
-        std::fs::copy(file, qfiles.join("shunt").join(format!("{base}.pck"))).expect("entry is shunted");
-    }
+    queue_copies(&all, &qfiles.join("shunt"), 1);
     let sink = Sink::with_delay(Duration::from_millis(50)).await;
     let operator = setup.operator("operator-actions");
 
@@ -110,16 +64,14 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     assert_eq!((done.requeued, done.remaining, done.skipped_in_flight), (all.len() as i64, 0, 0), "{done:?}");
     assert!(done.completion_time.is_some());
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "shunt/ still holds entries");
-    eventually("every requeued entry to reach the sink", || async { (delivered(&sink) == expected(1)).then_some(()) }).await;
+    eventually("every requeued entry to reach the sink", || async { (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(()) }).await;
 
     // Compact: drain, put a backlog in out/, ask for the compact and lift the admin's drain in
     // one apply: the operator keeps the runners drained until the compact Job is over.
     mq.spec.drain = true;
     apply(&setup, &mq).await;
     wait_condition(&setup, "lists", "Drained", "True").await;
-    for (file, base, _, _) in &all {
-        std::fs::copy(file, qfiles.join("out").join(format!("{base}.pck"))).expect("entry is queued");
-    }
+    queue_copies(&all, &qfiles.join("out"), 1);
     mq.spec.drain = false;
     mq.spec.compact = Some(CompactRequest { request_id: "c1".into(), queue: "out".into() });
     apply(&setup, &mq).await;
@@ -130,7 +82,7 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     assert_eq!(compacted.phase, ActionPhase::Succeeded, "{compacted:?}");
     assert_eq!((compacted.requeued, compacted.remaining), (all.len() as i64, 0), "{compacted:?}");
     eventually("the compacted backlog to reach the sink once the runners resume", || async {
-        (delivered(&sink) == expected(2)).then_some(())
+        (deliveries(&sink) == expected_deliveries(&all, 2)).then_some(())
     })
     .await;
     assert!(entries(&qfiles.join("out"), ".pck").is_empty());
@@ -159,7 +111,7 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     })
     .await;
     assert_eq!(reasons.iter().filter(|r| *r == "ActionStarted").count(), 2, "{reasons:?}");
-    assert_eq!(delivered(&sink), expected(2), "nothing delivered twice");
+    assert_eq!(deliveries(&sink), expected_deliveries(&all, 2), "nothing delivered twice");
 }
 
 #[tokio::test]
@@ -176,10 +128,10 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
     wait_condition(&setup, "lists", "Ready", "True").await;
     // `.bak` entries left behind as by a runner that died: the live runners never claimed
     // them, so they are not in flight and nobody recovers them.
-    let all = vectors();
+    let all = mailman3_vectors();
     let out = qfiles.join("out");
-    for (file, base, _, _) in &all {
-        std::fs::copy(file, out.join(format!("{base}.bak"))).expect("stale entry");
+    for v in &all {
+        std::fs::copy(&v.file, out.join(format!("{}.bak", v.filebase))).expect("stale entry");
     }
 
     let done = eventually("the bakPolicy quarantine to finish", || async {
@@ -213,12 +165,12 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
         max_depth: 20,
     });
     apply(&setup, &mq).await;
-    eventually("every quarantined entry to reach the sink", || async { (delivered(&sink) == expected(1)).then_some(()) }).await;
+    eventually("every quarantined entry to reach the sink", || async { (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(()) }).await;
     let requeued = eventually("the requeue to finish", || async {
         action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase == ActionPhase::Succeeded)
     })
     .await;
     assert_eq!(requeued.requeued, all.len() as i64);
     assert!(entries(&aside, "").is_empty());
-    assert_eq!(delivered(&sink), expected(1), "nothing delivered twice");
+    assert_eq!(deliveries(&sink), expected_deliveries(&all, 1), "nothing delivered twice");
 }

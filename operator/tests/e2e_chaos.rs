@@ -5,41 +5,17 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use mailqueue_operator::crd::{ActionPhase, RequeueRequest, RequeueSource};
 use mailqueue_testenv::ControlPlane;
 use support::smtp::Sink;
-use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, Setup};
-
-/// (entry file, file base, message, recipients) of every Mailman 3 vector.
-fn vectors() -> Vec<(std::path::PathBuf, String, Vec<u8>, Vec<String>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
-    let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    let list = manifest["vectors"].as_array().cloned().unwrap_or_default();
-    list.iter()
-        .filter(|v| v["version"] == "mailman3")
-        .map(|v| {
-            let message = base64::engine::general_purpose::STANDARD
-                .decode(v["expected_message_b64"].as_str().unwrap_or_default())
-                .expect("expected message is base64");
-            let rcpts = v["expected_recipients"].as_array().cloned().unwrap_or_default();
-            (
-                root.join(v["path"].as_str().unwrap_or_default()),
-                v["filebase"].as_str().unwrap_or_default().to_owned(),
-                message,
-                rcpts.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
-            )
-        })
-        .collect()
-}
+use support::{
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,
+};
 
 /// A small deterministic generator: the seed is printed, so a failing run can be replayed.
 struct Dice(u64);
@@ -71,15 +47,9 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     let setup = Setup::on(plane, "mq-chaos").await;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
-    let all = vectors();
+    let all = mailman3_vectors();
     let copies = 4;
-    for round in 0..copies {
-        for (file, base, _, _) in &all {
-            let (time, digest) = base.split_once('+').expect("a Mailman 3 file base is <time>+<digest>");
-            let digest = format!("{}{}", &digest[round * 7..], &digest[..round * 7]);
-            std::fs::copy(file, qfiles.join("shunt").join(format!("{time}+{digest}.pck"))).expect("entry is shunted");
-        }
-    }
+    queue_copies(&all, &qfiles.join("shunt"), copies);
     let total = all.len() * copies;
     let sink = Sink::with_delay(Duration::from_millis(40)).await;
     let mut operator = setup.operator("operator-chaos");
@@ -153,20 +123,10 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     })
     .await;
 
-    let mut expected: BTreeMap<(Vec<u8>, String), i64> = BTreeMap::new();
-    for (_, _, message, rcpts) in &all {
-        for r in rcpts {
-            *expected.entry((message.clone(), r.clone())).or_default() += copies as i64;
-        }
-    }
-    let mut seen: BTreeMap<(Vec<u8>, String), i64> = BTreeMap::new();
-    for d in sink.deliveries() {
-        for r in d.rcpts {
-            *seen.entry((d.data.clone(), r)).or_default() += 1;
-        }
-    }
-    let lost: i64 = expected.iter().map(|(k, n)| (n - seen.get(k).copied().unwrap_or(0)).max(0)).sum();
-    let duplicates: i64 = seen.iter().map(|(k, n)| (n - expected.get(k).copied().unwrap_or(0)).max(0)).sum();
+    let expected = expected_deliveries(&all, copies);
+    let seen = deliveries(&sink);
+    let lost: usize = expected.iter().map(|(k, n)| n.saturating_sub(seen.get(k).copied().unwrap_or(0))).sum();
+    let duplicates: usize = seen.iter().map(|(k, n)| n.saturating_sub(expected.get(k).copied().unwrap_or(0))).sum();
     let bad = entries(&qfiles.join("bad"), "").len();
     eprintln!(
         "chaos report: {total} entries, events {events:?}; requeue {:?} (requeued {} as reported by the Job pods still present); lost {lost}, delivered twice {duplicates}, bad {bad}",

@@ -6,11 +6,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::watcher::{self, Event};
@@ -18,33 +16,12 @@ use kube::{Api, ResourceExt};
 use mailqueue_operator::lease::live_holder;
 use mailqueue_operator::slice::SliceId;
 use support::smtp::Sink;
-use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, Setup};
+use support::{
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,
+};
 
 /// Width of the hash space in the finest slices (256), so ranges of any layout compare.
 const FINE: u32 = 256;
-
-/// (entry file, file base, message, recipients) of every Mailman 3 vector.
-fn vectors() -> Vec<(std::path::PathBuf, String, Vec<u8>, Vec<String>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
-    let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    let list = manifest["vectors"].as_array().cloned().unwrap_or_default();
-    list.iter()
-        .filter(|v| v["version"] == "mailman3")
-        .map(|v| {
-            let message = base64::engine::general_purpose::STANDARD
-                .decode(v["expected_message_b64"].as_str().unwrap_or_default())
-                .expect("expected message is base64");
-            let rcpts = v["expected_recipients"].as_array().cloned().unwrap_or_default();
-            (
-                root.join(v["path"].as_str().unwrap_or_default()),
-                v["filebase"].as_str().unwrap_or_default().to_owned(),
-                message,
-                rcpts.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
-            )
-        })
-        .collect()
-}
 
 /// The fine hash range `[start, end)` a slice covers.
 fn range(id: &SliceId) -> (u32, u32) {
@@ -78,17 +55,10 @@ async fn reslicing_never_gives_a_hash_two_owners_and_delivers_everything_once() 
     let setup = Setup::new("mq-reslice").await;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
-    let all = vectors();
+    let all = mailman3_vectors();
     assert!(all.len() >= 30, "expected the full Mailman 3 vector set, found {}", all.len());
-    // Three copies of every entry, so delivery spans both changes. A copy's digest is the
-    // original's rotated, which spreads the copies over other slices.
-    for round in 0..3 {
-        for (file, base, _, _) in &all {
-            let (time, digest) = base.split_once('+').expect("a Mailman 3 file base is <time>+<digest>");
-            let digest = format!("{}{}", &digest[round * 7..], &digest[..round * 7]);
-            std::fs::copy(file, qfiles.join("out").join(format!("{time}+{digest}.pck"))).expect("entry is queued");
-        }
-    }
+    // Three copies of every entry, so delivery spans both changes.
+    queue_copies(&all, &qfiles.join("out"), 3);
     let queued = entries(&qfiles.join("out"), ".pck").len();
     let sink = Sink::with_delay(Duration::from_millis(120)).await;
     let _operator = setup.operator("operator-reslice");
@@ -151,19 +121,7 @@ async fn reslicing_never_gives_a_hash_two_owners_and_delivers_everything_once() 
     assert!(*changes.lock().expect("counter") > 14, "the Lease watch saw too few changes to prove anything");
 
     // Every entry reached each recipient exactly once.
-    let mut expected: BTreeMap<(Vec<u8>, String), usize> = BTreeMap::new();
-    for (_, _, message, rcpts) in &all {
-        for r in rcpts {
-            *expected.entry((message.clone(), r.clone())).or_default() += 3;
-        }
-    }
-    let mut seen: BTreeMap<(Vec<u8>, String), usize> = BTreeMap::new();
-    for d in sink.deliveries() {
-        for r in d.rcpts {
-            *seen.entry((d.data.clone(), r)).or_default() += 1;
-        }
-    }
-    assert_eq!(seen, expected, "(message, recipient) -> deliveries");
+    assert_eq!(deliveries(&sink), expected_deliveries(&all, 3), "(message, recipient) -> deliveries");
     assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
 }

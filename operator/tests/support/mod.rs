@@ -6,11 +6,13 @@
 
 pub mod smtp;
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -20,6 +22,7 @@ use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use mailqueue_operator::crd::MailQueueStatus;
 use mailqueue_operator::MailQueue;
 use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node, NodeConfig};
+use smtp::Sink;
 
 /// How long a test waits for the cluster to reach a state before failing.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -298,4 +301,69 @@ pub fn entries(dir: &Path, ext: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(ext)).collect())
         .unwrap_or_default()
+}
+
+/// A Mailman 3 entry of the shared conformance vectors, with what must reach the wire.
+pub struct Vector {
+    pub file: PathBuf,
+    /// `<time>+<digest>`: the entry's name without `.pck`.
+    pub filebase: String,
+    pub message: Vec<u8>,
+    pub recipients: Vec<String>,
+}
+
+/// Every Mailman 3 vector.
+pub fn mailman3_vectors() -> Vec<Vector> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    let list = manifest["vectors"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .filter(|v| v["version"] == "mailman3")
+        .map(|v| {
+            let rcpts = v["expected_recipients"].as_array().cloned().unwrap_or_default();
+            Vector {
+                file: root.join(v["path"].as_str().unwrap_or_default()),
+                filebase: v["filebase"].as_str().unwrap_or_default().to_owned(),
+                message: base64::engine::general_purpose::STANDARD
+                    .decode(v["expected_message_b64"].as_str().unwrap_or_default())
+                    .expect("expected message is base64"),
+                recipients: rcpts.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Puts `copies` copies of every vector into `dir`. A copy's digest is the original's
+/// rotated, which spreads the copies over other slices.
+pub fn queue_copies(vectors: &[Vector], dir: &Path, copies: usize) {
+    for round in 0..copies {
+        for v in vectors {
+            let (time, digest) = v.filebase.split_once('+').expect("a Mailman 3 file base is <time>+<digest>");
+            let digest = format!("{}{}", &digest[round * 7..], &digest[..round * 7]);
+            std::fs::copy(&v.file, dir.join(format!("{time}+{digest}.pck"))).expect("entry is queued");
+        }
+    }
+}
+
+/// (message, recipient) -> count, for `copies` deliveries of every vector.
+pub fn expected_deliveries(vectors: &[Vector], copies: usize) -> BTreeMap<(Vec<u8>, String), usize> {
+    let mut m = BTreeMap::new();
+    for v in vectors {
+        for r in &v.recipients {
+            *m.entry((v.message.clone(), r.clone())).or_default() += copies;
+        }
+    }
+    m
+}
+
+/// (message, recipient) -> count, of what reached the sink.
+pub fn deliveries(sink: &Sink) -> BTreeMap<(Vec<u8>, String), usize> {
+    let mut m = BTreeMap::new();
+    for d in sink.deliveries() {
+        for r in d.rcpts {
+            *m.entry((d.data.clone(), r)).or_default() += 1;
+        }
+    }
+    m
 }
