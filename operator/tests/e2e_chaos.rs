@@ -49,7 +49,7 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     make_queue_dirs(&qfiles);
     let all = mailman3_vectors();
     let copies = 4;
-    queue_copies(&all, &qfiles.join("shunt"), copies);
+    queue_copies(&all, &qfiles.join("shunt"), 0..copies);
     let total = all.len() * copies;
     let sink = Sink::with_delay(Duration::from_millis(40)).await;
     let mut operator = setup.operator("operator-chaos");

@@ -57,9 +57,8 @@ async fn reslicing_never_gives_a_hash_two_owners_and_delivers_everything_once() 
     make_queue_dirs(&qfiles);
     let all = mailman3_vectors();
     assert!(all.len() >= 30, "expected the full Mailman 3 vector set, found {}", all.len());
-    // Three copies of every entry, so delivery spans both changes.
-    queue_copies(&all, &qfiles.join("out"), 3);
-    let queued = entries(&qfiles.join("out"), ".pck").len();
+    // Three copies of every entry, so delivery spans the first change.
+    queue_copies(&all, &qfiles.join("out"), 0..3);
     let sink = Sink::with_delay(Duration::from_millis(120)).await;
     let _operator = setup.operator("operator-reslice");
 
@@ -104,8 +103,9 @@ async fn reslicing_never_gives_a_hash_two_owners_and_delivers_everything_once() 
     };
     apply(&setup, &spec_yaml("lists", 8, sink.port)).await;
     eventually("8 live slices", || live(8)).await;
-    let at_eight = delivered();
-    assert!(at_eight < queued, "the backlog was gone before the second change; slow the sink");
+    // A fresh wave, so the second change also meets a backlog however fast the first
+    // one went (a quiet machine delivers the first wave before the 8 slices are live).
+    queue_copies(&all, &qfiles.join("out"), 3..5);
     apply(&setup, &spec_yaml("lists", 2, sink.port)).await;
     eventually("2 live slices", || live(2)).await;
 
@@ -121,7 +121,7 @@ async fn reslicing_never_gives_a_hash_two_owners_and_delivers_everything_once() 
     assert!(*changes.lock().expect("counter") > 14, "the Lease watch saw too few changes to prove anything");
 
     // Every entry reached each recipient exactly once.
-    assert_eq!(deliveries(&sink), expected_deliveries(&all, 3), "(message, recipient) -> deliveries");
+    assert_eq!(deliveries(&sink), expected_deliveries(&all, 5), "(message, recipient) -> deliveries");
     assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
 }

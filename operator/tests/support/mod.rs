@@ -336,8 +336,8 @@ pub fn mailman3_vectors() -> Vec<Vector> {
 
 /// Puts `copies` copies of every vector into `dir`. A copy's digest is the original's
 /// rotated, which spreads the copies over other slices.
-pub fn queue_copies(vectors: &[Vector], dir: &Path, copies: usize) {
-    for round in 0..copies {
+pub fn queue_copies(vectors: &[Vector], dir: &Path, rounds: std::ops::Range<usize>) {
+    for round in rounds {
         for v in vectors {
             let (time, digest) = v.filebase.split_once('+').expect("a Mailman 3 file base is <time>+<digest>");
             let digest = format!("{}{}", &digest[round * 7..], &digest[..round * 7]);
