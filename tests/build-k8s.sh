@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control plane the tests run against (etcd, kube-apiserver,
-# kube-controller-manager, kubectl, helm) from the Go modules pinned in tests/k8s/,
+# Builds the Kubernetes cluster the tests run against (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, helm, and the node's kubelet and
+# kube-proxy) from the Go modules pinned in tests/k8s/,
 # and caches the binaries outside the clone, keyed by their versions.
 #
 # Usage: tests/build-k8s.sh
@@ -36,7 +37,7 @@ done
 cache="${MQ_CACHE:-$HOME/.cache/mailqueue-operator}"
 dest="$cache/k8s-$k8s_version-etcd-$etcd_version-helm-$helm_version"
 bin="$dest/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubectl helm)
+tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm)
 
 complete() {
     local t
@@ -116,7 +117,10 @@ log "building into $dest (Go $(go env GOVERSION), $(nproc) cores; a cold build t
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build kubectl kubernetes k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+build kubelet kubernetes k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
+build kube-proxy kubernetes k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
 build helm helm helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 
 rm -rf "$dest"

@@ -41,7 +41,7 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
     let setup = Setup::new("mq-counters").await;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/mailman3/out");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/mailman3/out");
     let mut queued: Vec<String> = entries(&vectors, ".pck");
     queued.sort();
     assert!(queued.len() >= 10, "the Mailman 3 vectors are missing at {}", vectors.display());

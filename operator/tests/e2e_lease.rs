@@ -42,7 +42,7 @@ async fn a_runner_that_loses_its_lease_stops_delivering_until_it_holds_it_again(
     let setup = Setup::new("mq-lease").await;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
-    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/mailman3/out");
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/mailman3/out");
     let queued: Vec<String> = entries(&vectors, ".pck");
     assert!(queued.len() >= 30, "the Mailman 3 vectors are missing at {}", vectors.display());
     for name in &queued {

@@ -105,7 +105,7 @@ struct Vector {
 }
 
 fn mailman3_vectors() -> Vec<Vector> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
     let text = std::fs::read_to_string(root.join("manifest.json"))
         .unwrap_or_else(|e| panic!("the conformance vectors are missing at {}: {e}", root.display()));
     let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");

@@ -274,7 +274,7 @@ mod tests {
 
     fn vector(path: &str) -> QueueEntry {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/vectors")
+            .join("../tests/vectors")
             .join(path);
         QueueEntry::from_bytes(std::fs::read(file).expect("vector")).expect("entry")
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
 fn runner() -> Command {

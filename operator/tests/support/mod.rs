@@ -314,7 +314,7 @@ pub struct Vector {
 
 /// Every Mailman 3 vector.
 pub fn mailman3_vectors() -> Vec<Vector> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
     let text = std::fs::read_to_string(root.join("manifest.json")).expect("the conformance vectors are present");
     let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
     let list = manifest["vectors"].as_array().cloned().unwrap_or_default();

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors-lists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors-lists")
 }
 
 fn rest(name: &str) -> Json {

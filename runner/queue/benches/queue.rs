@@ -18,7 +18,7 @@ fn main() {
     let entries: usize = env_number("MQ_BENCH_ENTRIES", 100_000);
     let dequeue: usize = env_number("MQ_BENCH_DEQUEUE", 2_000);
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let vectors_root = crate_dir.join("../../../shared/vectors");
+    let vectors_root = crate_dir.join("../../tests/vectors");
     let vectors: Vec<(PathBuf, Vec<u8>)> = ["mailman2", "mailman3"]
         .iter()
         .flat_map(|v| sorted_files(&vectors_root.join(v).join("out")))

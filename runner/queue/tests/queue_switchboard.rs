@@ -18,7 +18,7 @@ fn crate_dir() -> PathBuf {
 }
 
 fn vector_files(version: &str) -> Vec<PathBuf> {
-    let dir = crate_dir().join("../../../shared/vectors").join(version).join("out");
+    let dir = crate_dir().join("../../tests/vectors").join(version).join("out");
     let mut files: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
@@ -26,7 +26,7 @@ fn vector_files(version: &str) -> Vec<PathBuf> {
 
 /// A vector by its manifest kind, e.g. ("mailman3", "plaintext").
 fn vector(version: &str, kind: &str) -> PathBuf {
-    let root = crate_dir().join("../../../shared/vectors");
+    let root = crate_dir().join("../../tests/vectors");
     let manifest: Json = serde_json::from_str(&fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
     let v = manifest["vectors"]
         .as_array()

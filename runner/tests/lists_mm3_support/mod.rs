@@ -16,7 +16,7 @@ pub const REST_USER: &str = "restadmin";
 pub const REST_PASS: &str = "restpass";
 
 pub fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors-lists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors-lists")
 }
 
 pub fn manifest() -> Json {

@@ -13,7 +13,7 @@ pub fn runner_bin() -> &'static str {
 }
 
 pub fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
 pub fn manifest() -> serde_json::Value {
