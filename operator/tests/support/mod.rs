@@ -30,6 +30,9 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 pub const RUNNER_IMAGE: &str = "mailqueue-runner:e2e";
 /// The claim the test MailQueues use.
 pub const CLAIM: &str = "mailman-data";
+/// The address on which host-side test servers (SMTP sinks, REST APIs) listen and by which
+/// runner pods reach them.
+pub const HOST_IP: &str = "127.0.0.1";
 
 /// One test's namespace with a node serving it.
 pub struct Setup {
@@ -237,9 +240,10 @@ metadata: {{name: {name}}}
 spec:
   storage: {{claimName: {claim}, queueDir: qfiles}}
   queues: [{{name: out, slices: {slices}}}]
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, connectionsPerSlice: 1}}
+  smtp: {{host: {host}, port: {smtp_port}, connectionsPerSlice: 1}}
 ",
-        claim = CLAIM
+        claim = CLAIM,
+        host = HOST_IP
     ))
 }
 
