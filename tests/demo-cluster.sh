@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The product on Kubernetes, in one command and without a real cluster: the test control plane
-# (etcd, kube-apiserver, kube-controller-manager built from source) and the node stand-in that
-# runs pods as local processes; the Helm chart installed as a user would; a backlog of real
-# Mailman 3 entries (written by Mailman's own Switchboard) on the "shared volume"; Postfix's
-# smtp-sink as the MTA; the example MailQueue applied; `kubectl get mq` while it drains; then a
-# drain request and a compaction of the bloated queue directory from the MailQueue resource.
+# The product on Kubernetes, in one command, on a real single-node cluster made on this machine:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy built from
+# source, Debian's containerd and runc, the project's image (the Dockerfile's runtime stage with
+# the binaries built here) loaded without a registry; the Helm chart installed unchanged, as a user
+# would; a backlog of real Mailman 3 entries (written by Mailman's own Switchboard) on a local
+# PersistentVolume; Postfix's smtp-sink as the MTA on the node IP; the example MailQueue applied;
+# `kubectl get mq` while it drains; then a drain request and a compaction of the bloated queue
+# directory from the MailQueue resource. Needs root (containerd, mounts, network).
 #
 #   tests/demo-cluster.sh [ENTRIES]        # default 5000
 #
 # Installs what it needs (cached after the first run): Rust crates, Kubernetes/helm binaries
-# (tests/build-k8s.sh; a cold build takes about 11 minutes), Mailman 3 from PyPI, Postfix's
-# smtp-sink from Debian. Leaves nothing running and removes everything it made.
+# (tests/build-k8s.sh; a cold build takes about 20 minutes on 2 cores), containerd, runc, CNI
+# plugins, nftables and buildah from Debian, Mailman 3 from PyPI, Postfix's smtp-sink from Debian.
+# Leaves nothing running, removes everything it made and puts the machine's network back.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 count=${1:-5000}
@@ -46,15 +49,17 @@ trap cleanup EXIT
 export KUBECONFIG=$state/kubeconfig
 k() { "$bin/kubectl" -n "$ns" "$@"; }
 
-say "starting the control plane and the node stand-in"
+say "building the image and starting the cluster (control plane, kubelet, containerd, kube-proxy)"
 t0=$(now)
-"$cluster" "$state" "$ns" "mailqueue-operator:demo=$operator" "mailqueue-runner:demo=$runner" 2>"$state/cluster.log" &
+"$cluster" "$state" "$ns" "$runner" "$operator" 2>"$state/cluster.log" &
 cluster_pid=$!
 until [ -e "$state/ready" ]; do
     kill -0 "$cluster_pid" 2>/dev/null || { cat "$state/cluster.log" >&2; exit 1; }
     sleep 0.5
 done
-echo "control plane ready in $(since "$t0")"
+echo "cluster ready (node Ready) in $(since "$t0")"
+grep '^cluster: image' "$state/cluster.log" || true
+node_ip=$(sed -n 's#^https://\([0-9.]*\):.*#\1#p' "$state/ready")
 
 free_port() { "$MQ_PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -63,8 +68,7 @@ t=$(now)
 HELM_CACHE_HOME=$state/helm HELM_CONFIG_HOME=$state/helm HELM_DATA_HOME=$state/helm \
     "$bin/helm" install mq charts/mailqueue-operator --namespace "$ns" \
     --set image.repository=mailqueue-operator --set image.tag=demo \
-    --set runner.image=mailqueue-runner:demo --set runner.gracePeriodSeconds=15 \
-    --set metrics.port="$(free_port)" | sed -n '1,6p'
+    --set runner.image=mailqueue-operator:demo --set runner.gracePeriodSeconds=15 | sed -n '1,6p'
 k rollout status deployment/mq-mailqueue-operator --timeout=120s
 k get pods -o wide
 echo "leader: $(k get lease mq-mailqueue-operator -o jsonpath='{.spec.holderIdentity}'); installed in $(since "$t")"
@@ -73,17 +77,19 @@ say "filling var/queue/out with $count entries (Mailman 3's Switchboard.enqueue)
 queues=$state/volumes/$ns/mailman-data/var/queue
 mkdir -p "$queues"/{retry,shunt,bad}
 "$MQ_PY3" tests/tools/gen-queue.py --dir "$queues/out" --count "$count" --seed 1 >/dev/null
+# As on a Mailman host, the tree belongs to the user the runners run as (the image's, 65532).
+chown -R 65532:65532 "$queues"
 echo "out/: $(find "$queues/out" -name '*.pck' | wc -l) entries; directory size $(stat -c %s "$queues/out") bytes"
 
 port=$(free_port)
 sink_user=()
 [ "$(id -u)" -ne 0 ] || sink_user=(-u nobody)
-"$sink" "${sink_user[@]}" -c "127.0.0.1:$port" 256 >"$state/sink.log" 2>&1 &
+"$sink" "${sink_user[@]}" -c "$node_ip:$port" 256 >"$state/sink.log" 2>&1 &
 sink_pid=$!
 
-say "applying the example MailQueue held (drain: true, as during an MTA outage; MTA = smtp-sink on 127.0.0.1:$port)"
+say "applying the example MailQueue held (drain: true, as during an MTA outage; MTA = smtp-sink on the node, $node_ip:$port)"
 t=$(now)
-sed -e "s/host: mta.mail.svc/host: 127.0.0.1/" -e "s/port: 25$/port: $port/" -e 's/^spec:$/spec:\n  drain: true/' \
+sed -e "s/host: mta.mail.svc/host: $node_ip/" -e "s/port: 25$/port: $port/" -e 's/^spec:$/spec:\n  drain: true/' \
     charts/mailqueue-operator/examples/mailqueue.yaml | k apply -f -
 k wait --for=condition=Ready mq/lists --timeout=120s
 k wait --for=jsonpath='{.status.pending}'="$count" mq/lists --timeout=120s

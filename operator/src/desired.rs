@@ -166,6 +166,9 @@ pub fn queue_pod_spec(spec: &MailQueueSpec, containers: Vec<Container>) -> PodSp
                 mount_path: MOUNT_PATH.to_owned(),
                 ..VolumeMount::default()
             }]),
+            // The runner's fatal error is its last log line; the kubelet keeps it as the
+            // termination message, which the status shows (status.rs, recent_crash).
+            termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
             security_context: Some(SecurityContext {
                 read_only_root_filesystem: Some(true),
                 allow_privilege_escalation: Some(false),
@@ -182,6 +185,9 @@ pub fn queue_pod_spec(spec: &MailQueueSpec, containers: Vec<Container>) -> PodSp
             run_as_user: runner.run_as_user,
             run_as_group: runner.run_as_group,
             fs_group: runner.run_as_group,
+            // A Mailman tree holds many thousands of files: relabel it only when its top is not
+            // already the group's, not at every pod start.
+            fs_group_change_policy: runner.run_as_group.map(|_| "OnRootMismatch".to_owned()),
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
             ..PodSecurityContext::default()
         }),

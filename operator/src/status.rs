@@ -217,15 +217,23 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
     SliceView { status, heartbeat, quiet, crash: pod.and_then(|p| recent_crash(p, now)) }
 }
 
-/// "<pod> exited with code N ..." when the runner's last run failed within [`CRASH_MEMORY`].
+/// "<pod> exited with code N (R restarts): <its last words>" when the runner's last run failed
+/// within [`CRASH_MEMORY`]. The last words are the last line of its log, which the kubelet keeps
+/// as the termination message (`FallbackToLogsOnError`): the runner's fatal error.
 fn recent_crash(pod: &Pod, now: jiff::Timestamp) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     statuses.iter().find_map(|c| {
         let last = c.last_state.as_ref()?.terminated.as_ref()?;
         let finished = last.finished_at.as_ref()?.0;
         (last.exit_code != 0 && now.duration_since(finished) < CRASH_MEMORY).then(|| {
+            let why = last
+                .message
+                .as_deref()
+                .and_then(|m| m.lines().rev().map(str::trim).find(|l| !l.is_empty()))
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
             format!(
-                "{} exited with code {} and was restarted ({} restarts)",
+                "{} exited with code {} ({} restarts){why}",
                 pod.metadata.name.as_deref().unwrap_or_default(),
                 last.exit_code,
                 c.restart_count

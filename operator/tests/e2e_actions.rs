@@ -132,6 +132,7 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
     let out = qfiles.join("out");
     for v in &all {
         std::fs::copy(&v.file, out.join(format!("{}.bak", v.filebase))).expect("stale entry");
+        support::hand_to_runner(&out.join(format!("{}.bak", v.filebase)));
     }
 
     let done = eventually("the bakPolicy quarantine to finish", || async {

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use mailqueue_operator::crd::{ActionPhase, RequeueRequest, RequeueSource};
-use mailqueue_testenv::ControlPlane;
 use support::smtp::Sink;
 use support::{
     apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,
@@ -43,8 +42,9 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     });
     eprintln!("chaos seed {seed} (MQ_CHAOS_SEED={seed} replays it)");
     let mut dice = Dice(seed);
-    let plane: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start().await.expect("own control plane")));
-    let setup = Setup::on(plane, "mq-chaos").await;
+    // The binary's cluster is this test's alone: restarting its API server disturbs no other.
+    let setup = Setup::new("mq-chaos").await;
+    let plane = setup.plane;
     let qfiles = setup.claim_dir().join("qfiles");
     make_queue_dirs(&qfiles);
     let all = mailman3_vectors();

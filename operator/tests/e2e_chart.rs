@@ -1,6 +1,6 @@
 //! The Helm chart on a real control plane: it lints clean, everything it renders passes the API
 //! server's validation (server-side dry run), and, installed for real, its operator Deployment
-//! runs on the node stand-in as the chart's ServiceAccount, with the chart's RBAC and nothing
+//! runs on the real node, from the project's image, as the chart's ServiceAccount, with the chart's RBAC and nothing
 //! more: two replicas elect a leader, runner pods come up as their own ServiceAccount, deliver a
 //! queue of real Mailman entries and drain. A permission missing from the chart fails here.
 
@@ -17,15 +17,15 @@ use kube::runtime::conditions::is_crd_established;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 use mailqueue_operator::MailQueue;
-use mailqueue_testenv::{control_plane, ControlPlane, Node};
+use mailqueue_testenv::{Cluster, ControlPlane};
 use support::smtp::Sink;
-use support::{entries, eventually, make_queue_dirs, runner_binary, spec_yaml, CLAIM, PATIENCE};
+use support::{entries, eventually, hand_to_runner, make_queue_dirs, shared_cluster, spec_yaml, CLAIM, PATIENCE, RUNNER_UID};
 
 const RELEASE: &str = "mq";
 /// `<release>-<chart>`, the name of the operator's Deployment, ServiceAccount and leader Lease.
 const FULLNAME: &str = "mq-mailqueue-operator";
 const OPERATOR_IMAGE: &str = "mailqueue-operator";
-const RUNNER_IMAGE: &str = "mailqueue-runner:e2e";
+const RUNNER_IMAGE: &str = support::RUNNER_IMAGE;
 
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mailqueue-operator")
@@ -111,7 +111,7 @@ async fn tool(
 
 #[tokio::test]
 async fn chart_lints_clean_and_every_rendering_passes_server_side_dry_run() {
-    let plane = control_plane::shared().await.expect("control plane starts");
+    let plane = shared_cluster().await.plane();
     let _report = plane.report_on_failure();
     let home = tempfile::tempdir().expect("helm home");
     let chart = chart_dir();
@@ -153,49 +153,49 @@ async fn chart_lints_clean_and_every_rendering_passes_server_side_dry_run() {
     }
 }
 
-/// A control plane of its own (the chart's ClusterRole mode watches every namespace), a
-/// namespace with the chart installed, and a node running its pods as their ServiceAccounts.
+/// The chart installed in a namespace of the binary's cluster, whose node runs its pods as their
+/// ServiceAccounts. One install at a time (the ClusterRole mode watches every namespace); each
+/// test uninstalls at its end.
 struct Installed {
-    plane: ControlPlane,
+    cluster: &'static Cluster,
+    plane: &'static ControlPlane,
     client: Client,
     namespace: String,
-    node: Node,
     volumes: tempfile::TempDir,
     helm_home: tempfile::TempDir,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Installed {
     async fn new(namespace: &str, extra_values: &[&str]) -> Self {
-        let plane = ControlPlane::start().await.expect("control plane starts");
+        static ONE_INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let guard = ONE_INSTALL.lock().await;
+        let cluster = shared_cluster().await;
+        let plane = cluster.plane();
         let client = plane.client().expect("admin client");
         plane.create_namespace(namespace).await.expect("namespace");
         let volumes = tempfile::tempdir().expect("volume root");
         let helm_home = tempfile::tempdir().expect("helm home");
-        let node = Node::start(
-            client.clone(),
-            // node_config: pods that mount their token act as their ServiceAccount.
-            plane
-                .node_config(format!("node-{namespace}"), volumes.path())
-                .image(format!("{OPERATOR_IMAGE}:e2e"), env!("CARGO_BIN_EXE_mailqueue-operator"))
-                .image(RUNNER_IMAGE, runner_binary())
-                .namespace(namespace),
-        )
-        .await
-        .expect("node stand-in starts");
+        let claim = volumes.path().join(namespace).join(CLAIM);
+        cluster.local_volume(namespace, CLAIM, &claim, RUNNER_UID).await.expect("local volume");
         let chart = chart_dir();
         let mut args = vec!["install", RELEASE, chart.to_str().expect("chart path is UTF-8"), "--namespace", namespace];
         args.extend_from_slice(&["--set", "image.tag=e2e", "--set", "runner.gracePeriodSeconds=15"]);
         let image = format!("image.repository={OPERATOR_IMAGE}");
         let runner = format!("runner.image={RUNNER_IMAGE}");
-        // Pod IPs of the node stand-in are only unique within one process: a port no other
-        // test uses keeps concurrent test binaries from colliding on 127.1.0.x:8080.
-        let port = format!("metrics.port={}", free_port());
-        args.extend_from_slice(&["--set", &image, "--set", &runner, "--set", &port]);
+        args.extend_from_slice(&["--set", &image, "--set", &runner]);
         args.extend_from_slice(extra_values);
-        let (ok, out, err) = tool(&plane, helm_home.path(), "helm", &args, None).await;
+        let (ok, out, err) = tool(plane, helm_home.path(), "helm", &args, None).await;
         assert!(ok, "helm install:\n{out}{err}");
         assert!(out.contains("kubectl wait --for=condition=Drained"), "NOTES.txt is shown:\n{out}");
-        Self { plane, client, namespace: namespace.to_owned(), node, volumes, helm_home }
+        Self { cluster, plane, client, namespace: namespace.to_owned(), volumes, helm_home, _one_at_a_time: guard }
+    }
+
+    /// `helm uninstall`, so that the next install starts from a cluster without this one.
+    async fn uninstall(self) {
+        let ns = self.namespace.clone();
+        let (ok, out, err) = tool(self.plane, self.helm_home.path(), "helm", &["uninstall", RELEASE, "--namespace", &ns, "--wait"], None).await;
+        assert!(ok, "helm uninstall:\n{out}{err}");
     }
 
     fn mailqueues(&self) -> Api<MailQueue> {
@@ -220,18 +220,20 @@ impl Installed {
         (ok, out + &err)
     }
 
-    /// Every log line of the operator and runner pods that shows the API server refusing them.
-    fn refusals(&self, pods: &[Pod]) -> Vec<String> {
-        pods.iter()
-            .flat_map(|p| {
-                let log = self.node.pod_log(&self.namespace, &p.name_any());
-                let name = p.name_any();
+    /// Every log line of the operator and runner pods that shows the API server refusing them,
+    /// read through the logs API.
+    async fn refusals(&self, pods: &[Pod]) -> Vec<String> {
+        let mut refusals = Vec::new();
+        for pod in pods {
+            let name = pod.name_any();
+            let log = self.cluster.node().pod_log(&self.namespace, &name).await;
+            refusals.extend(
                 log.lines()
                     .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
-                    .map(|l| format!("{name}: {l}"))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                    .map(|l| format!("{name}: {l}")),
+            );
+        }
+        refusals
     }
 
     async fn run_queue_through_the_charts_operator(&self) {
@@ -342,7 +344,7 @@ impl Installed {
 
         let mut pods = operators;
         pods.extend(runners);
-        let refusals = self.refusals(&pods);
+        let refusals = self.refusals(&pods).await;
         assert!(refusals.is_empty(), "the API server refused the chart's accounts:\n{}", refusals.join("\n"));
 
         // Least privilege: the operator's account reads no Secrets and touches no Deployments.
@@ -362,10 +364,6 @@ impl Installed {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
 /// Copies the shared Mailman 3 conformance entries into `out`; returns how many.
 fn queue_mailman3_vectors(out: &Path) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
@@ -377,7 +375,9 @@ fn queue_mailman3_vectors(out: &Path) -> usize {
         let (Some(path), Some(base)) = (v["path"].as_str(), v["filebase"].as_str()) else {
             continue;
         };
-        std::fs::copy(root.join(path), out.join(format!("{base}.pck"))).expect("entry is queued");
+        let entry = out.join(format!("{base}.pck"));
+        std::fs::copy(root.join(path), &entry).expect("entry is queued");
+        hand_to_runner(&entry);
         count += 1;
     }
     assert!(count >= 30, "expected the full Mailman 3 vector set, found {count}");
@@ -389,6 +389,7 @@ async fn chart_operator_watching_all_namespaces_runs_with_its_cluster_role() {
     let installed = Installed::new("chart-cluster", &[]).await;
     let _report = installed.plane.report_on_failure();
     installed.run_queue_through_the_charts_operator().await;
+    installed.uninstall().await;
 }
 
 #[tokio::test]
@@ -400,4 +401,5 @@ async fn chart_operator_watching_one_namespace_runs_with_namespaced_roles_only()
         .await;
     assert!(ok && out.trim().is_empty(), "cluster-wide RBAC in namespaced mode: {out}");
     installed.run_queue_through_the_charts_operator().await;
+    installed.uninstall().await;
 }

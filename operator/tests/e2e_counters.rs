@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::smtp::Sink;
-use support::{apply, entries, eventually, make_queue_dirs, mailqueue, runner_binary, Setup, CLAIM};
+use support::{apply, entries, eventually, hand_to_runner, make_queue_dirs, mailqueue, runner_binary, Setup, CLAIM, HOST_IP};
 
 /// `status.queues[0].<field>` as `kubectl get mq lists -o yaml` shows it.
 async fn queue_field(setup: &Setup, field: &str) -> Option<i64> {
@@ -29,7 +29,7 @@ metadata: {{name: lists}}
 spec:
   storage: {{claimName: {CLAIM}, queueDir: qfiles}}
   queues: [{{name: out, slices: 1}}]
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, connectionsPerSlice: 1}}
+  smtp: {{host: {HOST_IP}, port: {smtp_port}, connectionsPerSlice: 1}}
   bakPolicy: {{quarantineAfter: 2s}}
   drain: {drain}
 "
@@ -49,6 +49,7 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
     let planted = queued.pop().expect("an entry to plant");
     for name in &queued {
         std::fs::copy(vectors.join(name), qfiles.join("out").join(name)).expect("entry is queued");
+        hand_to_runner(&qfiles.join("out").join(name));
     }
     let sink = Sink::start().await;
     let _operator = setup.operator("operator-counters");
@@ -64,7 +65,9 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
     assert!(queue_field(&setup, "oldestPendingSeconds").await.is_some_and(|s| s > 0), "the vectors are dated in the past");
 
     // A `.bak` no runner claimed, planted beside the live runner: stale after 2s.
-    std::fs::copy(vectors.join(&planted), qfiles.join("out").join(planted.replace(".pck", ".bak"))).expect("bak is planted");
+    let bak = qfiles.join("out").join(planted.replace(".pck", ".bak"));
+    std::fs::copy(vectors.join(&planted), &bak).expect("bak is planted");
+    hand_to_runner(&bak);
     eventually("staleBak to show the planted .bak", || async {
         (queue_field(&setup, "staleBak").await == Some(1)).then_some(())
     })
@@ -92,7 +95,7 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
         .args(["run", "--qfiles"])
         .arg(&qfiles)
         .args(["--queue", "out", "--slices", "1", "--slice", "0", "--exit-when-empty"])
-        .args(["--smtp", &format!("127.0.0.1:{}", sink.port)])
+        .args(["--smtp", &format!("{HOST_IP}:{}", sink.port)])
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null())
         .output();

@@ -47,6 +47,7 @@ async fn a_runner_that_loses_its_lease_stops_delivering_until_it_holds_it_again(
     assert!(queued.len() >= 30, "the Mailman 3 vectors are missing at {}", vectors.display());
     for name in &queued {
         std::fs::copy(vectors.join(name), qfiles.join("out").join(name)).expect("entry is queued");
+        support::hand_to_runner(&qfiles.join("out").join(name));
     }
     let sink = Sink::with_delay(Duration::from_millis(300)).await;
     let _operator = setup.operator("operator-lease");

@@ -138,7 +138,9 @@ async fn delivers_real_entries_across_slices_without_loss_when_a_pod_is_deleted_
     let vectors = mailman3_vectors();
     assert!(vectors.len() >= 30, "expected the full Mailman 3 vector set, found {}", vectors.len());
     for v in &vectors {
-        std::fs::copy(&v.file, qfiles.join("out").join(format!("{}.pck", v.filebase))).expect("entry is queued");
+        let entry = qfiles.join("out").join(format!("{}.pck", v.filebase));
+        std::fs::copy(&v.file, &entry).expect("entry is queued");
+        support::hand_to_runner(&entry);
     }
     // Slow enough that deliveries are still under way when a pod is deleted.
     let sink = Sink::with_delay(Duration::from_millis(150)).await;

@@ -1,21 +1,25 @@
-//! Restarts on a control plane of this test's own: the API server and the operator go away
-//! mid-run and everything converges again.
+//! Restarts of every part of the cluster, on the test binary's own cluster: the API server, the
+//! operator, the kubelet and containerd go away mid-run, a runner container is SIGKILLed through
+//! containerd and a runner pod is force-deleted; everything converges again.
 
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use mailqueue_testenv::ControlPlane;
 use support::smtp::Sink;
 use support::{apply, eventually, make_queue_dirs, spec_yaml, wait_condition, Setup};
 
+fn restarts(pod: &Pod) -> i32 {
+    pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+}
+
 #[tokio::test]
-async fn converges_after_api_server_and_operator_restarts() {
-    // Leaked on purpose: the Node and the operator borrow it for the whole test, and the
-    // test environment's watchdog stops its processes when the test binary exits.
-    let plane: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start().await.expect("own control plane")));
-    let setup = Setup::on(plane, "mq-restart").await;
+async fn converges_after_api_server_kubelet_containerd_and_operator_restarts() {
+    // This binary's cluster is this test's alone: restarting its parts disturbs no other test.
+    let setup = Setup::new("mq-restart").await;
+    let plane = setup.plane;
+    let node = setup.cluster.node();
     make_queue_dirs(&setup.claim_dir().join("qfiles"));
     let sink = Sink::start().await;
     let operator = setup.operator("operator-a");
@@ -32,6 +36,30 @@ async fn converges_after_api_server_and_operator_restarts() {
         (pod.uid() != old_uid).then_some(())
     })
     .await;
+    wait_condition(&setup, "lists", "Ready", "True").await;
+
+    // The kubelet and containerd restart under running pods: the pods keep running (same
+    // containers, no restart counted) and the MailQueue stays Ready.
+    let before = pods.get("lists-out-0of2").await.expect("pod");
+    node.restart_kubelet(plane).await.expect("kubelet restarts");
+    node.restart_containerd().await.expect("containerd restarts");
+    wait_condition(&setup, "lists", "Ready", "True").await;
+    let after = pods.get("lists-out-0of2").await.expect("pod");
+    assert_eq!(after.uid(), before.uid(), "the pod was replaced by a kubelet/containerd restart");
+    assert_eq!(restarts(&after), restarts(&before), "a container restarted with the kubelet or containerd");
+
+    // A runner container SIGKILLed through containerd is restarted by the kubelet.
+    node.kill_container(&after, "runner").await.expect("ctr kills the container");
+    eventually("the killed runner container to be restarted", || async {
+        let pod = pods.get("lists-out-0of2").await.ok()?;
+        (restarts(&pod) > restarts(&after)).then_some(())
+    })
+    .await;
+    wait_condition(&setup, "lists", "Ready", "True").await;
+
+    // A force-deleted pod is replaced at once (the old container may still be stopping).
+    let (ok, out) = setup.kubectl(&["delete", "pod", "lists-out-1of2", "--force", "--grace-period=0"]).await;
+    assert!(ok, "kubectl delete --force: {out}");
     wait_condition(&setup, "lists", "Ready", "True").await;
 
     // The operator is killed (no clean shutdown); a drain asked for meanwhile is carried out

@@ -1,6 +1,6 @@
-//! What the operator's end-to-end tests share: a namespace on the shared real control plane,
-//! a node stand-in that runs the real `mailqueue-runner`, the real operator binary, and a
-//! loopback SMTP sink.
+//! What the operator's end-to-end tests share: a namespace on the test binary's real cluster
+//! (control plane and a real kubelet node running the project's image), a local volume for the
+//! Mailman tree, the real operator binary, and an SMTP sink on the node IP.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::conditions::is_crd_established;
@@ -21,57 +22,80 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use mailqueue_operator::crd::MailQueueStatus;
 use mailqueue_operator::MailQueue;
-use mailqueue_testenv::{control_plane, ControlPlane, FailureReport, Node, NodeConfig};
+use mailqueue_testenv::images::{self, ImageArchive, NONROOT_UID};
+use mailqueue_testenv::{cluster, Cluster, ControlPlane, FailureReport};
 use smtp::Sink;
 
 /// How long a test waits for the cluster to reach a state before failing.
 pub const PATIENCE: Duration = Duration::from_secs(120);
-/// The image name the operator puts in runner pods; the node maps it to the built binary.
-pub const RUNNER_IMAGE: &str = "mailqueue-runner:e2e";
+/// The project's image (the Dockerfile's runtime stage with this build's binaries), as the
+/// operator names it in runner pods and Jobs.
+pub const RUNNER_IMAGE: &str = "mailqueue-operator:e2e";
+/// The same, fully qualified, as containerd stores it.
+const IMAGE_REFERENCE: &str = "docker.io/library/mailqueue-operator:e2e";
+/// The uid runner pods run as (the image's user) and test queue files belong to.
+pub const RUNNER_UID: u32 = NONROOT_UID;
 /// The claim the test MailQueues use.
 pub const CLAIM: &str = "mailman-data";
 /// The address on which host-side test servers (SMTP sinks, REST APIs) listen and by which
 /// runner pods reach them.
-pub const HOST_IP: &str = "127.0.0.1";
+pub const HOST_IP: &str = "10.200.0.1";
 
-/// One test's namespace with a node serving it.
+/// One test's namespace on the cluster, with the claim [`CLAIM`] bound to a local volume.
 pub struct Setup {
+    pub cluster: &'static Cluster,
     pub plane: &'static ControlPlane,
     pub client: Client,
     pub namespace: String,
-    pub node: Node,
     pub volumes: tempfile::TempDir,
     _report: FailureReport,
 }
 
-impl Setup {
-    /// A fresh namespace with the CRD installed, the runners' ServiceAccount, and a node
-    /// running `mailqueue-runner` for the runner image.
-    pub async fn new(namespace: &str) -> Self {
-        Self::on(control_plane::shared().await.expect("control plane starts"), namespace).await
-    }
+/// The project's image built from this build's binaries (cached by their digest; built once per
+/// test binary).
+pub async fn product_image() -> ImageArchive {
+    static IMAGE: tokio::sync::OnceCell<ImageArchive> = tokio::sync::OnceCell::const_new();
+    IMAGE
+        .get_or_init(|| async {
+            let runner = runner_binary();
+            let operator = PathBuf::from(env!("CARGO_BIN_EXE_mailqueue-operator"));
+            tokio::task::spawn_blocking(move || images::product(IMAGE_REFERENCE, &runner, &operator))
+                .await
+                .expect("image build task")
+                .expect("the project's image builds")
+        })
+        .await
+        .clone()
+}
 
-    /// The same on a control plane of the test's own (for tests that restart it).
-    pub async fn on(plane: &'static ControlPlane, namespace: &str) -> Self {
-        let report = plane.report_on_failure();
-        // Runner processes reach the API server through it, as in-cluster pods would.
-        std::env::set_var("KUBECONFIG", plane.kubeconfig());
+/// The test binary's cluster, with the project's image loaded.
+pub async fn shared_cluster() -> &'static Cluster {
+    let image = product_image().await;
+    cluster::shared(vec![image]).await.expect("the cluster starts")
+}
+
+impl Setup {
+    /// A fresh namespace with the CRD installed, the runners' ServiceAccount and RBAC, and the
+    /// claim bound to a fresh local volume owned by the runners' uid.
+    pub async fn new(namespace: &str) -> Self {
+        let cluster = shared_cluster().await;
+        let plane = cluster.plane();
+        let report = cluster.report_on_failure();
         let client = plane.client().expect("admin client");
         install_crd(&client).await;
         runner_namespace(plane, &client, namespace).await;
         let volumes = tempfile::tempdir().expect("volume root");
-        let node = Node::start(
-            client.clone(),
-            NodeConfig::new(format!("node-{namespace}"), volumes.path())
-                .image(RUNNER_IMAGE, runner_binary())
-                .namespace(namespace),
-        )
-        .await
-        .expect("node stand-in starts");
-        Self { plane, client, namespace: namespace.to_owned(), node, volumes, _report: report }
+        let claim = volumes.path().join(namespace).join(CLAIM);
+        cluster.local_volume(namespace, CLAIM, &claim, RUNNER_UID).await.expect("local volume");
+        Self { cluster, plane, client, namespace: namespace.to_owned(), volumes, _report: report }
     }
 
-    /// The host directory standing in for the shared claim.
+    /// Every container's log of a pod, through the logs API.
+    pub async fn pod_log(&self, pod: &str) -> String {
+        self.cluster.node().pod_log(&self.namespace, pod).await
+    }
+
+    /// The claim's directory on the node.
     pub fn claim_dir(&self) -> PathBuf {
         self.volumes.path().join(&self.namespace).join(CLAIM)
     }
@@ -121,7 +145,8 @@ impl Setup {
     }
 }
 
-/// Creates `namespace` with the ServiceAccount the runner pods run as.
+/// Creates `namespace` with the ServiceAccount the runner pods run as, allowed what the chart
+/// allows it (its slice Leases).
 pub async fn runner_namespace(plane: &ControlPlane, client: &Client, namespace: &str) {
     plane.create_namespace(namespace).await.expect("namespace is created");
     let sa: ServiceAccount =
@@ -130,6 +155,34 @@ pub async fn runner_namespace(plane: &ControlPlane, client: &Client, namespace: 
         .create(&PostParams::default(), &sa)
         .await
         .expect("runner service account is created");
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "mailqueue-runner"},
+        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                   "verbs": ["get", "list", "watch", "create", "update"]}],
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(client.clone(), namespace).create(&PostParams::default(), &role).await.expect("runner role");
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "mailqueue-runner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mailqueue-runner"},
+        "subjects": [{"kind": "ServiceAccount", "name": "mailqueue-runner", "namespace": namespace}],
+    }))
+    .expect("role binding");
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("runner role binding");
+}
+
+/// Gives `path` (a file, or a directory and everything in it) to the runners' uid, as files in
+/// a Mailman tree belong to Mailman's user.
+pub fn hand_to_runner(path: &Path) {
+    std::os::unix::fs::chown(path, Some(RUNNER_UID), Some(RUNNER_UID)).expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("directory listing").flatten() {
+            hand_to_runner(&entry.path());
+        }
+    }
 }
 
 /// A running operator process; killed when dropped.
@@ -247,11 +300,12 @@ spec:
     ))
 }
 
-/// Creates the queue directories the way a Mailman installation has them.
+/// Creates the queue directories the way a Mailman installation has them, owned by its user.
 pub fn make_queue_dirs(qfiles: &Path) {
     for queue in ["out", "retry", "shunt", "bad"] {
         std::fs::create_dir_all(qfiles.join(queue)).expect("queue directory");
     }
+    hand_to_runner(qfiles);
 }
 
 pub async fn apply(setup: &Setup, mq: &MailQueue) {
@@ -345,7 +399,9 @@ pub fn queue_copies(vectors: &[Vector], dir: &Path, rounds: std::ops::Range<usiz
         for v in vectors {
             let (time, digest) = v.filebase.split_once('+').expect("a Mailman 3 file base is <time>+<digest>");
             let digest = format!("{}{}", &digest[round * 7..], &digest[..round * 7]);
-            std::fs::copy(&v.file, dir.join(format!("{time}+{digest}.pck"))).expect("entry is queued");
+            let entry = dir.join(format!("{time}+{digest}.pck"));
+            std::fs::copy(&v.file, &entry).expect("entry is queued");
+            hand_to_runner(&entry);
         }
     }
 }

@@ -29,7 +29,7 @@ impl Sink {
     /// A sink that waits `delay` before accepting each message's data, so deliveries take
     /// long enough for a test to act in the middle of them.
     pub async fn with_delay(delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("SMTP sink binds");
+        let listener = TcpListener::bind((super::HOST_IP, 0)).await.expect("SMTP sink binds");
         let port = listener.local_addr().expect("sink address").port();
         let deliveries = Arc::new(Mutex::new(Vec::new()));
         let record = deliveries.clone();

@@ -1,20 +1,24 @@
-//! The test control plane and node stand-in as a standalone process, for demos and manual
-//! trials outside `cargo test`:
+//! The test cluster as a standalone process, for demos and manual trials outside `cargo test`:
 //!
 //! ```text
-//! cargo run -p mailqueue-testenv --example cluster -- STATE_DIR NAMESPACE [IMAGE=BINARY ...]
+//! cargo run -p mailqueue-testenv --example cluster -- STATE_DIR NAMESPACE RUNNER_BIN OPERATOR_BIN
 //! ```
 //!
-//! Starts etcd, kube-apiserver and kube-controller-manager, creates NAMESPACE, and runs a node
-//! serving it whose pods act as their ServiceAccounts, each IMAGE run as the local BINARY.
-//! Writes `STATE_DIR/kubeconfig` (admin) and, once all is up, `STATE_DIR/ready`; PVC-backed
-//! volumes live under `STATE_DIR/volumes/NAMESPACE/CLAIM`. Runs until SIGTERM or SIGINT, then
-//! stops everything it started.
+//! Builds the project's image (`mailqueue-operator:demo`, the Dockerfile's runtime stage with the
+//! two binaries given), starts the control plane and the real node with that image loaded,
+//! creates NAMESPACE and binds its claim `mailman-data` to the local volume
+//! `STATE_DIR/volumes/NAMESPACE/mailman-data` (owned by the image's user, 65532). Writes
+//! `STATE_DIR/kubeconfig` (admin) and, once all is up, `STATE_DIR/ready` (the API server's URL).
+//! Runs until SIGTERM or SIGINT, then stops everything and puts the machine back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailqueue_testenv::{ControlPlane, Node};
+use mailqueue_testenv::images::{self, NONROOT_UID};
+use mailqueue_testenv::Cluster;
+
+const IMAGE: &str = "docker.io/library/mailqueue-operator:demo";
+const CLAIM: &str = "mailman-data";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,31 +32,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: cluster STATE_DIR NAMESPACE RUNNER_BIN OPERATOR_BIN";
     let mut args = std::env::args().skip(1);
-    let usage = "usage: cluster STATE_DIR NAMESPACE [IMAGE=BINARY ...]";
     let state = PathBuf::from(args.next().ok_or(usage)?);
     let namespace = args.next().ok_or(usage)?;
-    let images = args
-        .map(|pair| match pair.split_once('=') {
-            Some((image, binary)) => Ok((image.to_owned(), PathBuf::from(binary))),
-            None => Err(format!("{pair}: expected IMAGE=BINARY")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let runner = PathBuf::from(args.next().ok_or(usage)?);
+    let operator = PathBuf::from(args.next().ok_or(usage)?);
 
-    let volumes = state.join("volumes");
-    std::fs::create_dir_all(&volumes)?;
-    let plane = ControlPlane::start().await?;
+    let image = tokio::task::spawn_blocking(move || images::product(IMAGE, &runner, &operator)).await??;
+    eprintln!("cluster: image {} ({} bytes as an archive)", image.reference, std::fs::metadata(&image.path)?.len());
+    let cluster = Cluster::start(vec![image]).await?;
+    let plane = cluster.plane();
     std::fs::copy(plane.kubeconfig(), state.join("kubeconfig"))?;
     plane.create_namespace(&namespace).await?;
-    let config = images
-        .into_iter()
-        .fold(plane.node_config("demo-node", &volumes).namespace(&namespace), |config, (image, binary)| {
-            config.image(image, binary)
-        });
-    let node = Node::start(plane.client()?, config).await?;
+    let volume = state.join("volumes").join(&namespace).join(CLAIM);
+    cluster.local_volume(&namespace, CLAIM, &volume, NONROOT_UID).await?;
     std::fs::write(state.join("ready"), format!("{}\n", plane.server_url()))?;
     eprintln!(
-        "cluster: API server {} ready; namespace {namespace}; KUBECONFIG={}",
+        "cluster: API server {} ready, node Ready; namespace {namespace}; KUBECONFIG={}",
         plane.server_url(),
         state.join("kubeconfig").display()
     );
@@ -63,7 +60,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         _ = tokio::signal::ctrl_c() => {}
     }
     eprintln!("cluster: stopping");
-    node.stop().await;
-    plane.stop().await;
+    let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! etcd, kube-apiserver and kube-controller-manager on loopback ports, with a
-//! throwaway CA, in a temporary directory that goes away with them.
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler, with a throwaway CA, in a
+//! temporary directory that goes away with them. The API server listens on loopback, or on the
+//! node IP when a real node is to join (pods reach it there through the `kubernetes` Service).
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,12 +19,12 @@ use crate::kubeconfig::{self, Credentials};
 use crate::pki::Pki;
 use crate::process::{log_tail, remove_at_exit, Process};
 use crate::report::FailureReport;
-use crate::NodeConfig;
 
 /// How long each part may take to come up on a loaded 2-core machine.
 const ETCD_START: Duration = Duration::from_secs(60);
 const APISERVER_START: Duration = Duration::from_secs(120);
 const CONTROLLER_MANAGER_START: Duration = Duration::from_secs(120);
+const SCHEDULER_START: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 /// SIGTERM to SIGKILL when stopping a control-plane process.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -42,6 +43,7 @@ pub struct ControlPlane {
     // Declared in stopping order: dependents before what they depend on.
     processes: Mutex<Processes>,
     binaries: Binaries,
+    address: Ipv4Addr,
     ports: Ports,
     pki: Pki,
     admin_kubeconfig: PathBuf,
@@ -50,6 +52,7 @@ pub struct ControlPlane {
 }
 
 struct Processes {
+    scheduler: Option<Process>,
     controller_manager: Option<Process>,
     apiserver: Option<Process>,
     etcd: Option<Process>,
@@ -61,13 +64,20 @@ struct Ports {
     etcd_peer: u16,
     apiserver: u16,
     controller_manager: u16,
+    scheduler: u16,
 }
 
 impl ControlPlane {
-    /// Starts etcd, kube-apiserver and kube-controller-manager and returns once the
-    /// API server is ready and the controller manager has created the `default`
-    /// service account (so pods can be created).
+    /// Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback and
+    /// returns once the API server is ready and the controller manager has created the
+    /// `default` service account (so pods can be created). No node joins it: see
+    /// [`crate::Cluster`] for one with a real node.
     pub async fn start() -> Result<Self> {
+        Self::start_on(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// The same with the API server on `address` (the node IP, for a cluster with a node).
+    pub async fn start_on(address: Ipv4Addr) -> Result<Self> {
         let binaries = tokio::task::spawn_blocking(Binaries::locate)
             .await
             .map_err(|e| Error::Binaries(e.to_string()))??;
@@ -81,7 +91,7 @@ impl ControlPlane {
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
         kubeconfig::write(
             &admin_kubeconfig,
-            &format!("https://127.0.0.1:{}", ports.apiserver),
+            &format!("https://{address}:{}", ports.apiserver),
             &pki.ca_cert,
             Credentials::ClientCert {
                 cert: &pki.admin_cert,
@@ -92,11 +102,13 @@ impl ControlPlane {
         let admin_config = kubeconfig::load(&admin_kubeconfig).await?;
         let plane = Self {
             processes: Mutex::new(Processes {
+                scheduler: None,
                 controller_manager: None,
                 apiserver: None,
                 etcd: None,
             }),
             binaries,
+            address,
             ports,
             pki,
             admin_kubeconfig,
@@ -106,6 +118,7 @@ impl ControlPlane {
         plane.start_etcd().await?;
         plane.start_apiserver().await?;
         plane.start_controller_manager().await?;
+        plane.start_scheduler().await?;
         Ok(plane)
     }
 
@@ -115,15 +128,17 @@ impl ControlPlane {
         &self.admin_kubeconfig
     }
 
-    /// The API server's URL, `https://127.0.0.1:<port>`.
+    /// The API server's URL, `https://<address>:<port>`.
     pub fn server_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.ports.apiserver)
+        format!("https://{}:{}", self.address, self.ports.apiserver)
     }
 
-    /// A [`NodeConfig`] for a node of this control plane: its pods reach the API
-    /// server as their service accounts (see [`NodeConfig::api_server`]).
-    pub fn node_config(&self, name: impl Into<String>, volume_root: impl Into<PathBuf>) -> NodeConfig {
-        NodeConfig::new(name, volume_root).api_server(self.server_url())
+    pub(crate) fn admin_config(&self) -> kube::Config {
+        self.admin_config.clone()
+    }
+
+    pub(crate) fn pki(&self) -> &Pki {
+        &self.pki
     }
 
     /// The PEM file of the CA that signed the API server's certificate.
@@ -274,8 +289,8 @@ impl ControlPlane {
         FailureReport::new(self.logs())
     }
 
-    fn logs(&self) -> Vec<(String, PathBuf)> {
-        ["etcd", "kube-apiserver", "kube-controller-manager"]
+    pub(crate) fn logs(&self) -> Vec<(String, PathBuf)> {
+        ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
             .into_iter()
             .map(|name| (name.to_owned(), self.log_path(name)))
             .collect()
@@ -317,10 +332,10 @@ impl ControlPlane {
 
     fn apiserver_args(&self) -> Vec<String> {
         let pki = &self.pki;
-        vec![
+        let mut args = vec![
             format!("--etcd-servers=http://127.0.0.1:{}", self.ports.etcd_client),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--bind-address={}", self.address),
+            format!("--advertise-address={}", self.address),
             format!("--secure-port={}", self.ports.apiserver),
             format!("--cert-dir={}", self.dir().join("apiserver-certs").display()),
             format!("--tls-cert-file={}", pki.serving_cert.display()),
@@ -332,11 +347,40 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", pki.sa_key.display()),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        if self.address.is_loopback() {
             // The `kubernetes` service cannot have a loopback endpoint; without this
             // the API server logs a refusal every 10 s.
-            "--endpoint-reconciler-type=none".to_owned(),
+            args.push("--endpoint-reconciler-type=none".to_owned());
+        } else {
+            // Logs and exec go to the kubelet at the node's InternalIP, never through a DNS
+            // lookup of the node's name (which would leave the machine).
+            args.push("--kubelet-preferred-address-types=InternalIP".to_owned());
+            args.push(format!("--kubelet-client-certificate={}", pki.kubelet_client_cert.display()));
+            args.push(format!("--kubelet-client-key={}", pki.kubelet_client_key.display()));
+        }
+        args
+    }
+
+    async fn start_scheduler(&self) -> Result<()> {
+        let args = vec![
+            format!("--kubeconfig={}", self.admin_kubeconfig.display()),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={}", self.ports.scheduler),
+            format!("--cert-dir={}", self.dir().join("scheduler-certs").display()),
+            "--leader-elect=false".to_owned(),
             "--profiling=false".to_owned(),
-        ]
+        ];
+        let process =
+            Process::spawn("kube-scheduler", &self.binaries.path("kube-scheduler"), &args, &self.log_path("kube-scheduler"))?;
+        self.processes().scheduler = Some(process);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.scheduler));
+        // Its secure port is HTTPS only; listening is enough to know it has started.
+        self.wait_for("kube-scheduler", SCHEDULER_START, || async move {
+            crate::http_probe::tcp_open(addr, Duration::from_secs(2)).await
+        })
+        .await
     }
 
     async fn start_controller_manager(&self) -> Result<()> {
@@ -402,11 +446,12 @@ impl ControlPlane {
     fn exited_process(&self) -> Option<Error> {
         let mut processes = self.processes();
         let Processes {
+            scheduler,
             controller_manager,
             apiserver,
             etcd,
         } = &mut *processes;
-        let exited = [controller_manager, apiserver, etcd]
+        let exited = [scheduler, controller_manager, apiserver, etcd]
             .into_iter()
             .flatten()
             .find_map(|process| {
@@ -428,6 +473,7 @@ impl Drop for ControlPlane {
         }
         let mut processes = self.processes();
         let stopping = [
+            processes.scheduler.take(),
             processes.controller_manager.take(),
             processes.apiserver.take(),
             processes.etcd.take(),
@@ -456,6 +502,7 @@ fn free_ports() -> Result<Ports> {
         etcd_peer: next()?,
         apiserver: next()?,
         controller_manager: next()?,
+        scheduler: next()?,
     })
 }
 

@@ -34,8 +34,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the API server returned no token for service account {namespace}/{name}")]
     NoToken { namespace: String, name: String },
-    #[error(transparent)]
-    Node(#[from] crate::NodeError),
+    #[error("could not prepare the machine for a real node: {0}")]
+    Host(String),
+    #[error("could not build or load a container image: {0}")]
+    Image(String),
 }
 
 fn tail_suffix(tail: &str) -> String {

@@ -11,8 +11,6 @@ use crate::error::{io, Result};
 pub(crate) enum Credentials<'a> {
     ClientCert { cert: &'a Path, key: &'a Path },
     Token(&'a str),
-    /// A token read from this file at each use, as a pod reads its projected token.
-    TokenFile(&'a Path),
 }
 
 /// Writes a kubeconfig; `namespace` is the default namespace of its context (a pod's
@@ -30,7 +28,6 @@ pub(crate) fn write(
             "client-key": key,
         }),
         Credentials::Token(token) => serde_json::json!({ "token": token }),
-        Credentials::TokenFile(path) => serde_json::json!({ "tokenFile": path }),
     };
     let doc = serde_json::json!({
         "apiVersion": "v1",

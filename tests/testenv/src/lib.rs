@@ -1,50 +1,43 @@
-//! A throwaway Kubernetes control plane and a node stand-in for end-to-end tests.
+//! A throwaway single-node Kubernetes cluster for end-to-end tests, made of real parts.
 //!
-//! No container engine exists where these tests run, so the control plane is the
-//! real one built from source (`tests/build-k8s.sh`: etcd, kube-apiserver,
-//! kube-controller-manager, kubectl, helm), started on free loopback ports, and the
-//! node is played by [`Node`], which runs pods as local processes.
+//! The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) and the
+//! node's kubelet and kube-proxy are built from the pinned Go modules (`tests/build-k8s.sh`);
+//! the node runs Debian's containerd and runc, with a bridge CNI network, and images built
+//! locally with buildah ([`images`]: no registry). See [`node`](Node) for what the node changes
+//! on the machine and how it puts it back ([`host`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use mailqueue_testenv::{cargo_binary, ControlPlane, Node};
+//! use mailqueue_testenv::{images, Cluster};
 //!
-//! // Builds the binaries on first use (minutes), then reuses them (seconds);
+//! // Builds the Kubernetes binaries on first use (minutes), then reuses them;
 //! // `MQ_K8S_BIN=<dir>` points at binaries elsewhere.
-//! let plane = ControlPlane::start().await?;
-//! plane.create_namespace("demo").await?;
-//! let volumes = tempfile::tempdir()?;
-//! let node = Node::start(
-//!     plane.client()?,
-//!     plane
-//!         .node_config("node-1", volumes.path())
-//!         .image("mailqueue-runner", cargo_binary("mailqueue-runner", "mailqueue-runner")?)
-//!         .namespace("demo"),
-//! )
-//! .await?;
-//! // ... create objects with plane.client()?, run `kubectl`/`helm` with
-//! // KUBECONFIG=plane.kubeconfig(), check RBAC with
-//! // plane.service_account_client("demo", "runner").await? ...
-//! node.stop().await;
-//! plane.stop().await;
+//! let busybox = images::busybox()?;
+//! let cluster = Cluster::start(vec![busybox]).await?;
+//! cluster.plane().create_namespace("demo").await?;
+//! // ... create pods with cluster.plane().client()?, run `kubectl`/`helm` with
+//! // KUBECONFIG=cluster.plane().kubeconfig(), read logs with cluster.node().pod_log(..) ...
 //! # Ok(()) }
 //! ```
 //!
-//! Tests in one binary may share one control plane with [`control_plane::shared`]
-//! (a cold start costs seconds); each then uses its own namespace and a node limited
-//! to it ([`NodeConfig::namespace`]).
+//! A machine runs one node at a time: tests in one binary share one cluster
+//! ([`cluster::shared`]), each in its own namespace. [`ControlPlane::start`] alone (on
+//! loopback, no node) serves tests that only need the API.
 //!
-//! Everything started is stopped, and every directory removed, when its owner is
-//! dropped, and also when the test process ends however it ends (a watchdog process
-//! kills what is left). A [`ControlPlane`] or [`Node`] dropped during a panic prints
-//! the tails of its logs first; [`ControlPlane::report_on_failure`] does the same for
-//! a shared control plane.
+//! Everything started is stopped, every mount and network change undone and every directory
+//! removed when its owner is dropped, and also when the test process ends however it ends (a
+//! watchdog process does what is left). A [`ControlPlane`] or [`Node`] dropped during a panic
+//! prints the tails of its logs first; [`ControlPlane::report_on_failure`] does the same for a
+//! shared one.
 
 mod binaries;
 mod cargo_binary;
+pub mod cluster;
 pub mod control_plane;
 mod error;
+pub mod host;
 mod http_probe;
+pub mod images;
 mod kubeconfig;
 mod node;
 mod pki;
@@ -53,7 +46,8 @@ mod report;
 
 pub use binaries::Binaries;
 pub use cargo_binary::cargo_binary;
+pub use cluster::Cluster;
 pub use control_plane::ControlPlane;
+pub use node::{container_id, HostReady, Node};
 pub use error::{Error, Result};
-pub use node::{container_pid, Node, NodeConfig, NodeError};
 pub use report::FailureReport;

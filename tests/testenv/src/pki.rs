@@ -22,6 +22,13 @@ pub(crate) struct Pki {
     /// verifies them.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
+    /// The kubelet's client certificate (`system:node:<node>` in `system:nodes`), so the Node
+    /// authorizer lets it register and run its pods.
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
+    /// What the API server shows the kubelet for `kubectl logs/exec`.
+    pub kubelet_client_cert: PathBuf,
+    pub kubelet_client_key: PathBuf,
 }
 
 impl Pki {
@@ -36,6 +43,10 @@ impl Pki {
             admin_key: dir.join("admin.key"),
             sa_key: dir.join("sa.key"),
             sa_pub: dir.join("sa.pub"),
+            node_cert: dir.join("node.crt"),
+            node_key: dir.join("node.key"),
+            kubelet_client_cert: dir.join("kubelet-client.crt"),
+            kubelet_client_key: dir.join("kubelet-client.key"),
         };
 
         let ca_key = KeyPair::generate()?;
@@ -54,7 +65,7 @@ impl Pki {
         write(&pki.ca_key, &ca_key.serialize_pem())?;
         let issuer = Issuer::new(ca_params, &ca_key);
 
-        // The API server is reached as 127.0.0.1 and, from inside "pods", by the
+        // The API server is reached as 127.0.0.1 or the node IP and, from inside pods, by the
         // in-cluster names; its service IP is the first of the service range.
         let mut serving = leaf("kube-apiserver", None, ExtendedKeyUsagePurpose::ServerAuth)?;
         serving.subject_alt_names = Vec::new();
@@ -69,7 +80,7 @@ impl Pki {
                 .subject_alt_names
                 .push(rcgen::SanType::DnsName(name.try_into()?));
         }
-        for ip in [[127, 0, 0, 1], [10, 0, 0, 1]] {
+        for ip in [[127, 0, 0, 1], [10, 0, 0, 1], crate::host::NODE_IP.octets()] {
             serving
                 .subject_alt_names
                 .push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::from(ip).into()));
@@ -78,6 +89,15 @@ impl Pki {
 
         let admin = leaf("admin", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
         sign(&admin, &issuer, &pki.admin_cert, &pki.admin_key)?;
+
+        let node = leaf(
+            &format!("system:node:{}", crate::host::NODE_NAME),
+            Some("system:nodes"),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        sign(&node, &issuer, &pki.node_cert, &pki.node_key)?;
+        let kubelet_client = leaf("kube-apiserver-kubelet-client", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
+        sign(&kubelet_client, &issuer, &pki.kubelet_client_cert, &pki.kubelet_client_key)?;
 
         let sa = KeyPair::generate()?;
         write(&pki.sa_key, &sa.serialize_pem())?;

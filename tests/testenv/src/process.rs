@@ -92,25 +92,35 @@ pub(crate) fn remove_at_exit(dir: &Path) {
     watchdog::send(&format!("dir {}", dir.display()));
 }
 
+/// Registers a shell command the watchdog runs when the test process ends, after killing the
+/// process groups and before removing the directories (a real node's teardown).
+pub(crate) fn run_at_exit(command: &str) {
+    watchdog::send(&format!("run {command}"));
+}
+
 mod watchdog {
-    //! A shell that reads `group <pgid>`, `release <pgid>` and `dir <path>` lines on
-    //! its stdin; when the pipe closes (the test process ended, even by SIGKILL) it
-    //! kills the groups and removes the directories still registered.
+    //! A shell that reads `group <pgid>`, `release <pgid>`, `run <command>` and `dir <path>`
+    //! lines on its stdin; when the pipe closes (the test process ended, even by SIGKILL) it
+    //! kills the groups, runs the commands and removes the directories still registered.
 
     use super::*;
 
     const SCRIPT: &str = r#"
 groups=" "
 dirs=""
+runs=""
 while IFS=' ' read -r op arg; do
   case "$op" in
     group) groups="$groups$arg " ;;
     release) groups=$(printf '%s' "$groups" | sed "s/ $arg / /") ;;
+    run) runs="$runs
+$arg" ;;
     dir) dirs="$dirs
 $arg" ;;
   esac
 done
 for g in $groups; do kill -9 "-$g" 2>/dev/null; done
+printf '%s\n' "$runs" | while IFS= read -r c; do [ -n "$c" ] && sh -c "$c" </dev/null; done
 printf '%s\n' "$dirs" | while IFS= read -r d; do [ -n "$d" ] && rm -rf -- "$d"; done
 "#;
 
@@ -149,4 +159,3 @@ printf '%s\n' "$dirs" | while IFS= read -r d; do [ -n "$d" ] && rm -rf -- "$d"; 
     }
 }
 
-pub(crate) use watchdog::{adopt_group, release_group};

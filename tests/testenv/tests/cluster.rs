@@ -1,71 +1,50 @@
-//! Self-tests of the test environment against one shared control plane: API
-//! objects, the controller manager's Jobs, the node stand-in's pods, volumes,
-//! probes, restarts and deletion, and RBAC for service accounts.
+//! Self-tests of the test environment on its real single-node cluster: API objects, the
+//! scheduler and the controller manager's Jobs and Deployments on the real kubelet, local volumes,
+//! security contexts the kernel enforces, restarts, graceful deletion, logs and exec through the
+//! API server, RBAC for pods reaching the API server through the `kubernetes` Service.
 
 mod support;
-
-use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node as NodeObject, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node as NodeObject, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::runtime::conditions::{is_crd_established, is_deleted, is_job_completed};
 use kube::{Api, Client, ResourceExt};
-use mailqueue_testenv::{container_pid, control_plane, ControlPlane, FailureReport, Node};
+use mailqueue_testenv::host::{NODE_NAME, POD_CIDR};
+use mailqueue_testenv::images::{self, ImageArchive};
+use mailqueue_testenv::{cluster, Cluster, FailureReport};
 use support::{from_yaml, wait_for};
 
-/// A namespace of the shared control plane with a node serving only it.
+/// A namespace of the binary's cluster.
 struct Setup {
-    plane: &'static ControlPlane,
+    cluster: &'static Cluster,
     client: Client,
-    node: Node,
     namespace: String,
     volumes: tempfile::TempDir,
     _report: FailureReport,
 }
 
+fn kubectl_image(cluster_bin: &std::path::Path) -> ImageArchive {
+    let files: [(&std::path::Path, &str); 1] = [(cluster_bin, "/kubectl")];
+    images::static_binaries("localhost/kubectl:mq", &files, &[], "65534:65534", &["/kubectl"]).expect("kubectl image")
+}
+
 async fn setup(namespace: &str) -> Setup {
-    let plane = control_plane::shared().await.expect("control plane starts");
-    let report = plane.report_on_failure();
+    let kubectl = mailqueue_testenv::Binaries::locate().expect("binaries").path("kubectl");
+    let images = tokio::task::spawn_blocking(move || vec![images::busybox().expect("busybox image"), kubectl_image(&kubectl)])
+        .await
+        .expect("image task");
+    let cluster = cluster::shared(images).await.expect("cluster starts");
+    let plane = cluster.plane();
+    let report = cluster.report_on_failure();
     plane.create_namespace(namespace).await.expect("namespace is created");
     let client = plane.client().expect("admin client");
     let volumes = tempfile::tempdir().expect("volume root");
-    let node = Node::start(
-        client.clone(),
-        plane
-            .node_config(format!("node-{namespace}"), volumes.path())
-            .image("shell", "/bin/sh")
-            .image("python", python())
-            .image("kubectl", plane.binaries().path("kubectl"))
-            .namespace(namespace),
-    )
-    .await
-    .expect("node stand-in starts");
-    Setup {
-        plane,
-        client,
-        node,
-        namespace: namespace.to_owned(),
-        volumes,
-        _report: report,
-    }
-}
-
-fn python() -> PathBuf {
-    let pyenv = dirs_home().join(".pyenv/versions/3.11.7/bin/python");
-    if pyenv.is_file() {
-        pyenv
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
-fn dirs_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
+    Setup { cluster, client, namespace: namespace.to_owned(), volumes, _report: report }
 }
 
 impl Setup {
@@ -79,10 +58,7 @@ impl Setup {
 
     async fn create_pod(&self, yaml: &str) -> Pod {
         let pod: Pod = from_yaml(yaml);
-        self.api::<Pod>()
-            .create(&PostParams::default(), &pod)
-            .await
-            .expect("pod is created")
+        self.api::<Pod>().create(&PostParams::default(), &pod).await.expect("pod is created")
     }
 
     async fn wait_pod(&self, name: &str, what: &str, test: impl Fn(&Pod) -> bool + Send + 'static) -> Pod {
@@ -92,6 +68,24 @@ impl Setup {
 
     async fn wait_phase(&self, name: &str, phase: &'static str) -> Pod {
         self.wait_pod(name, phase, move |pod| phase_of(pod) == Some(phase)).await
+    }
+
+    /// The current log of one container, through the API server and the kubelet.
+    async fn log(&self, pod: &str, container: &str) -> String {
+        let params = kube::api::LogParams { container: Some(container.to_owned()), ..Default::default() };
+        self.api::<Pod>().logs(pod, &params).await.unwrap_or_else(|e| panic!("logs of {pod}/{container}: {e}"))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let plane = self.cluster.plane();
+        let output = std::process::Command::new(plane.binaries().path("kubectl"))
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .env("KUBECONFIG", plane.kubeconfig())
+            .output()
+            .expect("kubectl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
     }
 }
 
@@ -134,38 +128,36 @@ spec:
     );
     crds.create(&PostParams::default(), &crd).await.expect("CRD is created");
     wait_for(&crds, "widgets.testenv.example.com", "Established", is_crd_established()).await;
-
     let gvk = GroupVersionKind::gvk("testenv.example.com", "v1", "Widget");
-    let widgets: Api<DynamicObject> =
-        Api::namespaced_with(s.client.clone(), &s.namespace, &ApiResource::from_gvk(&gvk));
+    let widgets: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.namespace, &ApiResource::from_gvk(&gvk));
     let widget = |size: i64| {
         from_yaml::<DynamicObject>(&format!(
             "apiVersion: testenv.example.com/v1\nkind: Widget\nmetadata: {{ name: w{size} }}\nspec: {{ size: {size} }}\n"
         ))
     };
     widgets.create(&PostParams::default(), &widget(3)).await.expect("valid widget is accepted");
-    let stored = widgets.get("w3").await.expect("widget is stored");
-    assert_eq!(stored.data["spec"]["size"], 3);
-    // Schema validation is the API server's: a size below the minimum is refused.
     let refused = widgets.create(&PostParams::default(), &widget(0)).await;
     assert!(
         matches!(&refused, Err(kube::Error::Api(status)) if status.code == 422),
         "invalid widget must be refused, got {refused:?}"
     );
-
     let leases: Api<Lease> = s.api();
-    let lease: Lease = from_yaml(
-        "metadata: { name: leader }\nspec: { holderIdentity: replica-1, leaseDurationSeconds: 15 }\n",
-    );
+    let lease: Lease =
+        from_yaml("metadata: { name: leader }\nspec: { holderIdentity: replica-1, leaseDurationSeconds: 15 }\n");
     leases.create(&PostParams::default(), &lease).await.expect("lease is created");
-    let stored = leases.get("leader").await.expect("lease is stored");
-    let holder = stored.spec.and_then(|spec| spec.holder_identity);
+    let holder = leases.get("leader").await.expect("lease is stored").spec.and_then(|spec| spec.holder_identity);
     assert_eq!(holder.as_deref(), Some("replica-1"));
 }
 
 #[tokio::test]
-async fn controller_manager_runs_a_job_to_completion_on_the_node() {
+async fn the_node_is_ready_and_a_job_runs_to_completion_on_it() {
     let s = setup("jobs").await;
+    let nodes: Api<NodeObject> = Api::all(s.client.clone());
+    let node = nodes.get(NODE_NAME).await.expect("the node is registered");
+    let info = node.status.as_ref().and_then(|s| s.node_info.as_ref()).expect("node info");
+    assert_eq!(info.kubelet_version, "v1.36.3");
+    assert!(info.container_runtime_version.starts_with("containerd://1."), "{}", info.container_runtime_version);
+
     let jobs: Api<Job> = s.api();
     let job: Job = from_yaml(
         r#"
@@ -177,8 +169,9 @@ spec:
       restartPolicy: Never
       containers:
         - name: main
-          image: shell
-          command: [sh, -c, 'echo "hello from $(POD_NAME) in $NS"']
+          image: localhost/busybox:mq
+          imagePullPolicy: Never
+          command: [sh, -c, 'echo "hello from $(POD_NAME) in $NS as $(id -u)"']
           env:
             - name: NS
               valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
@@ -188,188 +181,51 @@ spec:
     );
     jobs.create(&PostParams::default(), &job).await.expect("job is created");
     wait_for(&jobs, "hello", "Complete", is_job_completed()).await;
-
-    let pods = s
-        .api::<Pod>()
-        .list(&kube::api::ListParams::default().labels("job-name=hello"))
-        .await
-        .expect("job pods are listed");
-    let [pod] = pods.items.as_slice() else {
-        panic!("expected one pod for the job, got {}", pods.items.len());
-    };
-    assert_eq!(phase_of(pod), Some("Succeeded"));
-    assert_eq!(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("node-jobs"));
-    assert_eq!(
-        s.node.container_log("jobs", &pod.name_any(), "main"),
-        format!("hello from {} in jobs\n", pod.name_any())
-    );
+    let pods = s.api::<Pod>().list(&ListParams::default().labels("job-name=hello")).await.expect("job pods");
+    let [pod] = pods.items.as_slice() else { panic!("expected one pod for the job, got {}", pods.items.len()) };
+    // The scheduler bound it to the one node.
+    assert_eq!(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some(NODE_NAME));
+    assert_eq!(s.log(&pod.name_any(), "main").await, format!("hello from {} in jobs as 65534\n", pod.name_any()));
 }
 
 #[tokio::test]
-async fn pods_mounting_one_claim_share_its_directory() {
-    let s = setup("volumes").await;
-    let claim: PersistentVolumeClaim = from_yaml(
-        "metadata: { name: spool }\nspec: { accessModes: [ReadWriteMany], resources: { requests: { storage: 1Gi } } }\n",
-    );
-    s.api::<PersistentVolumeClaim>()
-        .create(&PostParams::default(), &claim)
-        .await
-        .expect("claim is created");
-    let pod = |name: &str, script: &str| {
+async fn security_contexts_and_local_volumes_are_enforced_by_the_kernel() {
+    let s = setup("security").await;
+    let claim_dir = s.volumes.path().join("spool");
+    s.cluster.local_volume("security", "spool", &claim_dir, 4321).await.expect("local volume");
+    let pod = |name: &str, uid: u32, script: &str| {
         format!(
             r#"
 metadata: {{ name: {name} }}
 spec:
   restartPolicy: Never
+  securityContext: {{ runAsUser: {uid}, runAsGroup: {uid}, runAsNonRoot: true, seccompProfile: {{ type: RuntimeDefault }} }}
   volumes: [{{ name: queue, persistentVolumeClaim: {{ claimName: spool }} }}]
   containers:
     - name: main
-      image: shell
+      image: localhost/busybox:mq
+      imagePullPolicy: Never
       command: [sh, -c, '{script}']
-      env: [{{ name: QUEUE, value: /var/spool/mq/in }}]
+      securityContext: {{ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{ drop: [ALL] }} }}
       volumeMounts: [{{ name: queue, mountPath: /var/spool/mq }}]
 "#
         )
     };
-    s.create_pod(&pod("writer", r#"mkdir -p "$QUEUE" && printf "queued by writer" > /var/spool/mq/in/msg"#))
-        .await;
-    s.wait_phase("writer", "Succeeded").await;
-    s.create_pod(&pod("reader", r#"cat "$QUEUE/msg""#)).await;
-    s.wait_phase("reader", "Succeeded").await;
-
-    let on_host = s.volumes.path().join("volumes/spool/in/msg");
-    assert_eq!(std::fs::read(&on_host).expect("file is in the claim's directory"), b"queued by writer");
-    assert_eq!(s.node.container_log("volumes", "reader", "main"), "queued by writer");
+    let script = "id -u; touch /root-was-writable 2>/dev/null && echo root-writable || echo root-read-only; \
+                  (echo written > /var/spool/mq/msg) 2>/dev/null && echo volume-writable || echo volume-read-only";
+    s.create_pod(&pod("owner", 4321, script)).await;
+    s.create_pod(&pod("stranger", 1234, script)).await;
+    s.wait_phase("owner", "Succeeded").await;
+    s.wait_phase("stranger", "Succeeded").await;
+    assert_eq!(s.log("owner", "main").await, "4321\nroot-read-only\nvolume-writable\n");
+    assert_eq!(s.log("stranger", "main").await, "1234\nroot-read-only\nvolume-read-only\n");
+    assert_eq!(std::fs::read_to_string(claim_dir.join("msg")).expect("the pod wrote to the claim"), "written\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(claim_dir.join("msg")).expect("file").uid(), 4321);
 }
 
 #[tokio::test]
-async fn readiness_follows_the_http_probe_and_config_reaches_the_process() {
-    let s = setup("probes").await;
-    let config: ConfigMap = from_yaml("metadata: { name: settings }\ndata: { index.html: served-from-configmap }\n");
-    s.api::<ConfigMap>().create(&PostParams::default(), &config).await.expect("configmap");
-    let secret: Secret = from_yaml("metadata: { name: creds }\nstringData: { password: hunter2 }\n");
-    s.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
-    // No command: the image's binary (python) runs with the args. It listens on the
-    // pod IP, serving the files of the ConfigMap volume.
-    s.create_pod(
-        r#"
-metadata: { name: web }
-spec:
-  volumes: [{ name: site, configMap: { name: settings } }]
-  containers:
-    - name: main
-      image: python
-      args: [-m, http.server, --bind, $(POD_IP), --directory, /srv/site, "8080"]
-      env:
-        - { name: POD_IP, valueFrom: { fieldRef: { fieldPath: status.podIP } } }
-        - { name: PASSWORD, valueFrom: { secretKeyRef: { name: creds, key: password } } }
-      ports: [{ name: http, containerPort: 8080 }]
-      readinessProbe: { httpGet: { path: /index.html, port: http }, periodSeconds: 1 }
-      volumeMounts: [{ name: site, mountPath: /srv/site }]
-"#,
-    )
-    .await;
-    let pod = s.wait_pod("web", "Ready", is_ready).await;
-    let ip = pod.status.and_then(|s| s.pod_ip).expect("pod has an IP");
-    assert!(ip.starts_with("127."), "pod IP {ip} is a loopback address");
-    let status = pod_http_status(&ip, 8080, "/index.html").await;
-    assert_eq!(status.as_deref(), Some("HTTP/1.0 200 OK"));
-}
-
-async fn pod_http_status(ip: &str, port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    response.lines().next().map(str::to_owned)
-}
-
-#[tokio::test]
-async fn failed_containers_restart_per_policy() {
-    let s = setup("restarts").await;
-    // Fails on its first run, succeeds on the second: the scratch volume outlives
-    // the container, as an emptyDir does.
-    s.create_pod(
-        r#"
-metadata: { name: flaky }
-spec:
-  restartPolicy: OnFailure
-  volumes: [{ name: scratch, emptyDir: {} }]
-  containers:
-    - name: main
-      image: shell
-      command: [sh, -c, 'if [ -e /scratch/ran ]; then echo second; else touch /scratch/ran; echo first; exit 3; fi']
-      volumeMounts: [{ name: scratch, mountPath: /scratch }]
-"#,
-    )
-    .await;
-    let pod = s.wait_phase("flaky", "Succeeded").await;
-    let status = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .and_then(|c| c.into_iter().next())
-        .expect("container status");
-    assert_eq!(status.restart_count, 1);
-    let last_exit = status.last_state.and_then(|s| s.terminated).map(|t| t.exit_code);
-    assert_eq!(last_exit, Some(3));
-    assert_eq!(s.node.container_log("restarts", "flaky", "main"), "first\nsecond\n");
-}
-
-#[tokio::test]
-async fn deletion_sends_sigterm_then_sigkill_then_removes_the_pod() {
-    let s = setup("deletion").await;
-    let claim: PersistentVolumeClaim =
-        from_yaml("metadata: { name: out }\nspec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } }\n");
-    s.api::<PersistentVolumeClaim>()
-        .create(&PostParams::default(), &claim)
-        .await
-        .expect("claim");
-    let pod = |name: &str, on_term: &str| {
-        format!(
-            r#"
-metadata: {{ name: {name} }}
-spec:
-  terminationGracePeriodSeconds: 30
-  volumes: [{{ name: out, persistentVolumeClaim: {{ claimName: out }} }}]
-  containers:
-    - name: main
-      image: shell
-      command: [sh, -c, 'trap "{on_term}" TERM; touch /out/{name}.started; while true; do sleep 0.1; done']
-      readinessProbe: {{ exec: {{ command: [test, -e, /out/{name}.started] }} }}
-      volumeMounts: [{{ name: out, mountPath: /out }}]
-"#
-        )
-    };
-    // One stops cleanly on SIGTERM; the other ignores it and must be killed.
-    s.create_pod(&pod("polite", "echo got TERM > /out/polite.term; exit 0")).await;
-    s.create_pod(&pod("stubborn", "echo ignoring TERM > /out/stubborn.term")).await;
-    let polite = s.wait_pod("polite", "Ready", is_ready).await;
-    let stubborn = s.wait_pod("stubborn", "Ready", is_ready).await;
-
-    let pods: Api<Pod> = s.api();
-    pods.delete("polite", &DeleteParams::default()).await.expect("delete polite");
-    pods.delete("stubborn", &DeleteParams::default().grace_period(1))
-        .await
-        .expect("delete stubborn");
-    let polite_uid = polite.uid().expect("uid");
-    let stubborn_uid = stubborn.uid().expect("uid");
-    wait_for(&pods, "polite", "removed", is_deleted(&polite_uid)).await;
-    wait_for(&pods, "stubborn", "removed", is_deleted(&stubborn_uid)).await;
-
-    let out = s.volumes.path().join("deletion/out");
-    assert_eq!(std::fs::read_to_string(out.join("polite.term")).expect("polite saw SIGTERM"), "got TERM\n");
-    assert_eq!(
-        std::fs::read_to_string(out.join("stubborn.term")).expect("stubborn saw SIGTERM"),
-        "ignoring TERM\n"
-    );
-}
-
-#[tokio::test]
-async fn rbac_applies_to_service_account_clients() {
+async fn pods_get_their_own_ips_and_reach_the_api_server_through_its_service_as_their_account() {
     let s = setup("rbac").await;
     let account: ServiceAccount = from_yaml("metadata: { name: runner }\n");
     s.api::<ServiceAccount>().create(&PostParams::default(), &account).await.expect("sa");
@@ -385,52 +241,122 @@ subjects: [{ kind: ServiceAccount, name: runner, namespace: rbac }]
 "#,
     );
     s.api::<RoleBinding>().create(&PostParams::default(), &binding).await.expect("binding");
+    let secret: Secret = from_yaml("metadata: { name: creds }\nstringData: { password: hunter2 }\n");
+    s.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    let config: ConfigMap = from_yaml("metadata: { name: settings }\ndata: { a: b }\n");
+    s.api::<ConfigMap>().create(&PostParams::default(), &config).await.expect("configmap");
 
-    let as_runner = s
-        .plane
-        .service_account_client("rbac", "runner")
-        .await
-        .expect("service account client");
-    let configmaps: Api<ConfigMap> = Api::namespaced(as_runner.clone(), "rbac");
-    configmaps.list(&Default::default()).await.expect("the role grants listing configmaps");
-    let forbidden = |result: Result<_, kube::Error>| matches!(result, Err(kube::Error::Api(status)) if status.code == 403);
-    let secrets: Api<Secret> = Api::namespaced(as_runner.clone(), "rbac");
-    assert!(forbidden(secrets.list(&Default::default()).await.map(|_| ())), "secrets must be refused");
-    let config: ConfigMap = from_yaml("metadata: { name: sneaky }\n");
-    assert!(
-        forbidden(configmaps.create(&PostParams::default(), &config).await.map(|_| ())),
-        "creating configmaps must be refused"
-    );
-
-    // A pod of that service account reaches the API server as it, through the
-    // kubeconfig the node gives it.
+    // kubectl in a pod uses the in-cluster config: KUBERNETES_SERVICE_HOST, the Service's
+    // ClusterIP, which kube-proxy routes to the API server on the node IP.
     let kubectl_pod = |name: &str, resource: &str| {
         format!(
-            "metadata: {{ name: {name} }}\nspec:\n  serviceAccountName: runner\n  restartPolicy: Never\n  containers: [{{ name: main, image: kubectl, args: [get, {resource}, -o, name] }}]\n"
+            "metadata: {{ name: {name} }}\nspec:\n  serviceAccountName: runner\n  restartPolicy: Never\n  containers: [{{ name: main, image: localhost/kubectl:mq, imagePullPolicy: Never, args: [get, {resource}, -o, name] }}]\n"
         )
     };
     s.create_pod(&kubectl_pod("lists-configmaps", "configmaps")).await;
     s.create_pod(&kubectl_pod("lists-secrets", "secrets")).await;
-    s.wait_phase("lists-configmaps", "Succeeded").await;
+    let allowed = s.wait_phase("lists-configmaps", "Succeeded").await;
     s.wait_phase("lists-secrets", "Failed").await;
-    assert_eq!(
-        s.node.container_log("rbac", "lists-configmaps", "main"),
-        "configmap/kube-root-ca.crt\n"
-    );
-    let refusal = s.node.container_log("rbac", "lists-secrets", "main");
+    let listed = s.log("lists-configmaps", "main").await;
+    assert!(listed.contains("configmap/settings"), "kubectl in the pod listed: {listed}");
+    let refusal = s.log("lists-secrets", "main").await;
     assert!(
         refusal.contains("\"system:serviceaccount:rbac:runner\" cannot list resource \"secrets\""),
         "kubectl said: {refusal}"
     );
+    let ip = allowed.status.and_then(|s| s.pod_ip).expect("pod IP");
+    let prefix = POD_CIDR.trim_end_matches("0/24");
+    assert!(ip.starts_with(prefix), "pod IP {ip} is not on the pod network {POD_CIDR}");
+}
+
+#[tokio::test]
+async fn killed_containers_restart_deletion_is_graceful_and_exec_works() {
+    let s = setup("lifecycle").await;
+    let pod = |name: &str, on_term: &str| {
+        format!(
+            r#"
+metadata: {{ name: {name} }}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{ name: tmp, emptyDir: {{}} }}]
+  containers:
+    - name: main
+      image: localhost/busybox:mq
+      imagePullPolicy: Never
+      command: [sh, -c, 'trap "{on_term}" TERM; echo started; touch /tmp/started; while true; do sleep 0.1; done']
+      readinessProbe: {{ exec: {{ command: [test, -e, /tmp/started] }}, periodSeconds: 1 }}
+      volumeMounts: [{{ name: tmp, mountPath: /tmp }}]
+"#
+        )
+    };
+    s.create_pod(&pod("polite", "echo got TERM; exit 0")).await;
+    s.create_pod(&pod("stubborn", "echo ignoring TERM")).await;
+    let polite = s.wait_pod("polite", "Ready", is_ready).await;
+    let stubborn = s.wait_pod("stubborn", "Ready", is_ready).await;
+
+    // exec through the API server, the kubelet and containerd.
+    let (ok, out) = s.kubectl(&["exec", "polite", "--", "sh", "-c", "echo $((6 * 7)) as $(id -u)"]);
+    assert!(ok && out == "42 as 65534\n", "kubectl exec: {out}");
+
+    // A container SIGKILLed through containerd is restarted by the kubelet (restartPolicy Always).
+    s.cluster.node().kill_container(&stubborn, "main").await.expect("ctr kills the container");
+    let restarted = s
+        .wait_pod("stubborn", "a restart", |p| {
+            p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c.iter().any(|c| c.restart_count >= 1))
+        })
+        .await;
+    let last = restarted.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next()).and_then(|c| c.last_state);
+    assert_eq!(last.and_then(|l| l.terminated).map(|t| t.exit_code), Some(137), "killed by SIGKILL");
+    s.wait_pod("stubborn", "Ready again", is_ready).await;
+
+    // Deletion: SIGTERM, and SIGKILL after the grace period for the one that ignores it.
+    let pods: Api<Pod> = s.api();
+    let before = std::time::Instant::now();
+    pods.delete("polite", &DeleteParams::default()).await.expect("delete polite");
+    pods.delete("stubborn", &DeleteParams::default().grace_period(2)).await.expect("delete stubborn");
+    wait_for(&pods, "polite", "removed", is_deleted(&polite.uid().expect("uid"))).await;
+    wait_for(&pods, "stubborn", "removed", is_deleted(&stubborn.uid().expect("uid"))).await;
+    assert!(before.elapsed() >= std::time::Duration::from_secs(2), "the stubborn pod was removed before its grace period");
+}
+
+#[tokio::test]
+async fn a_deployment_gets_its_replicas_ready() {
+    let s = setup("deployments").await;
+    let deployment: Deployment = from_yaml(
+        r#"
+metadata: { name: web }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      volumes: [{ name: www, emptyDir: {} }]
+      containers:
+        - name: main
+          image: localhost/busybox:mq
+          imagePullPolicy: Never
+          command: [sh, -c, 'echo ok > /www/index.html && httpd -f -p 8080 -h /www']
+          readinessProbe: { httpGet: { path: /index.html, port: 8080 }, periodSeconds: 1 }
+          volumeMounts: [{ name: www, mountPath: /www }]
+"#,
+    );
+    let deployments: Api<Deployment> = s.api();
+    deployments.create(&PostParams::default(), &deployment).await.expect("deployment");
+    wait_for(&deployments, "web", "2 ready replicas", |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas) == Some(2)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn kubectl_and_helm_use_the_admin_kubeconfig() {
     let s = setup("tools").await;
+    let plane = s.cluster.plane();
     let run = |tool: &str, args: &[&str]| {
-        let output = std::process::Command::new(s.plane.binaries().path(tool))
+        let output = std::process::Command::new(plane.binaries().path(tool))
             .args(args)
-            .env("KUBECONFIG", s.plane.kubeconfig())
+            .env("KUBECONFIG", plane.kubeconfig())
             .env("HELM_CACHE_HOME", s.volumes.path().join("helm-cache"))
             .env("HELM_CONFIG_HOME", s.volumes.path().join("helm-config"))
             .env("HELM_DATA_HOME", s.volumes.path().join("helm-data"))
@@ -439,172 +365,10 @@ async fn kubectl_and_helm_use_the_admin_kubeconfig() {
         assert!(output.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let version = run("kubectl", &["version", "-o", "json"]);
-    let version: serde_json::Value = serde_json::from_str(&version).expect("kubectl prints JSON");
+    let version: serde_json::Value = serde_json::from_str(&run("kubectl", &["version", "-o", "json"])).expect("JSON");
     assert_eq!(version["serverVersion"]["gitVersion"], "v1.36.3");
     assert_eq!(version["clientVersion"]["gitVersion"], "v1.36.3");
     assert_eq!(run("kubectl", &["get", "namespace", "tools", "-o", "name"]), "namespace/tools\n");
     assert!(run("helm", &["version", "--short"]).starts_with("v3.22.0"));
     assert_eq!(run("helm", &["list", "-n", "tools", "-q"]), "");
-}
-
-#[tokio::test]
-async fn the_node_is_ready_and_holds_its_lease() {
-    let s = setup("heartbeat").await;
-    let node = Api::<NodeObject>::all(s.client.clone())
-        .get("node-heartbeat")
-        .await
-        .expect("node is registered");
-    let ready = node
-        .status
-        .and_then(|status| status.conditions)
-        .into_iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status);
-    assert_eq!(ready.as_deref(), Some("True"));
-    let lease = Api::<Lease>::namespaced(s.client.clone(), "kube-node-lease")
-        .get("node-heartbeat")
-        .await
-        .expect("node lease exists");
-    let holder = lease.spec.and_then(|spec| spec.holder_identity);
-    assert_eq!(holder.as_deref(), Some("node-heartbeat"));
-}
-
-#[tokio::test]
-async fn a_deployment_gets_its_replicas_ready() {
-    let s = setup("deployments").await;
-    let deployments: Api<Deployment> = s.api();
-    let deployment: Deployment = from_yaml(
-        r#"
-metadata: { name: idle }
-spec:
-  replicas: 2
-  selector: { matchLabels: { app: idle } }
-  template:
-    metadata: { labels: { app: idle } }
-    spec:
-      containers:
-        - name: main
-          image: shell
-          command: [sh, -c, 'while true; do sleep 0.2; done']
-"#,
-    );
-    deployments
-        .create(&PostParams::default(), &deployment)
-        .await
-        .expect("deployment is created");
-    let ready_replicas = |d: Option<&Deployment>| {
-        d.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas) == Some(2)
-    };
-    wait_for(&deployments, "idle", "2 ready replicas", ready_replicas).await;
-}
-
-#[tokio::test]
-async fn init_containers_run_first() {
-    let s = setup("init").await;
-    s.create_pod(
-        r#"
-metadata: { name: staged }
-spec:
-  restartPolicy: Never
-  volumes: [{ name: work, emptyDir: {} }]
-  initContainers:
-    - name: prepare
-      image: shell
-      command: [sh, -c, 'echo prepared > /work/state']
-      volumeMounts: [{ name: work, mountPath: /work }]
-  containers:
-    - name: main
-      image: shell
-      command: [sh, -c, 'cat /work/state']
-      volumeMounts: [{ name: work, mountPath: /work }]
-"#,
-    )
-    .await;
-    s.wait_phase("staged", "Succeeded").await;
-    assert_eq!(s.node.container_log("init", "staged", "main"), "prepared\n");
-}
-
-fn waiting_reason(pod: &Pod) -> Option<&str> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
-    status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
-}
-
-#[tokio::test]
-async fn config_and_start_errors_show_as_kubelet_shows_them() {
-    let s = setup("errors").await;
-    // A Secret that does not exist yet: the pod waits for it, then runs.
-    s.create_pod(
-        r#"
-metadata: { name: late-secret }
-spec:
-  restartPolicy: Never
-  containers:
-    - name: main
-      image: shell
-      command: [sh, -c, 'echo "token=$TOKEN"']
-      env: [{ name: TOKEN, valueFrom: { secretKeyRef: { name: late, key: token } } }]
-"#,
-    )
-    .await;
-    s.wait_pod("late-secret", "CreateContainerConfigError", |pod| {
-        waiting_reason(pod) == Some("CreateContainerConfigError")
-    })
-    .await;
-    let secret: Secret = from_yaml("metadata: { name: late }\nstringData: { token: abc123 }\n");
-    s.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
-    s.wait_phase("late-secret", "Succeeded").await;
-    assert_eq!(s.node.container_log("errors", "late-secret", "main"), "token=abc123\n");
-
-    // A command that cannot be run fails the container with exit code 128.
-    s.create_pod(
-        r#"
-metadata: { name: no-binary }
-spec:
-  restartPolicy: Never
-  containers: [{ name: main, image: shell, command: [/nonexistent/bin/tool] }]
-"#,
-    )
-    .await;
-    let pod = s.wait_phase("no-binary", "Failed").await;
-    let terminated = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .and_then(|c| c.into_iter().next())
-        .and_then(|c| c.state)
-        .and_then(|state| state.terminated)
-        .expect("container is terminated");
-    assert_eq!(terminated.exit_code, 128);
-    assert_eq!(terminated.reason.as_deref(), Some("StartError"));
-}
-
-#[tokio::test]
-async fn a_killed_container_is_restarted() {
-    let s = setup("crash").await;
-    s.create_pod(
-        r#"
-metadata: { name: steady }
-spec:
-  containers: [{ name: main, image: shell, command: [sh, -c, 'echo started; while true; do sleep 0.2; done'] }]
-"#,
-    )
-    .await;
-    let pod = s.wait_phase("steady", "Running").await;
-    let pid = container_pid(&pod, "main").expect("running container has a pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
-    let restarted = |pod: &Pod| {
-        let status = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
-        status.is_some_and(|c| c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some()))
-    };
-    let pod = s.wait_pod("steady", "restarted once", restarted).await;
-    let last = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .and_then(|c| c.into_iter().next())
-        .and_then(|c| c.last_state)
-        .and_then(|s| s.terminated)
-        .expect("last state is the killed run");
-    assert_eq!((last.exit_code, last.signal), (137, Some(9)));
-    assert_eq!(s.node.container_log("crash", "steady", "main"), "started\nstarted\n");
 }

@@ -1,589 +1,385 @@
-//! A stand-in for a kubelet: a Ready Node whose pods run as local processes.
+//! A real Kubernetes node on this machine: containerd (Debian's, with runc) as a plain background
+//! process, the kubelet registered with its own client certificate, kube-proxy in nftables mode,
+//! and a bridge CNI network that gives pods their own IPs. Images come from OCI archives built
+//! locally ([`crate::images`]); nothing is pulled. Pods run as the cluster enforces: their users,
+//! read-only roots, seccomp profiles, probes, resources and images are real.
 //!
-//! What it does, and how it differs from a kubelet:
-//! - It registers the Node (Ready, 127.0.0.1) and renews its Lease in
-//!   `kube-node-lease` every few seconds, so the node-lifecycle controller leaves it
-//!   alone.
-//! - It is the scheduler too: every pod without `spec.nodeName` (in its namespaces)
-//!   is bound to it, whatever its scheduler name, selectors or tolerations.
-//! - Each container runs as a local process in its own process group: the image
-//!   names a binary through [`NodeConfig::image`]; see [`NodeConfig`] for the rule
-//!   for `command`. The environment is the container's (`env`, `envFrom`, `$(VAR)`
-//!   expansion, field, ConfigMap and Secret references) plus the host's `PATH`,
-//!   `HOME`, `TMPDIR`, `KUBECONFIG` and `RUST_LOG`/`RUST_BACKTRACE`/`LLVM_PROFILE_FILE`, and
-//!   `HOSTNAME` = pod name. Without `workingDir` a process starts in a per-pod
-//!   directory.
-//! - Volumes are host directories (see the `volumes` rules below). Processes cannot
-//!   see container paths, so **every occurrence of a container mount path in
-//!   `command`, `args`, env values and `workingDir` is replaced by its host
-//!   directory**, as a whole path or the start of one (`--queue=/var/spool/mq/in` with
-//!   `/var/spool/mq` mounted becomes `--queue=<host dir>/in`; `/var/spool/mqx` is left
-//!   alone). Paths inside files (a config file from a ConfigMap) are not rewritten.
-//! - Volumes: `persistentVolumeClaim` -> `<volume_root>/<namespace>/<claim name>`,
-//!   shared by every pod mounting the claim and kept after them (the claim need not
-//!   be bound); `emptyDir` -> a fresh per-pod directory; `configMap`, `secret`,
-//!   `downwardAPI`, `projected` -> per-pod files written at start (a projected
-//!   service-account token is real); `hostPath` -> the path itself.
-//! - API access: a pod's token volume (the projected `kube-api-access-*` volume that
-//!   admission adds) is written with a real token of the pod's service account, and,
-//!   when the node knows the API server's URL ([`NodeConfig::api_server`], set by
-//!   [`crate::ControlPlane::node_config`]), containers mounting it get `KUBECONFIG`
-//!   pointing at a kubeconfig with that token, the cluster CA and the pod's namespace.
-//!   `kube::Client::try_default()` in the process then acts as the pod's service
-//!   account; code that insists on in-cluster config (fixed paths under
-//!   `/var/run/secrets`) cannot work here.
-//! - Each pod gets its own loopback address (127.1.x.y) as `status.podIP`; a process
-//!   that listens on its pod IP (env `fieldRef: status.podIP`) can share a port number
-//!   with other pods, one that listens on 0.0.0.0 cannot.
-//! - Status: Pending, then Running with container statuses, `Ready` from the HTTP,
-//!   TCP or exec readiness probe (run at most 1 s apart, whatever `periodSeconds`
-//!   says), exit codes, Succeeded/Failed, restarts per `restartPolicy` with
-//!   `restartCount` and a short back-off (0.2 s doubling to 3 s). Init containers run
-//!   one by one first. Liveness and startup probes, resource limits, ports, security
-//!   contexts (users, read-only root, capabilities) and image pull settings are not
-//!   enforced: processes run as the test's user.
-//! - Deletion (`deletionTimestamp` set): SIGTERM to each container's main process,
-//!   SIGKILL to its whole process group after the grace period, then the pod object
-//!   is removed (delete with grace 0, preconditioned on its uid), as kubelet does.
-//! - Termination messages: each run gets an empty host file for the container's
-//!   `terminationMessagePath` (default `/dev/termination-log`; occurrences of that path
-//!   in `command`, `args` and env are rewritten like mount paths); what the run wrote
-//!   there (up to 4096 bytes) becomes `state.terminated.message`. The policy
-//!   `FallbackToLogsOnError` is not applied.
-//! - Container ids are `testenv://<pid>`; [`container_pid`] reads one, so a test can
-//!   SIGKILL a container to play a crash.
-//! - Logs: stdout and stderr of every run of a container are appended to one file
-//!   per container ([`Node::pod_log`]); they are printed when a [`Node`] is dropped
-//!   during a panic.
+//! Only one node runs on a machine at a time ([`crate::host`] holds the slot); its state lives
+//! in a temporary directory; stopping it (or the test process ending, however it ends) stops
+//! every process and container, unmounts what it mounted and puts the machine's network,
+//! firewall and sysctls back as they were.
 
-mod launch;
-mod pod;
-mod probe;
-mod volumes;
+mod config;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{
-    Binding, Node as NodeObject, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference,
-    Pod,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, Resource, ResourceExt};
-use tokio::sync::watch;
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use k8s_openapi::api::core::v1::{Node as NodeObject, Pod};
+use kube::api::LogParams;
+use kube::{Api, Client};
 
-use crate::process::log_tail;
-use pod::Stop;
+pub(crate) use config::PAUSE_IMAGE;
 
-/// How often the node renews its Lease; the controller manager's grace period is 50 s.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-const LEASE_SECONDS: i32 = 40;
-const BIND_ATTEMPTS: u32 = 60;
+use crate::control_plane::ControlPlane;
+use crate::error::{io, Error, Result};
+use crate::host::{self, HostLock, NODE_IP, NODE_NAME};
+use crate::images::ImageArchive;
+use crate::kubeconfig::{self, Credentials};
+use crate::process::{log_tail, remove_at_exit, Process};
 
-/// Why the node could not start or could not run a pod. Pod errors appear in the
-/// pod's status (as kubelet shows them) and in the node's own log.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("Kubernetes API call failed: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("could not {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("image {image} has no binary in the node's image map and the container gives no command")]
-    UnknownImage { image: String },
-    #[error("{kind} {namespace}/{name} does not exist")]
-    Missing {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-    },
-    #[error("key {key} is not in {name}")]
-    MissingKey { name: String, key: String },
-    #[error("the node stand-in does not support {what}")]
-    Unsupported { what: String },
+const CONTAINERD_START: Duration = Duration::from_secs(60);
+const NODE_READY: Duration = Duration::from_secs(120);
+const PROXY_READY: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The machine made ready for a node (packages, slot, node IP, firewall), before any
+/// control plane binds to the node IP.
+pub struct HostReady {
+    // Held, never read: the machine's node slot is this node's while it lives.
+    _slot: HostLock,
+    state: tempfile::TempDir,
+    teardown: PathBuf,
 }
 
-/// What the node runs and where it keeps volumes.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// The Node's name; unique among the nodes of one control plane.
-    pub name: String,
-    /// Image name -> local binary. An image is looked up as written, then without its
-    /// tag or digest. A container with no `command` runs the image's binary with its
-    /// `args`; a `command` whose first word has the binary's file name (e.g.
-    /// `/usr/local/bin/mailqueue-runner`) runs the binary with the rest; any other
-    /// `command` runs as written on the host (`/bin/sh -c ...`).
-    pub image_map: BTreeMap<String, PathBuf>,
-    /// Where PVC-backed volumes live: `<volume_root>/<namespace>/<claim>`.
-    pub volume_root: PathBuf,
-    /// Only pods in these namespaces are bound and run; all namespaces if empty. Set
-    /// it when tests share a control plane, so their nodes leave each other's pods
-    /// alone.
-    pub namespaces: BTreeSet<String>,
-    /// The API server URL for pods. With it, a container that mounts its pod's
-    /// service-account token volume gets `KUBECONFIG` pointing at a kubeconfig that
-    /// uses that token (so `Client::try_default()` in the process acts as the pod's
-    /// service account, RBAC and all). [`crate::ControlPlane::node_config`] sets it.
-    pub api_server: Option<String>,
-}
-
-impl NodeConfig {
-    pub fn new(name: impl Into<String>, volume_root: impl Into<PathBuf>) -> Self {
-        Self {
-            name: name.into(),
-            image_map: BTreeMap::new(),
-            volume_root: volume_root.into(),
-            namespaces: BTreeSet::new(),
-            api_server: None,
-        }
-    }
-
-    /// Sets [`NodeConfig::api_server`].
-    pub fn api_server(mut self, url: impl Into<String>) -> Self {
-        self.api_server = Some(url.into());
-        self
-    }
-
-    /// Maps an image name to the binary standing in for it.
-    pub fn image(mut self, image: impl Into<String>, binary: impl Into<PathBuf>) -> Self {
-        self.image_map.insert(image.into(), binary.into());
-        self
-    }
-
-    /// Restricts the node to pods of this namespace (may be given several times).
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespaces.insert(namespace.into());
-        self
+impl HostReady {
+    /// Installs what is missing, waits for the machine's node slot and sets up the node IP and
+    /// the firewall rules. Blocks: call it from `spawn_blocking`.
+    pub fn prepare() -> Result<Self> {
+        host::require_root()?;
+        host::install_packages()?;
+        let slot = host::take_node_slot()?;
+        let state = tempfile::Builder::new()
+            .prefix("mq-node-")
+            .tempdir()
+            .map_err(io("create a directory in", std::env::temp_dir()))?;
+        let teardown = host::prepare(state.path(), &socket(state.path()))?;
+        // After the teardown (registered by prepare), so the watchdog unmounts before it removes.
+        remove_at_exit(state.path());
+        Ok(Self { _slot: slot, state, teardown })
     }
 }
 
-/// State shared by the node's tasks.
-pub(crate) struct Shared {
-    client: Client,
-    config: NodeConfig,
-    /// `node.log` (the node's own), `logs/<namespace>/<pod>/<container>.log`, and
-    /// `pods/<uid>/` (working directories and per-pod volumes).
-    dir: PathBuf,
-    /// One task per pod; aborting one kills its processes.
-    pods: std::sync::Mutex<JoinSet<()>>,
+fn socket(state: &Path) -> PathBuf {
+    state.join("containerd/containerd.sock")
 }
 
-impl Shared {
-    fn pod_tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
-        // A panicked pod task leaves the set itself intact.
-        self.pods.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Appends a line to the node's own log (what went wrong that no pod status shows).
-    fn note(&self, line: &str) {
-        let path = self.dir.join("node.log");
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(file, "{} {line}", Timestamp::now());
-        }
-    }
-
-    fn serves(&self, pod: &Pod) -> bool {
-        self.config.namespaces.is_empty()
-            || pod
-                .namespace()
-                .is_some_and(|ns| self.config.namespaces.contains(&ns))
-    }
-}
-
-/// The process id of a running container of `pod`, from its status (the node reports
-/// container ids as `testenv://<pid>`): a test can signal it to play a crash.
-pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let status = statuses.iter().find(|s| s.name == container)?;
-    status.container_id.as_deref()?.strip_prefix(pod::CONTAINER_ID_SCHEME)?.parse().ok()
-}
-
-/// A running node stand-in. Dropping it (or [`Node::stop`]) kills every pod process
-/// at once; the Node object stays (its Lease goes stale).
+/// A running node. Dropping it (or [`Node::stop`]) stops it and cleans the machine up.
 pub struct Node {
-    shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    processes: Mutex<Processes>,
+    kubelet_args: Vec<String>,
+    containerd_args: Vec<String>,
+    proxy_healthz: u16,
+    // A config, not a client: a client is bound to the runtime it was made on, and a shared node
+    // outlives the test that started it.
+    config: kube::Config,
+    // Dropped last: the slot is released only once the machine is clean.
+    host: HostReady,
+}
+
+#[derive(Default)]
+struct Processes {
+    kube_proxy: Option<Process>,
+    kubelet: Option<Process>,
+    containerd: Option<Process>,
 }
 
 impl Node {
-    /// Registers the Node, starts renewing its Lease and starts watching pods.
-    pub async fn start(client: Client, config: NodeConfig) -> Result<Self, NodeError> {
-        let dir = tempfile::Builder::new()
-            .prefix("mq-testenv-node-")
-            .tempdir()
-            .map_err(|source| NodeError::Io {
-                action: "create a directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        crate::process::remove_at_exit(dir.path());
-        let shared = Arc::new(Shared {
-            client,
-            config,
-            dir: dir.path().to_owned(),
-            pods: std::sync::Mutex::new(JoinSet::new()),
-        });
-        let node = register(&shared).await?;
-        renew_lease(&shared, &node).await?;
-        let tasks = vec![
-            tokio::spawn(heartbeat(shared.clone(), node)),
-            tokio::spawn(watch_pods(shared.clone())),
+    /// Starts containerd, loads `images`, starts the kubelet and kube-proxy against `plane`, and
+    /// returns once the Node is Ready and Services are programmed.
+    pub async fn start(host: HostReady, plane: &ControlPlane, images: &[ImageArchive]) -> Result<Self> {
+        let state = host.state.path().to_owned();
+        for dir in ["containerd", "cni/net.d", "cni/ipam", "kubelet", "kubelet-pki", "pod-logs"] {
+            let path = state.join(dir);
+            std::fs::create_dir_all(&path).map_err(io("create directory", &path))?;
+        }
+        write(&state.join("containerd/config.toml"), &config::containerd(&state))?;
+        write(&state.join("cni/net.d/10-mq.conflist"), &config::cni(&state))?;
+        write(&state.join("kubelet/config.yaml"), &config::kubelet(&state, plane.ca_cert()))?;
+        let pki = plane.pki();
+        let kubelet_kubeconfig = state.join("kubelet/kubeconfig");
+        kubeconfig::write(
+            &kubelet_kubeconfig,
+            &plane.server_url(),
+            &pki.ca_cert,
+            Credentials::ClientCert { cert: &pki.node_cert, key: &pki.node_key },
+            None,
+        )?;
+        let (proxy_healthz, proxy_metrics) = (free_port()?, free_port()?);
+        write(&state.join("kube-proxy.yaml"), &config::kube_proxy(plane.kubeconfig(), proxy_healthz, proxy_metrics))?;
+
+        let containerd_args = vec!["--config".to_owned(), state.join("containerd/config.toml").display().to_string()];
+        let kubelet_args = vec![
+            format!("--config={}", state.join("kubelet/config.yaml").display()),
+            format!("--kubeconfig={}", kubelet_kubeconfig.display()),
+            format!("--hostname-override={NODE_NAME}"),
+            format!("--node-ip={NODE_IP}"),
+            format!("--root-dir={}", state.join("kubelet/root").display()),
+            format!("--cert-dir={}", state.join("kubelet-pki").display()),
+            "--v=1".to_owned(),
         ];
-        Ok(Self {
-            shared,
-            tasks,
-            _dir: dir,
+        let node = Self {
+            processes: Mutex::new(Processes::default()),
+            kubelet_args,
+            containerd_args,
+            proxy_healthz,
+            config: plane.admin_config(),
+            host,
+        };
+        let pause = tokio::task::spawn_blocking(crate::images::pause)
+            .await
+            .map_err(|e| Error::Image(e.to_string()))??;
+        node.start_containerd().await?;
+        node.load(&pause).await?;
+        for image in images {
+            node.load(image).await?;
+        }
+        node.start_kubelet(plane)?;
+        node.wait_ready().await?;
+        node.start_kube_proxy(plane)?;
+        node.wait("kube-proxy /healthz", PROXY_READY, || async {
+            let addr = SocketAddr::from(([127, 0, 0, 1], node.proxy_healthz));
+            crate::http_probe::get_status(addr, "/healthz", Duration::from_secs(2)).await == Some(200)
         })
+        .await?;
+        Ok(node)
     }
 
-    pub fn name(&self) -> &str {
-        &self.shared.config.name
+    /// The node's state directory (configs, logs, the kubelet's and containerd's state).
+    pub fn dir(&self) -> &Path {
+        self.host.state.path()
     }
 
-    /// What one container of the pod wrote to stdout and stderr, every run appended;
-    /// empty if it never ran here.
-    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
-        let text = std::fs::read(self.container_log_path(namespace, pod, container)).unwrap_or_default();
-        String::from_utf8_lossy(&text).into_owned()
+    /// `ctr` talking to this node's containerd, in the kubelet's namespace.
+    pub fn ctr(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(socket(self.dir())).args(["--namespace", "k8s.io"]);
+        command
     }
 
-    /// Everything the pod's containers wrote, each container's output headed by
-    /// `==> <name> <==`, for failure messages; empty if the pod never ran here.
-    pub fn pod_log(&self, namespace: &str, pod: &str) -> String {
-        self.pod_logs(namespace, pod)
+    /// Imports an image archive into containerd, where pods find it without pulling.
+    pub async fn load(&self, image: &ImageArchive) -> Result<()> {
+        let mut ctr = self.ctr();
+        ctr.args(["images", "import"]).arg(&image.path);
+        let what = format!("ctr images import {}", image.path.display());
+        tokio::task::spawn_blocking(move || host::run(&mut ctr, &what))
+            .await
+            .map_err(|e| Error::Image(e.to_string()))?
+            .map_err(|e| Error::Image(format!("{} ({e})", image.reference)))
+    }
+
+    /// SIGKILLs one container through containerd (`ctr task kill`), as an OOM kill or a crash
+    /// would end it; the kubelet then restarts it per the pod's policy.
+    pub async fn kill_container(&self, pod: &Pod, container: &str) -> Result<()> {
+        let id = container_id(pod, container)
+            .ok_or_else(|| Error::Host(format!("container {container} of the pod has no running container id")))?;
+        let mut ctr = self.ctr();
+        ctr.args(["tasks", "kill", "--signal", "SIGKILL", &id]);
+        tokio::task::spawn_blocking(move || host::run(&mut ctr, "ctr tasks kill"))
+            .await
+            .map_err(|e| Error::Host(e.to_string()))?
+    }
+
+    /// The host PID of a pod's running container (its init process), from containerd's task
+    /// list: for looking at it as the kernel sees it (`/proc/<pid>/status`, `mountinfo`).
+    pub async fn container_pid(&self, pod: &Pod, container: &str) -> Result<u32> {
+        let id = container_id(pod, container)
+            .ok_or_else(|| Error::Host(format!("container {container} of the pod has no running container id")))?;
+        let mut ctr = self.ctr();
+        ctr.args(["tasks", "ls"]);
+        let output = tokio::task::spawn_blocking(move || ctr.output())
+            .await
+            .map_err(|e| Error::Host(e.to_string()))?
+            .map_err(|e| Error::Host(format!("ctr tasks ls: {e}")))?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(id.as_str())).then(|| fields.next()?.parse().ok()).flatten()
+            })
+            .ok_or_else(|| Error::Host(format!("containerd lists no task {id}")))
+    }
+
+    /// Every container's log of a pod (current runs, then previous runs), through the API server
+    /// and the kubelet, as `kubectl logs` reads them.
+    pub async fn pod_log(&self, namespace: &str, pod: &str) -> String {
+        let Ok(client) = self.client() else { return String::new() };
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let Ok(object) = pods.get(pod).await else { return String::new() };
+        let names: Vec<String> = object
+            .spec
             .iter()
-            .map(|(container, path)| {
-                let text = std::fs::read(path).unwrap_or_default();
-                format!("==> {container} <==\n{}", String::from_utf8_lossy(&text))
+            .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+            .map(|c| c.name.clone())
+            .collect();
+        let mut text = String::new();
+        for name in names {
+            for previous in [true, false] {
+                let params = LogParams { container: Some(name.clone()), previous, ..LogParams::default() };
+                if let Ok(log) = pods.logs(pod, &params).await {
+                    let run = if previous { " (previous run)" } else { "" };
+                    text.push_str(&format!("==> {name}{run} <==\n{log}"));
+                }
+            }
+        }
+        text
+    }
+
+    /// Stops the kubelet (SIGTERM) and starts it again; its pods keep running meanwhile.
+    pub async fn restart_kubelet(&self, plane: &ControlPlane) -> Result<()> {
+        let old = self.processes().kubelet.take();
+        if let Some(mut process) = old {
+            let _ = tokio::task::spawn_blocking(move || process.stop(STOP_GRACE)).await;
+        }
+        self.start_kubelet(plane)?;
+        self.wait_ready().await
+    }
+
+    /// Stops containerd (SIGTERM) and starts it again; containers keep running under their shims.
+    pub async fn restart_containerd(&self) -> Result<()> {
+        let old = self.processes().containerd.take();
+        if let Some(mut process) = old {
+            let _ = tokio::task::spawn_blocking(move || process.stop(STOP_GRACE)).await;
+        }
+        self.start_containerd().await
+    }
+
+    /// Stops everything and cleans the machine up. Dropping does the same, blocking.
+    pub async fn stop(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
+
+    /// The last `lines` lines of containerd's, the kubelet's and kube-proxy's logs.
+    pub fn log_tails(&self, lines: usize) -> String {
+        ["containerd", "kubelet", "kube-proxy"]
+            .iter()
+            .map(|name| {
+                let path = self.log_path(name);
+                format!("==> {name} ({}) <==\n{}\n", path.display(), log_tail(&path, lines))
             })
             .collect()
     }
 
-    /// The log file of one container of a pod (it may not exist yet).
-    pub fn container_log_path(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
-        self.shared
-            .dir
-            .join("logs")
-            .join(namespace)
-            .join(pod)
-            .join(format!("{container}.log"))
+    pub(crate) fn logs(&self) -> Vec<(String, PathBuf)> {
+        ["containerd", "kubelet", "kube-proxy"].iter().map(|n| ((*n).to_owned(), self.log_path(n))).collect()
     }
 
-    /// Kills every pod process at once and stops the node's tasks.
-    pub async fn stop(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-            let _ = task.await;
-        }
-        let mut pods = std::mem::take(&mut *self.shared.pod_tasks());
-        pods.shutdown().await;
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir().join(format!("{name}.log"))
     }
 
-    fn pod_logs(&self, namespace: &str, pod: &str) -> Vec<(String, PathBuf)> {
-        let dir = self.shared.dir.join("logs").join(namespace).join(pod);
-        let mut logs: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter_map(|path| {
-                let container = path.file_stem()?.to_string_lossy().into_owned();
-                (path.extension()? == "log").then_some((container, path))
+    fn client(&self) -> Result<Client> {
+        Ok(Client::try_from(self.config.clone())?)
+    }
+
+    fn processes(&self) -> MutexGuard<'_, Processes> {
+        self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn start_containerd(&self) -> Result<()> {
+        let process =
+            Process::spawn("containerd", Path::new("/usr/bin/containerd"), &self.containerd_args, &self.log_path("containerd"))?;
+        self.processes().containerd = Some(process);
+        self.wait("containerd", CONTAINERD_START, || async {
+            let mut ctr = self.ctr();
+            ctr.arg("version");
+            tokio::task::spawn_blocking(move || ctr.output().is_ok_and(|o| o.status.success())).await.unwrap_or(false)
+        })
+        .await
+    }
+
+    fn start_kubelet(&self, plane: &ControlPlane) -> Result<()> {
+        let process =
+            Process::spawn("kubelet", &plane.binaries().path("kubelet"), &self.kubelet_args, &self.log_path("kubelet"))?;
+        self.processes().kubelet = Some(process);
+        Ok(())
+    }
+
+    fn start_kube_proxy(&self, plane: &ControlPlane) -> Result<()> {
+        let args = vec![format!("--config={}", self.dir().join("kube-proxy.yaml").display())];
+        let process =
+            Process::spawn("kube-proxy", &plane.binaries().path("kube-proxy"), &args, &self.log_path("kube-proxy"))?;
+        self.processes().kube_proxy = Some(process);
+        Ok(())
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let nodes: Api<NodeObject> = Api::all(self.client()?);
+        self.wait("the Node to be Ready", NODE_READY, || async {
+            nodes.get_opt(NODE_NAME).await.ok().flatten().is_some_and(|n| {
+                let conditions = n.status.and_then(|s| s.conditions).unwrap_or_default();
+                conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
             })
-            .collect();
-        logs.sort();
-        logs
+        })
+        .await
     }
 
-    fn all_logs(&self) -> Vec<(String, PathBuf)> {
-        let mut logs = vec![("node stand-in".to_owned(), self.shared.dir.join("node.log"))];
-        let namespaces = std::fs::read_dir(self.shared.dir.join("logs")).into_iter().flatten().flatten();
-        for namespace in namespaces {
-            for pod in std::fs::read_dir(namespace.path()).into_iter().flatten().flatten() {
-                let ns = namespace.file_name().to_string_lossy().into_owned();
-                let name = pod.file_name().to_string_lossy().into_owned();
-                for (container, path) in self.pod_logs(&ns, &name) {
-                    logs.push((format!("pod {ns}/{name} container {container}"), path));
-                }
+    async fn wait<F, Fut>(&self, what: &str, limit: Duration, mut ready: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if ready().await {
+                return Ok(());
             }
+            if let Some(err) = self.exited_process() {
+                return Err(err);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NotReady { what: what.to_owned(), seconds: limit.as_secs(), log_tail: self.log_tails(20) });
+            }
+            tokio::time::sleep(POLL).await;
         }
-        logs
+    }
+
+    fn exited_process(&self) -> Option<Error> {
+        let mut processes = self.processes();
+        let Processes { kube_proxy, kubelet, containerd } = &mut *processes;
+        let exited = [kube_proxy, kubelet, containerd].into_iter().flatten().find_map(|process| {
+            let status = process.exited()?;
+            Some(Error::Exited {
+                process: process.name().to_owned(),
+                status: status.to_string(),
+                log_tail: log_tail(process.log(), 30),
+            })
+        });
+        exited
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for (what, path) in self.all_logs() {
-                eprintln!("==> {what} ({}) <==\n{}", path.display(), log_tail(&path, 40));
-            }
+            eprintln!("{}", self.log_tails(40));
         }
-        for task in &self.tasks {
-            task.abort();
+        let mut processes = self.processes();
+        let stopping = [processes.kube_proxy.take(), processes.kubelet.take(), processes.containerd.take()];
+        drop(processes);
+        for mut process in stopping.into_iter().flatten() {
+            process.stop(STOP_GRACE);
         }
-        // Dropping the set aborts the pod tasks, which kill their processes.
-        drop(std::mem::take(&mut *self.shared.pod_tasks()));
+        host::teardown(&self.host.teardown);
     }
 }
 
-async fn register(shared: &Shared) -> Result<NodeObject, NodeError> {
-    let name = shared.config.name.clone();
-    let nodes: Api<NodeObject> = Api::all(shared.client.clone());
-    let object = NodeObject {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(BTreeMap::from([
-                ("kubernetes.io/hostname".to_owned(), name.clone()),
-                ("kubernetes.io/os".to_owned(), "linux".to_owned()),
-                ("kubernetes.io/arch".to_owned(), std::env::consts::ARCH.to_owned()),
-            ])),
-            ..ObjectMeta::default()
-        },
-        spec: Some(NodeSpec::default()),
-        status: None,
-    };
-    match nodes.create(&PostParams::default(), &object).await {
-        Ok(_) => {}
-        // A node of this name from an earlier run: taken over.
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(err) => return Err(err.into()),
-    }
-    let capacity = BTreeMap::from([
-        ("cpu".to_owned(), Quantity("8".to_owned())),
-        ("memory".to_owned(), Quantity("16Gi".to_owned())),
-        ("pods".to_owned(), Quantity("250".to_owned())),
-        ("ephemeral-storage".to_owned(), Quantity("100Gi".to_owned())),
-    ]);
-    let now = Time(Timestamp::now());
-    let condition = |kind: &str, status: &str, reason: &str| NodeCondition {
-        type_: kind.to_owned(),
-        status: status.to_owned(),
-        reason: Some(reason.to_owned()),
-        last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
-        ..NodeCondition::default()
-    };
-    let status = NodeStatus {
-        conditions: Some(vec![
-            condition("Ready", "True", "KubeletReady"),
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID"),
-        ]),
-        addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".to_owned(),
-                address: "127.0.0.1".to_owned(),
-            },
-            NodeAddress {
-                type_: "Hostname".to_owned(),
-                address: name.clone(),
-            },
-        ]),
-        allocatable: Some(capacity.clone()),
-        capacity: Some(capacity),
-        node_info: Some(NodeSystemInfo {
-            architecture: std::env::consts::ARCH.to_owned(),
-            operating_system: "linux".to_owned(),
-            os_image: "mailqueue-testenv node stand-in".to_owned(),
-            kubelet_version: "v1.36.3".to_owned(),
-            container_runtime_version: "testenv://local-processes".to_owned(),
-            ..NodeSystemInfo::default()
-        }),
-        ..NodeStatus::default()
-    };
-    let patch = serde_json::json!({ "status": status });
-    Ok(nodes
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?)
+/// The containerd id of a pod's running container (`containerd://<id>` in its status).
+pub fn container_id(pod: &Pod, container: &str) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let status = statuses.iter().find(|s| s.name == container)?;
+    status.state.as_ref()?.running.as_ref()?;
+    status.container_id.as_deref()?.strip_prefix("containerd://").map(str::to_owned)
 }
 
-/// Creates or renews the node's Lease, owned by the Node so it goes with it.
-async fn renew_lease(shared: &Shared, node: &NodeObject) -> Result<(), NodeError> {
-    let name = shared.config.name.clone();
-    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
-    let owner = OwnerReference {
-        api_version: NodeObject::api_version(&()).into_owned(),
-        kind: NodeObject::kind(&()).into_owned(),
-        name: name.clone(),
-        uid: node.uid().unwrap_or_default(),
-        ..OwnerReference::default()
-    };
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(name.clone()),
-            lease_duration_seconds: Some(LEASE_SECONDS),
-            renew_time: Some(MicroTime(Timestamp::now())),
-            ..LeaseSpec::default()
-        }),
-    };
-    let params = PatchParams::apply("mailqueue-testenv-node").force();
-    leases.patch(&name, &params, &Patch::Apply(&lease)).await?;
-    Ok(())
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(io("write", path))
 }
 
-async fn heartbeat(shared: Arc<Shared>, node: NodeObject) {
-    loop {
-        tokio::time::sleep(HEARTBEAT).await;
-        if let Err(err) = renew_lease(&shared, &node).await {
-            // The API server may be restarting; the next beat tries again.
-            shared.note(&format!("could not renew the node lease: {err}"));
-        }
-    }
-}
-
-/// A pod's task, and the way to tell it to stop.
-struct Running {
-    stop: watch::Sender<Option<Stop>>,
-    task: AbortHandle,
-}
-
-async fn watch_pods(shared: Arc<Shared>) {
-    let pods: Api<Pod> = Api::all(shared.client.clone());
-    let mut events = watcher::watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut running: HashMap<String, Running> = HashMap::new();
-    let mut binding: BTreeSet<String> = BTreeSet::new();
-    // Pods seen during a re-list: those not seen again are gone.
-    let mut relisted: Option<BTreeSet<String>> = None;
-    while let Some(event) = events.next().await {
-        running.retain(|_, r| !r.task.is_finished());
-        match event {
-            Ok(Event::Init) => relisted = Some(BTreeSet::new()),
-            Ok(Event::InitApply(pod)) | Ok(Event::Apply(pod)) => {
-                if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.uid()) {
-                    seen.insert(uid);
-                }
-                on_pod(&shared, pod, &mut running, &mut binding);
-            }
-            Ok(Event::InitDone) => {
-                if let Some(seen) = relisted.take() {
-                    for (uid, pod) in running.iter() {
-                        if !seen.contains(uid) {
-                            let _ = pod.stop.send(Some(Stop::Now));
-                        }
-                    }
-                }
-            }
-            Ok(Event::Delete(pod)) => {
-                if let Some(pod) = pod.uid().and_then(|uid| running.get(&uid)) {
-                    let _ = pod.stop.send(Some(Stop::Now));
-                }
-            }
-            Err(err) => shared.note(&format!("watching pods: {err}")),
-        }
-    }
-}
-
-fn on_pod(shared: &Arc<Shared>, pod: Pod, running: &mut HashMap<String, Running>, binding: &mut BTreeSet<String>) {
-    if !shared.serves(&pod) {
-        return;
-    }
-    let Some(uid) = pod.uid() else {
-        return;
-    };
-    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-    let deleting = pod.metadata.deletion_timestamp.is_some();
-    match node_name {
-        None if !deleting && binding.insert(uid.clone()) => {
-            tokio::spawn(bind(shared.clone(), pod));
-        }
-        Some(node) if node == shared.config.name => {
-            let grace = pod.metadata.deletion_grace_period_seconds;
-            if let Some(pod) = running.get(&uid) {
-                if deleting {
-                    let grace = grace.map(|s| Duration::from_secs(s.max(0) as u64));
-                    let _ = pod.stop.send_if_modified(|stop| {
-                        let first = stop.is_none();
-                        if first {
-                            *stop = Some(Stop::Graceful(grace));
-                        }
-                        first
-                    });
-                }
-                return;
-            }
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            let finished = matches!(phase, Some("Succeeded") | Some("Failed"));
-            if finished && !deleting {
-                // Ran to completion under an earlier task of this node; nothing to do.
-                return;
-            }
-            // Deleted before this node ran it (e.g. a node restarted): nothing to wait for.
-            let initial = deleting.then_some(Stop::Graceful(Some(Duration::ZERO)));
-            let (stop, receiver) = watch::channel(initial);
-            let mut tasks = shared.pod_tasks();
-            while tasks.try_join_next().is_some() {}
-            let task = tasks.spawn(pod::run(shared.clone(), pod, next_pod_ip(), receiver));
-            running.insert(uid, Running { stop, task });
-        }
-        _ => {}
-    }
-}
-
-async fn bind(shared: Arc<Shared>, pod: Pod) {
-    let namespace = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let binding = Binding {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
-            uid: pod.uid(),
-            ..ObjectMeta::default()
-        },
-        target: ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Node".to_owned()),
-            name: Some(shared.config.name.clone()),
-            ..ObjectReference::default()
-        },
-    };
-    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-    // Retried while the API server is unreachable (a restart test); a conflict means
-    // the pod is bound or gone.
-    for attempt in 0..BIND_ATTEMPTS {
-        let result: Result<serde_json::Value, _> = pods
-            .create_subresource("binding", &name, &PostParams::default(), &binding)
-            .await;
-        match result {
-            Ok(_) => return,
-            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => return,
-            Err(err) => {
-                shared.note(&format!("could not bind pod {namespace}/{name} (attempt {attempt}): {err}"));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-/// A loopback address per pod: 127.1.0.1, 127.1.0.2, ...
-fn next_pod_ip() -> IpAddr {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let [_, _, high, low] = (n / 254 * 256 + n % 254 + 1).to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(127, 1, high, low))
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind a port on", "127.0.0.1"))?;
+    Ok(listener.local_addr().map_err(io("bind a port on", "127.0.0.1"))?.port())
 }
