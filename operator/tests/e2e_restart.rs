@@ -38,6 +38,16 @@ async fn converges_after_api_server_kubelet_containerd_and_operator_restarts() {
     .await;
     wait_condition(&setup, "lists", "Ready", "True").await;
 
+    // A runner container SIGKILLed through containerd is restarted by the kubelet.
+    let victim = pods.get("lists-out-0of2").await.expect("pod");
+    node.kill_container(&victim, "runner").await.expect("ctr kills the container");
+    eventually("the killed runner container to be restarted", || async {
+        let pod = pods.get("lists-out-0of2").await.ok()?;
+        (restarts(&pod) > restarts(&victim)).then_some(())
+    })
+    .await;
+    wait_condition(&setup, "lists", "Ready", "True").await;
+
     // The kubelet and containerd restart under running pods: the pods keep running (same
     // containers, no restart counted) and the MailQueue stays Ready.
     let before = pods.get("lists-out-0of2").await.expect("pod");
@@ -48,18 +58,17 @@ async fn converges_after_api_server_kubelet_containerd_and_operator_restarts() {
     assert_eq!(after.uid(), before.uid(), "the pod was replaced by a kubelet/containerd restart");
     assert_eq!(restarts(&after), restarts(&before), "a container restarted with the kubelet or containerd");
 
-    // A runner container SIGKILLed through containerd is restarted by the kubelet.
-    node.kill_container(&after, "runner").await.expect("ctr kills the container");
-    eventually("the killed runner container to be restarted", || async {
-        let pod = pods.get("lists-out-0of2").await.ok()?;
-        (restarts(&pod) > restarts(&after)).then_some(())
-    })
-    .await;
-    wait_condition(&setup, "lists", "Ready", "True").await;
-
-    // A force-deleted pod is replaced at once (the old container may still be stopping).
+    // A force-deleted pod is replaced, and its replacement runs on the restarted kubelet and
+    // containerd.
+    let old_uid = pods.get("lists-out-1of2").await.expect("pod").uid();
     let (ok, out) = setup.kubectl(&["delete", "pod", "lists-out-1of2", "--force", "--grace-period=0"]).await;
     assert!(ok, "kubectl delete --force: {out}");
+    eventually("a ready replacement of the force-deleted pod", || async {
+        let pod = pods.get_opt("lists-out-1of2").await.ok().flatten()?;
+        let ready = pod.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        (pod.uid() != old_uid && ready).then_some(())
+    })
+    .await;
     wait_condition(&setup, "lists", "Ready", "True").await;
 
     // The operator is killed (no clean shutdown); a drain asked for meanwhile is carried out

@@ -2,7 +2,6 @@
 //! in a log file, stopped with SIGTERM then SIGKILL, and never outliving the test
 //! process (a watchdog kills what is left when the test process ends, however it ends).
 
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,8 @@ pub(crate) struct Process {
 
 impl Process {
     pub(crate) fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
-        let out = File::create(log).map_err(io("create log file", log))?;
+        // Appended to: a restarted process keeps the log of its earlier runs.
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io("create log file", log))?;
         let err = out.try_clone().map_err(io("open log file", log))?;
         let child = Command::new(program)
             .args(args)

@@ -75,7 +75,7 @@ address: {NODE_IP}
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: 10248
+healthzPort: {healthz}
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: true}}
@@ -97,7 +97,8 @@ fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 shutdownGracePeriod: 0s
 "#,
-        ca = ca.display()
+        ca = ca.display(),
+        healthz = super::KUBELET_HEALTHZ,
     )
 }
 

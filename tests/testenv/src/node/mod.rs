@@ -30,6 +30,8 @@ use crate::images::ImageArchive;
 use crate::kubeconfig::{self, Credentials};
 use crate::process::{log_tail, remove_at_exit, Process};
 
+/// The kubelet's healthz port (its config binds it to 127.0.0.1).
+const KUBELET_HEALTHZ: u16 = 10248;
 const CONTAINERD_START: Duration = Duration::from_secs(60);
 const NODE_READY: Duration = Duration::from_secs(120);
 const PROXY_READY: Duration = Duration::from_secs(60);
@@ -138,6 +140,7 @@ impl Node {
             node.load(image).await?;
         }
         node.start_kubelet(plane)?;
+        node.wait_kubelet_healthy().await?;
         node.wait_ready().await?;
         node.start_kube_proxy(plane)?;
         node.wait("kube-proxy /healthz", PROXY_READY, || async {
@@ -235,6 +238,7 @@ impl Node {
             let _ = tokio::task::spawn_blocking(move || process.stop(STOP_GRACE)).await;
         }
         self.start_kubelet(plane)?;
+        self.wait_kubelet_healthy().await?;
         self.wait_ready().await
     }
 
@@ -304,6 +308,15 @@ impl Node {
             Process::spawn("kube-proxy", &plane.binaries().path("kube-proxy"), &args, &self.log_path("kube-proxy"))?;
         self.processes().kube_proxy = Some(process);
         Ok(())
+    }
+
+    /// The kubelet's own health endpoint: a Ready Node in the API may be the previous kubelet's.
+    async fn wait_kubelet_healthy(&self) -> Result<()> {
+        self.wait("the kubelet's /healthz", NODE_READY, || async {
+            let addr = SocketAddr::from(([127, 0, 0, 1], KUBELET_HEALTHZ));
+            crate::http_probe::get_status(addr, "/healthz", Duration::from_secs(2)).await == Some(200)
+        })
+        .await
     }
 
     async fn wait_ready(&self) -> Result<()> {
