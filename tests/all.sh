@@ -4,10 +4,15 @@
 #   - Rust crates (cargo, from crates.io),
 #   - Python 3.11 with Mailman 3 and aiosmtpd (PyPI) and Python 2.7 (pyenv): tests/tools/python-env.sh,
 #   - Postfix's smtp-sink (Debian): tests/tools/smtp-sink.sh,
-#   - etcd, kube-apiserver, kube-controller-manager, kubectl, helm from Go modules:
-#     tests/build-k8s.sh (cached in ~/.cache/mailqueue-operator, keyed by version).
-# Tiers: fast (unit, integration, control-plane e2e) then slow (crash loops, large queues),
-# marked `#[ignore]` in the code and run here with `--ignored`.
+#   - etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm, kubelet and
+#     kube-proxy from Go modules: tests/build-k8s.sh (cached in ~/.cache/mailqueue-operator,
+#     keyed by version),
+#   - containerd, runc, CNI plugins, nftables, buildah from Debian (the test cluster's node, set
+#     up by mailqueue-testenv itself; its images are cached in ~/.cache/mailqueue-operator/images).
+# Needs root: the e2e tier runs a real kubelet and containerd on this machine.
+# Tiers: fast (unit, integration, e2e on the real single-node cluster) then slow (crash loops,
+# large queues, chaos, the Dockerfile built as it is), marked `#[ignore]` in the code and run
+# here with `--ignored`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

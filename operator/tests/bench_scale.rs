@@ -49,8 +49,9 @@ async fn measure_latencies_and_scale() {
     println!("BENCH reconciles of one idle MailQueue with 8 live runners heartbeating: {idle_rate:.2} /s");
     drop(operator);
 
-    // Scale: 100 MailQueues of 8 slices; no runners (pods stay Pending), so this measures
-    // the operator alone: 800 pods and 800 Leases to create and watch.
+    // Scale: 100 MailQueues of 8 slices whose claim does not exist in their namespace, so the
+    // scheduler cannot place their pods and they stay Pending (one node could not run 800): this
+    // measures the operator alone, 800 pods and 800 Leases to create and watch.
     support::runner_namespace(setup.plane, &setup.client, "mq-scale").await;
     let mut operator = setup.operator_for("operator-scale", "mq-scale");
     let pid = operator.child.id().expect("operator pid");
