@@ -77,8 +77,10 @@ say "filling var/queue/out with $count entries (Mailman 3's Switchboard.enqueue)
 queues=$state/volumes/$ns/mailman-data/var/queue
 mkdir -p "$queues"/{retry,shunt,bad}
 "$MQ_PY3" tests/tools/gen-queue.py --dir "$queues/out" --count "$count" --seed 1 >/dev/null
-# As on a Mailman host, the tree belongs to the user the runners run as (the image's, 65532).
-chown -R 65532:65532 "$queues"
+# As on a Mailman host, the tree belongs to the user the example's runners run as.
+owner=$(sed -n 's/^ *runAsUser: *\([0-9]*\).*/\1/p' charts/mailqueue-operator/examples/mailqueue.yaml)
+group=$(sed -n 's/^ *runAsGroup: *\([0-9]*\).*/\1/p' charts/mailqueue-operator/examples/mailqueue.yaml)
+chown -R "${owner:-65532}:${group:-65532}" "$queues"
 echo "out/: $(find "$queues/out" -name '*.pck' | wc -l) entries; directory size $(stat -c %s "$queues/out") bytes"
 
 port=$(free_port)
@@ -120,7 +122,7 @@ if k explain mailqueue.spec.compact >/dev/null 2>&1; then
     t=$(now)
     k patch mq lists --type merge -p '{"spec":{"compact":{"requestId":"demo-1","queue":"out"}}}'
     phase=""
-    for _ in $(seq 1 60); do
+    for _ in $(seq 1 120); do
         phase=$(k get mq lists -o jsonpath='{.status.actions.compact.phase}')
         case "$phase" in Succeeded|Failed) break ;; esac
         sleep 1
@@ -130,6 +132,8 @@ if k explain mailqueue.spec.compact >/dev/null 2>&1; then
         echo "compacted in $(since "$t"): out/ is now $(stat -c %s "$queues/out") bytes"
     else
         echo "compaction did not succeed (phase '${phase:-none}'); see above" >&2
+        k get jobs,pods -o wide >&2 || true
+        for job in $(k get jobs -o name); do k logs "$job" --all-containers --tail=30 >&2 || true; done
         exit 1
     fi
 else
