@@ -17,6 +17,9 @@ pub struct SliceCounters {
     pub in_flight: u64,
     pub delivered: u64,
     pub oldest_pending_seconds: u64,
+    /// Queued entries this owner cannot claim (permission, a directory at the `.bak`
+    /// name, ...): backed off, logged once each, left for an admin.
+    pub unclaimable: u64,
 }
 
 /// Hands out slices.

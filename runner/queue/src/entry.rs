@@ -72,9 +72,24 @@ impl QueueEntry {
         Ok(QueueEntry { bytes, parsed, version })
     }
 
-    /// Reads and parses the file at `path`; errors name the file.
+    /// Reads and parses the file at `path` (a regular file, not followed if a link,
+    /// within [`crate::open::DEFAULT_MAX_ENTRY_SIZE`]); errors name the file.
     pub fn read(path: &Path) -> crate::Result<QueueEntry> {
-        let bytes = std::fs::read(path).map_err(crate::Error::io("reading", path))?;
+        QueueEntry::read_limited(path, crate::open::DEFAULT_MAX_ENTRY_SIZE)
+    }
+
+    /// [`QueueEntry::read`] with another size limit.
+    pub fn read_limited(path: &Path, limit: u64) -> crate::Result<QueueEntry> {
+        let bytes = crate::open::read_regular(path, limit)?.ok_or_else(|| crate::Error::Io {
+            op: "reading",
+            path: path.to_owned(),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        QueueEntry::parse(bytes, path)
+    }
+
+    /// Parses bytes read from `path`; errors name the file.
+    pub fn parse(bytes: Vec<u8>, path: &Path) -> crate::Result<QueueEntry> {
         QueueEntry::from_bytes(bytes).map_err(|error| crate::Error::Entry { path: path.to_owned(), error })
     }
 

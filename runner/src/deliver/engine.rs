@@ -15,14 +15,15 @@ use crate::ownership::{SliceCounters, SliceLease};
 use crate::retry::{self, RetryDecision, RetryPolicy};
 use crate::shutdown::Stop;
 use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
-use mailqueue_queue::inflight;
+use mailqueue_queue::inflight::{self, Claimed};
 use mailqueue_queue::switchboard::{NewEntry, Switchboard};
 use mailqueue_message::Version;
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -71,7 +72,22 @@ enum Done {
     Deferred(EntryName, f64),
     /// The relay cannot be reached: not claimed; the batch stops.
     RelayDown,
+    /// Left queued after a failure that is not the entry's fault: it could not be
+    /// claimed (`unclaimable`: no permission, a directory at its `.bak` name, a name
+    /// that is no longer a regular file) or read (an I/O error). Backed off.
+    Failed { name: EntryName, reason: String, unclaimable: bool },
 }
+
+/// An entry backed off after [`Done::Failed`].
+struct Trouble {
+    until: Instant,
+    delay: Duration,
+    unclaimable: bool,
+}
+
+/// First and longest wait before an entry that failed is tried again.
+const FIRST_ENTRY_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_ENTRY_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The most the idle pause grows to while the relay stays unreachable.
 const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
@@ -91,6 +107,7 @@ impl Engine {
         drop(done_tx);
 
         let mut deferred: HashMap<EntryName, f64> = HashMap::new();
+        let mut troubled: HashMap<EntryName, Trouble> = HashMap::new();
         let mut backoff = self.idle;
         let result = loop {
             if self.stop.stopping() {
@@ -112,11 +129,23 @@ impl Engine {
             let now = retry::unix_secs(SystemTime::now());
             // FIFO order: the first name is the oldest entry.
             let oldest = names.first().map_or(0, |n| (now - n.timestamp()).max(0.0) as u64);
+            let listed: HashSet<&EntryName> = names.iter().collect();
+            troubled.retain(|n, _| listed.contains(n));
+            drop(listed);
+            let unclaimable = troubled.values().filter(|t| t.unclaimable).count() as u64;
+            self.metrics.set_unclaimable(slice.index(), unclaimable);
             self.publish(lease.as_ref(), names.len() as u64, oldest);
             deferred.retain(|_, after| *after > now);
-            let batch: Vec<EntryName> = names.into_iter().filter(|n| !deferred.contains_key(n)).collect();
+            let instant = Instant::now();
+            let batch: Vec<EntryName> = names
+                .into_iter()
+                .filter(|n| !deferred.contains_key(n) && troubled.get(n).is_none_or(|t| t.until <= instant))
+                .collect();
             if batch.is_empty() {
                 if self.exit_when_empty {
+                    if !troubled.is_empty() {
+                        tracing::warn!(slice = %slice, entries = troubled.len(), unclaimable, "exiting with entries left queued that could not be claimed or read");
+                    }
                     break Ok(());
                 }
                 self.pause(self.idle).await;
@@ -133,13 +162,13 @@ impl Engine {
                 }
                 while let Ok(done) = done_rx.try_recv() {
                     received += 1;
-                    relay_down |= note(done, &mut deferred);
+                    relay_down |= note(done, &mut deferred, &mut troubled);
                 }
             }
             while received < sent {
                 let Some(done) = done_rx.recv().await else { break };
                 received += 1;
-                relay_down |= note(done, &mut deferred);
+                relay_down |= note(done, &mut deferred, &mut troubled);
             }
             if relay_down {
                 self.pause(backoff).await;
@@ -184,6 +213,7 @@ impl Engine {
     fn publish(&self, lease: &dyn SliceLease, pending: u64, oldest_pending_seconds: u64) {
         lease.publish(&SliceCounters {
             pending,
+            unclaimable: self.metrics.unclaimable_total(),
             in_flight: self.metrics.in_flight.load(Relaxed),
             delivered: self.metrics.entries_delivered.load(Relaxed),
             oldest_pending_seconds,
@@ -201,7 +231,7 @@ impl Engine {
             let next = jobs.lock().await.recv().await;
             let Some(name) = next else { break };
             let span = tracing::info_span!("entry", entry = %name);
-            let result = self.process(lease.as_ref(), &mut session, name).instrument(span).await;
+            let result = self.clone().process(lease.as_ref(), &mut session, name).instrument(span).await;
             if done.send(result).is_err() {
                 break;
             }
@@ -213,7 +243,7 @@ impl Engine {
         }
     }
 
-    async fn process(&self, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
+    async fn process(self: Arc<Self>, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
         if self.stop.stopping() || !lease.still_owned() || lease.draining() {
             return Done::Handled;
         }
@@ -231,18 +261,18 @@ impl Engine {
         }
         // The entry's lock is held until it is disposed of: queue operations see it in
         // flight and leave it alone (see `mailqueue_queue::inflight`).
-        let claimed = match inflight::claim(&self.out, &name) {
+        let (me, pck) = (self.clone(), name.clone());
+        let claimed = match blocking(move || inflight::claim(&me.out, &pck)).await {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return Done::Handled,
             Err(e) => {
-                tracing::error!(error = %e, "cannot claim entry");
-                return Done::Handled;
+                self.metrics.claim_failures.fetch_add(1, Relaxed);
+                return Done::Failed { name, reason: e.to_string(), unclaimable: true };
             }
         };
         self.metrics.in_flight.fetch_add(1, Relaxed);
-        let done = self.deliver_claimed(session, name, claimed.bak().clone()).await;
+        let done = self.clone().deliver_claimed(session, name, claimed).await;
         self.metrics.in_flight.fetch_sub(1, Relaxed);
-        drop(claimed);
         done
     }
 
@@ -264,25 +294,51 @@ impl Engine {
         }
     }
 
-    async fn deliver_claimed(&self, session: &mut Option<Session>, name: EntryName, bak: EntryName) -> Done {
-        let entry = match self.out.read(&bak) {
-            Ok(e) => e,
-            Err(e) => {
-                self.set_aside_bad(&bak, &e.to_string());
+    /// Delivers a claimed entry and disposes of it; the entry's lock (in `claimed`) is
+    /// held until then.
+    async fn deliver_claimed(self: Arc<Self>, session: &mut Option<Session>, name: EntryName, claimed: Claimed) -> Done {
+        let bak = claimed.bak().clone();
+        let limit = self.out.max_entry_size();
+        // Read through the descriptor the claim opened, never by path again.
+        let (claimed, read) = blocking(move || {
+            let read = claimed.read(limit);
+            (claimed, read)
+        })
+        .await;
+        let entry = match read {
+            Ok(e) => Arc::new(e),
+            Err(e) if e.is_bad_entry() => {
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &e.to_string())).await;
                 return Done::Handled;
+            }
+            Err(e) => {
+                // Not the entry's fault (EIO, EMFILE, a volume's hiccup): back to `.pck`.
+                self.metrics.read_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "cannot read the claimed entry; put back and retried later");
+                let me = self.clone();
+                blocking(move || me.put_back(&bak)).await;
+                drop(claimed);
+                return Done::Failed { name, reason: e.to_string(), unclaimable: false };
             }
         };
         if let Some(after) = retry::not_before(&entry, SystemTime::now()) {
             tracing::debug!(deliver_after = after, "not due yet; left queued");
-            self.put_back(&bak);
+            let me = self.clone();
+            blocking(move || me.put_back(&bak)).await;
             return Done::Deferred(name, after);
         }
         let planned = match (&self.mm3_lists, entry.version()) {
             (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, rest, &self.policy).await,
-            (_, Version::Mailman2) => match &self.mm2_lists {
-                Some(lists) => mm2_list::plan(&entry, lists, &self.policy),
-                None => plan::plan(&entry, &self.policy),
-            },
+            // Reading a 2.1 list's config.pck is file I/O: on the blocking pool.
+            (_, Version::Mailman2) => {
+                let (me, entry) = (self.clone(), entry.clone());
+                blocking(move || match &me.mm2_lists {
+                    Some(lists) => mm2_list::plan(&entry, lists, &me.policy),
+                    None => plan::plan(&entry, &me.policy),
+                })
+                .await
+            }
             _ => plan::plan(&entry, &self.policy),
         };
         let plan = match planned {
@@ -290,16 +346,19 @@ impl Engine {
             Err(PlanError::Unavailable(reason)) => {
                 tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
                 self.metrics.list_settings_unavailable.fetch_add(1, Relaxed);
-                self.put_back(&bak);
+                let me = self.clone();
+                blocking(move || me.put_back(&bak)).await;
                 let after = retry::unix_secs(SystemTime::now()) + self.list_retry.as_secs_f64();
                 return Done::Deferred(name, after);
             }
             Err(PlanError::Unreproducible(reason)) => {
-                self.shunt(&bak, &entry, &reason);
+                let me = self.clone();
+                blocking(move || me.shunt(&bak, &entry, &reason)).await;
                 return Done::Handled;
             }
             Err(e @ PlanError::Corrupt(_)) => {
-                self.set_aside_bad(&bak, &e.to_string());
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &e.to_string())).await;
                 return Done::Handled;
             }
         };
@@ -307,12 +366,15 @@ impl Engine {
             tracing::info!(recipient = %r, "skipping VERP delivery to unqualified recipient, as Mailman 2.1 does");
         }
         if plan.transactions.is_empty() {
-            tracing::info!("no recipients; entry finished");
-            self.finish(&bak);
+            tracing::info!(entry = %bak, message_id = message_id(&entry).as_deref().unwrap_or("(none)"), "no recipients; entry finished");
+            let me = self.clone();
+            blocking(move || me.finish(&bak)).await;
             return Done::Handled;
         }
         let outcome = self.send_all(session, &plan).await;
-        self.dispose(&bak, &entry, &plan, outcome);
+        let me = self.clone();
+        blocking(move || me.dispose(&bak, &entry, &plan, outcome)).await;
+        drop(claimed);
         Done::Handled
     }
 
@@ -434,15 +496,7 @@ impl Engine {
             return;
         }
         let list = entry.list_key();
-        let message_id = entry.message().ok().and_then(|m| {
-            m.headers
-                .iter()
-                .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
-                .and_then(|(_, v)| match v {
-                    mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
-                    mailqueue_message::HeaderValue::Header(_) => None,
-                })
-        });
+        let message_id = message_id(entry);
         let entry_name = bak.with_ext(Ext::Pck).to_string();
         let now = retry::unix_secs(SystemTime::now());
         for (rcpt, r) in failures {
@@ -495,7 +549,7 @@ impl Engine {
 }
 
 /// True when the relay was down.
-fn note(done: Done, deferred: &mut HashMap<EntryName, f64>) -> bool {
+fn note(done: Done, deferred: &mut HashMap<EntryName, f64>, troubled: &mut HashMap<EntryName, Trouble>) -> bool {
     match done {
         Done::Handled => false,
         Done::Deferred(name, after) => {
@@ -503,7 +557,48 @@ fn note(done: Done, deferred: &mut HashMap<EntryName, f64>) -> bool {
             false
         }
         Done::RelayDown => true,
+        Done::Failed { name, reason, unclaimable } => {
+            let now = Instant::now();
+            match troubled.get_mut(&name) {
+                // Once per entry: a name that keeps failing is not logged again.
+                None => {
+                    if unclaimable {
+                        tracing::warn!(entry = %name, reason, retry_secs = FIRST_ENTRY_BACKOFF.as_secs(), "cannot claim entry; left queued and retried with a growing delay (logged once)");
+                    }
+                    troubled.insert(name, Trouble { until: now + FIRST_ENTRY_BACKOFF, delay: FIRST_ENTRY_BACKOFF, unclaimable });
+                }
+                Some(t) => {
+                    t.delay = (t.delay * 2).min(MAX_ENTRY_BACKOFF);
+                    t.until = now + t.delay;
+                    t.unclaimable = unclaimable;
+                }
+            }
+            false
+        }
     }
+}
+
+/// Runs blocking file work on the runtime's blocking pool, never on its async workers
+/// (a slow or hung filesystem call must not stall SMTP sessions or the stop signal).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a blocking file operation was cancelled: {e}"),
+    }
+}
+
+/// The entry's Message-ID header, for logs and bounce records.
+fn message_id(entry: &QueueEntry) -> Option<String> {
+    entry.message().ok().and_then(|m| {
+        m.headers
+            .iter()
+            .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
+            .and_then(|(_, v)| match v {
+                mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
+                mailqueue_message::HeaderValue::Header(_) => None,
+            })
+    })
 }
 
 fn new_entry<'a>(entry: &'a QueueEntry, metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {
