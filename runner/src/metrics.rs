@@ -23,6 +23,8 @@ pub struct Metrics {
     pub entries_moved_from_retry: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Sessions dropped because the relay broke the protocol (a reply over the bounds).
+    pub smtp_protocol_errors: AtomicU64,
     pub in_flight: AtomicU64,
     /// Answers about list settings taken from the cache because the API was down.
     pub list_settings_stale: AtomicU64,
@@ -162,6 +164,13 @@ impl Metrics {
             "Failed attempts to open an SMTP session.",
             "",
             &self.connect_failures,
+        );
+        counter(
+            &mut out,
+            "mailqueue_smtp_protocol_errors_total",
+            "SMTP sessions dropped because the relay broke the protocol (a reply line over 8192 bytes, a reply over 16 KiB or 200 lines).",
+            "",
+            &self.smtp_protocol_errors,
         );
         counter(
             &mut out,

@@ -9,7 +9,7 @@ use super::mm3_list;
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
 use crate::lists::mm2::Mm2Lists;
 use crate::lists::mm3::Mm3Rest;
-use super::smtp::{Session, Settings};
+use super::smtp::{Session, SessionBroken, Settings};
 use crate::metrics::Metrics;
 use crate::ownership::{SliceCounters, SliceLease};
 use crate::retry::{self, RetryDecision, RetryPolicy};
@@ -288,6 +288,9 @@ impl Engine {
             }
             Err(e) => {
                 self.metrics.connect_failures.fetch_add(1, Relaxed);
+                if e.is_protocol() {
+                    self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                }
                 tracing::warn!(error = %e, "SMTP relay unreachable; entries stay queued");
                 None
             }
@@ -422,6 +425,9 @@ impl Engine {
                     return o;
                 }
                 Err(broken) => {
+                    if matches!(broken, SessionBroken::Protocol(_)) {
+                        self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                    }
                     let maybe_accepted = s.maybe_accepted();
                     *session = None;
                     tracing::warn!(error = %broken, maybe_accepted, "SMTP session lost mid-transaction");

@@ -2,11 +2,14 @@
 //! mail transactions, each reporting what happened to every recipient as Python's
 //! `smtplib.sendmail` does for Mailman.
 use super::outcome::{Refusal, TxOutcome};
+use super::reply_limit::BoundedReplies;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the connection to the relay is protected.
@@ -71,6 +74,12 @@ pub enum ConnectError {
         addr: String,
         source: lettre::transport::smtp::Error,
     },
+    /// The relay broke the protocol: a reply line or reply over the bounds.
+    #[error("SMTP relay {addr} broke the protocol: {source}")]
+    Protocol {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
     #[error("SMTP authentication with {addr} failed: {source}")]
     Auth {
         addr: String,
@@ -85,6 +94,15 @@ pub enum SessionBroken {
     Timeout(u64),
     #[error("connection to the SMTP relay lost: {0}")]
     Network(String),
+    /// A reply over the bounds (`reply_limit`): the session is dropped.
+    #[error("SMTP relay broke the protocol: {0}")]
+    Protocol(String),
+}
+
+impl ConnectError {
+    pub fn is_protocol(&self) -> bool {
+        matches!(self, ConnectError::Protocol { .. })
+    }
 }
 
 impl Settings {
@@ -117,6 +135,8 @@ impl Settings {
 /// An open, greeted (and if asked, encrypted and authenticated) SMTP session.
 pub struct Session {
     conn: AsyncSmtpConnection,
+    /// Set by the transport when the relay passed a reply bound (see `reply_limit`).
+    overflow: Option<Arc<AtomicBool>>,
     command_timeout: Duration,
     data_timeout: Duration,
     /// The message and its final dot went out in the current transaction: from here
@@ -134,6 +154,9 @@ impl Session {
             _ => None,
         };
         let hello = settings.client_id();
+        // The bound-exceeded flag of the plain-TCP transport (lettre owns the socket of
+        // implicit TLS: there only lettre's own checks apply).
+        let overflow: std::sync::Mutex<Option<Arc<AtomicBool>>> = std::sync::Mutex::new(None);
         // The greeting and EHLO are bounded here too, so a relay that accepts and then
         // says nothing cannot hang us.
         let connect = async {
@@ -166,11 +189,16 @@ impl Session {
                     // lettre writes the message and its final dot separately; with Nagle
                     // on, the dot waits for the peer's delayed ACK (40 ms per message).
                     tcp.set_nodelay(true).map_err(tcp_err)?;
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                    let (bounded_tcp, flag) = BoundedReplies::new(tcp);
+                    *overflow.lock().unwrap_or_else(|e| e.into_inner()) = Some(flag.clone());
+                    AsyncSmtpConnection::connect_with_transport(Box::new(bounded_tcp), &hello)
                         .await
-                        .map_err(|source| ConnectError::Connect {
-                            addr: addr.clone(),
-                            source,
+                        .map_err(|source| {
+                            if flag.load(Ordering::Relaxed) {
+                                ConnectError::Protocol { addr: addr.clone(), source }
+                            } else {
+                                ConnectError::Connect { addr: addr.clone(), source }
+                            }
                         })
                 }
             }
@@ -234,8 +262,10 @@ impl Session {
             r.message()
                 .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"))
         });
+        let overflow = overflow.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok(Session {
             conn,
+            overflow,
             command_timeout: settings.command_timeout,
             data_timeout: settings.data_timeout,
             dot_sent: false,
@@ -356,7 +386,7 @@ impl Session {
         let reply = bounded(self.data_timeout, self.conn.message(payload))
             .await
             .ok_or(SessionBroken::Timeout(self.data_timeout.as_secs()))?;
-        classify(reply, "message")
+        self.classify(reply, "message")
     }
 
     /// The next reply of a pipelined batch.
@@ -364,7 +394,7 @@ impl Session {
         let reply = bounded(self.command_timeout, self.conn.read_response())
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
-        classify(reply, stage)
+        self.classify(reply, stage)
     }
 
     /// After a broken transaction: could the relay have accepted the message?
@@ -386,7 +416,21 @@ impl Session {
         let reply = bounded(self.command_timeout, self.conn.command(line))
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
-        classify(reply, stage)
+        self.classify(reply, stage)
+    }
+
+    /// [`classify`], with a broken reply bound reported as a protocol error.
+    fn classify(
+        &self,
+        reply: Result<Response, lettre::transport::smtp::Error>,
+        stage: &'static str,
+    ) -> Result<Option<Refusal>, SessionBroken> {
+        classify(reply, stage).map_err(|e| match (&e, &self.overflow) {
+            (SessionBroken::Network(m), Some(flag)) if flag.load(Ordering::Relaxed) => {
+                SessionBroken::Protocol(m.clone())
+            }
+            _ => e,
+        })
     }
 
     async fn reset(&mut self) -> Result<(), SessionBroken> {
