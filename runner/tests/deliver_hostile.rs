@@ -53,6 +53,16 @@ fn chown_tree(dir: &Path) {
     }
 }
 
+/// A runner killed when the test ends, failed or not.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { nix::libc::geteuid() == 0 }
@@ -73,7 +83,7 @@ fn names_swapped_under_a_live_runner_are_never_followed_and_never_block_it() {
     let log_path = q.path().join("runner.log");
     let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--stop-grace", "4"]);
     cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log"))).stdout(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = Running(cmd.spawn().expect("spawn"));
 
     // Keep a name flipping between a regular entry and something else (each put in
     // place by one rename), behind a queue of regular entries that widens the gap
@@ -112,8 +122,8 @@ fn names_swapped_under_a_live_runner_are_never_followed_and_never_block_it() {
         support::files(q.path(), "out", "pck").is_empty() && support::files(q.path(), "out", "bak").is_empty()
     });
     let stopped = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
-    let status = support::wait_child(&mut child, Duration::from_secs(10));
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).expect("signal");
+    let status = support::wait_child(&mut child.0, Duration::from_secs(10));
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     let leaked = server.captured().iter().filter(|c| c.rcpts.iter().any(|r| secret_rcpts.contains(r))).count();
     assert_eq!(leaked, 0, "an entry outside the queue was delivered through a link");
@@ -153,7 +163,7 @@ fn idle_metrics_connections_cannot_exhaust_the_runners_descriptors() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = Running(cmd.spawn().expect("spawn"));
     assert!(support::wait_until(Duration::from_secs(20), || get(port, "/readyz").is_some_and(|b| b.contains("ready"))));
 
     // 200 clients that connect and then trickle a byte now and then, never finishing a request.
@@ -183,8 +193,8 @@ fn idle_metrics_connections_cannot_exhaust_the_runners_descriptors() {
     });
     stop.store(true, Ordering::Relaxed);
     let opened = trickler.join().expect("trickler");
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let _ = support::wait_child(&mut child, Duration::from_secs(10));
+    let _ = kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM);
+    let _ = support::wait_child(&mut child.0, Duration::from_secs(10));
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(opened > 100, "only {opened} connections opened");
     assert!(delivered, "entries not delivered while idle clients held the endpoint:\n{}", tail(&logs));
@@ -222,13 +232,13 @@ fn unreadable_and_blocked_entries_are_backed_off_logged_once_and_counted() {
     let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--metrics-addr", &addr]);
     cmd.uid(NOBODY).gid(NOBODY);
     cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log"))).stdout(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = Running(cmd.spawn().expect("spawn"));
     let counted = support::wait_until(Duration::from_secs(20), || {
         get(port, "/metrics").is_some_and(|m| m.contains("mailqueue_unclaimable_entries{queue=\"out\",slice=\"0\"} 2"))
     });
     std::thread::sleep(Duration::from_secs(3));
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let _ = support::wait_child(&mut child, Duration::from_secs(10));
+    let _ = kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM);
+    let _ = support::wait_child(&mut child.0, Duration::from_secs(10));
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert!(counted, "not counted as unclaimable:\n{}", tail(&logs));
@@ -287,4 +297,39 @@ fn an_io_error_is_not_corruption_at_recovery_or_in_the_retry_runner() {
     let out = support::run_to_end(cmd, Duration::from_secs(20));
     assert!(out.status.success(), "{}", tail(&String::from_utf8_lossy(&out.stderr)));
     assert_eq!(recipients(&server), 5);
+}
+
+#[test]
+fn a_runner_whose_lock_file_vanished_stops_claiming_and_a_newcomer_leaves_its_entries_alone() {
+    let server = Server::start();
+    server.set_faults(support::smtp::Faults { slow_message: Some(Duration::from_secs(3)), ..Default::default() });
+    let q = support::qfiles();
+    let first = add_copies(q.path(), M3_FIVE, 1, 1_600_000_000).remove(0);
+    let log_a = q.path().join("a.log");
+    let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--connections", "1"]);
+    cmd.stderr(Stdio::from(std::fs::File::create(&log_a).expect("log"))).stdout(Stdio::null());
+    let mut a = Running(cmd.spawn().expect("spawn"));
+    assert!(support::wait_until(Duration::from_secs(20), || support::files(q.path(), "out", "bak").len() == 1));
+
+    // An admin removes the state directory while the entry is in flight.
+    std::fs::remove_dir_all(q.path().join(".mailqueue")).expect("rm -r .mailqueue");
+    // A second runner can take the slice now; its recovery must not requeue the entry
+    // the first one is delivering.
+    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(30));
+    let logs_b = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}", tail(&logs_b));
+    assert!(logs_b.contains("left_in_flight=1"), "{}", tail(&logs_b));
+
+    // The first runner notices, stops claiming (a new entry stays queued) and exits
+    // with an error once its entry is done.
+    std::thread::sleep(Duration::from_secs(1));
+    let second = add_copies(q.path(), M3_FIVE, 1, 1_600_000_100).remove(0);
+    let status = support::wait_child(&mut a.0, Duration::from_secs(20));
+    let logs_a = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("the first runner went on:\n{}", tail(&logs_a)));
+    assert!(!status.success(), "{}", tail(&logs_a));
+    assert!(logs_a.contains("lock file is gone or replaced"), "{}", tail(&logs_a));
+    assert_eq!(recipients(&server), 5, "the in-flight entry was delivered twice:\nA:\n{}\nB:\n{}", tail(&logs_a), tail(&logs_b));
+    assert!(!q.path().join("out").join(&first).exists());
+    assert!(q.path().join("out").join(&second).exists(), "claimed after the loss:\n{}", tail(&logs_a));
 }
