@@ -465,6 +465,11 @@ impl Engine {
             let metadata = retry::with_recipients(entry, &outcome.not_attempted);
             match self.out.enqueue(new_entry(entry, &metadata)) {
                 Ok(new) => tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued"),
+                Err(e) if e.is_bad_entry() => {
+                    let reason = format!("cannot write its metadata to requeue {} untried recipients: {e}", outcome.not_attempted.len());
+                    self.set_aside_bad(bak, &reason);
+                    return;
+                }
                 Err(e) => {
                     // Keep the whole entry rather than lose recipients: a duplicate for
                     // the delivered ones is the lesser harm.
@@ -486,6 +491,13 @@ impl Engine {
                 Ok(new) => {
                     tracing::info!(retry_entry = %new, recipients = failed.len(), "moved to retry");
                     m.entries_retried.fetch_add(1, Relaxed);
+                }
+                // Its metadata cannot be written back (a value Mailman's pickler would
+                // write but this one does not): it never will be, so it is set aside
+                // now rather than left claimed to be redelivered at every recovery.
+                Err(e) if e.is_bad_entry() => {
+                    let reason = format!("cannot write its metadata for the retry queue ({} recipients delivered, {} to retry): {e}", outcome.delivered.len(), failed.len());
+                    self.set_aside_bad(bak, &reason);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot move to retry; the entry stays claimed for recovery"),
             },
@@ -549,6 +561,9 @@ impl Engine {
         let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
         match self.out.move_to(bak, entry, &metadata, &self.shunt) {
             Ok(new) => tracing::warn!(shunt_entry = %new, reason, "set aside in shunt/"),
+            Err(e) if e.is_bad_entry() => {
+                self.set_aside_bad(bak, &format!("{reason}; cannot write its metadata for shunt/: {e}"));
+            }
             Err(e) => tracing::error!(error = %e, reason, "cannot shunt the entry; it stays claimed for recovery"),
         }
     }
