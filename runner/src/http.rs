@@ -78,6 +78,11 @@ async fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<(
             "text/plain; version=0.0.4",
         ),
         "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+        "/readyz" if endpoint.metrics.disk_full.load(Ordering::Relaxed) => (
+            "503 Service Unavailable",
+            "not ready: the queue's filesystem is full; nothing is claimed until space returns\n".to_owned(),
+            "text/plain",
+        ),
         "/readyz" if endpoint.ready.load(Ordering::Relaxed) => {
             ("200 OK", "ready\n".to_owned(), "text/plain")
         }

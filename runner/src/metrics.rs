@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Failed attempts to claim an entry (no permission, a directory at its `.bak`
     /// name, a name that is no longer a regular file, an I/O error).
     pub claim_failures: AtomicU64,
+    /// A write the queue protocol needs failed for lack of space: claiming stopped.
+    pub disk_full: std::sync::atomic::AtomicBool,
     /// Claimed entries put back because reading them failed with an I/O error.
     pub read_errors: AtomicU64,
     /// Per slice index: `.pck` entries seen at the last listing.
@@ -186,6 +188,7 @@ impl Metrics {
             "",
             &self.read_errors,
         );
+        let _ = writeln!(out, "# HELP mailqueue_disk_full 1 while a write the queue needs failed for lack of space: no entry is claimed until it succeeds.\n# TYPE mailqueue_disk_full gauge\nmailqueue_disk_full{{queue=\"{queue}\"}} {}", u8::from(self.disk_full.load(Relaxed)));
         let _ = writeln!(out, "# HELP mailqueue_unclaimable_entries Queued entries that could not be claimed at the last attempt, per slice.\n# TYPE mailqueue_unclaimable_entries gauge");
         if let Ok(d) = self.unclaimable.lock() {
             for (slice, v) in d.iter() {

@@ -20,6 +20,9 @@ pub struct SliceCounters {
     /// Queued entries this owner cannot claim (permission, a directory at the `.bak`
     /// name, ...): backed off, logged once each, left for an admin.
     pub unclaimable: u64,
+    /// A write the queue needs failed for lack of space: the owner claims nothing
+    /// until it succeeds.
+    pub disk_full: bool,
 }
 
 /// Hands out slices.

@@ -261,6 +261,10 @@ impl RetryMover {
                         // every next move too).
                         tracing::error!(error = %e, "cannot move the entry back to out; left in retry");
                         self.retry.put_back(&bak)?;
+                        if e.is_no_space() {
+                            self.metrics.disk_full.store(true, Relaxed);
+                            return Ok(());
+                        }
                         break;
                     }
                 },
@@ -275,6 +279,7 @@ impl RetryMover {
                 }
             }
         }
+        self.metrics.disk_full.store(false, Relaxed);
         self.metrics
             .entries_moved_from_retry
             .fetch_add(moved, Relaxed);
@@ -284,6 +289,7 @@ impl RetryMover {
             delivered: moved,
             oldest_pending_seconds: 0,
             unclaimable: 0,
+            disk_full: false,
         });
         Ok(())
     }

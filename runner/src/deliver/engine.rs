@@ -51,6 +51,27 @@ pub struct Engine {
     pub mm2_lists: Option<Arc<Mm2Lists>>,
     /// How long an entry waits when its list's settings cannot be had.
     pub list_retry: Duration,
+    /// Dispositions that could not be written for lack of space (see [`Unwritten`]).
+    pub unwritten: std::sync::Mutex<Vec<Unwritten>>,
+}
+
+/// Where an entry must be written before its `.bak` can go.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Retry,
+    Shunt,
+}
+
+/// A delivered entry whose follow-up entry (its temporarily failed recipients for
+/// `retry`, or the entry for `shunt`) could not be written because the queue's
+/// filesystem is full. It stays claimed (`.bak`, its lock held) and the delivery
+/// outcome is kept here, so that once space returns it is written and nobody who
+/// already had the message gets it again. Meanwhile no slice claims anything.
+pub struct Unwritten {
+    claimed: Claimed,
+    entry: Arc<QueueEntry>,
+    target: Target,
+    metadata: mailqueue_pickle::Value,
 }
 
 /// Why a slice stopped early.
@@ -62,6 +83,8 @@ pub enum SliceError {
     List { slice: Slice, source: mailqueue_queue::Error },
     #[error("slice {0}: a delivery worker failed: {1}")]
     Worker(Slice, String),
+    #[error("stopped with {0} delivered entries still claimed: their retry or shunt entries could not be written (filesystem full); recovery will send them again in full")]
+    Unwritten(usize),
 }
 
 /// What a worker reports for each name it was handed.
@@ -84,6 +107,9 @@ struct Trouble {
     delay: Duration,
     unclaimable: bool,
 }
+
+/// How often a runner stopped by a full filesystem tries its writes again.
+const DISK_FULL_RECHECK: Duration = Duration::from_secs(1);
 
 /// First and longest wait before an entry that failed is tried again.
 const FIRST_ENTRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -120,6 +146,15 @@ impl Engine {
                 self.publish(lease.as_ref(), 0, 0);
                 self.pause(self.idle).await;
                 continue;
+            }
+            // A full filesystem: nothing is claimed until what was delivered is recorded.
+            if self.disk_full() {
+                let me = self.clone();
+                if !blocking(move || me.write_unwritten()).await {
+                    self.publish(lease.as_ref(), 0, 0);
+                    self.pause(self.idle.max(DISK_FULL_RECHECK)).await;
+                    continue;
+                }
             }
             let names = match self.list(slice).await {
                 Ok(n) => n,
@@ -178,6 +213,10 @@ impl Engine {
             }
         };
         drop(jobs_tx);
+        let result = result.and_then(|()| match self.unwritten.lock().map(|u| u.len()).unwrap_or(0) {
+            0 => Ok(()),
+            n => Err(SliceError::Unwritten(n)),
+        });
         while let Some(joined) = workers.join_next().await {
             if let Err(e) = joined {
                 if e.is_panic() {
@@ -214,6 +253,7 @@ impl Engine {
         lease.publish(&SliceCounters {
             pending,
             unclaimable: self.metrics.unclaimable_total(),
+            disk_full: self.disk_full(),
             in_flight: self.metrics.in_flight.load(Relaxed),
             delivered: self.metrics.entries_delivered.load(Relaxed),
             oldest_pending_seconds,
@@ -244,7 +284,7 @@ impl Engine {
     }
 
     async fn process(self: Arc<Self>, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
-        if self.stop.stopping() || !lease.still_owned() || lease.draining() {
+        if self.stop.stopping() || !lease.still_owned() || lease.draining() || self.disk_full() {
             return Done::Handled;
         }
         // Connect before claiming: while the relay is down entries stay plain `.pck`.
@@ -375,10 +415,52 @@ impl Engine {
             return Done::Handled;
         }
         let outcome = self.send_all(session, &plan).await;
-        let me = self.clone();
-        blocking(move || me.dispose(&bak, &entry, &plan, outcome)).await;
-        drop(claimed);
+        let (me, kept) = (self.clone(), entry.clone());
+        if let Some((target, metadata)) = blocking(move || me.dispose(&bak, &kept, &plan, outcome)).await {
+            self.keep_unwritten(Unwritten { claimed, entry, target, metadata });
+        }
         Done::Handled
+    }
+
+    /// Whether a write failed for lack of space and is still pending.
+    pub fn disk_full(&self) -> bool {
+        self.metrics.disk_full.load(Relaxed)
+    }
+
+    fn keep_unwritten(&self, u: Unwritten) {
+        tracing::error!(entry = %u.claimed.bak(), target = ?u.target, "the queue's filesystem is full: the delivered entry stays claimed with its outcome kept until its follow-up entry can be written; no new claims until then");
+        if let Ok(mut list) = self.unwritten.lock() {
+            list.push(u);
+        }
+        self.metrics.disk_full.store(true, Relaxed);
+    }
+
+    /// Tries the pending writes again; true when none is left (and claiming resumes).
+    fn write_unwritten(&self) -> bool {
+        let Ok(mut list) = self.unwritten.lock() else { return false };
+        let mut still = Vec::new();
+        for u in list.drain(..) {
+            let bak = u.claimed.bak().clone();
+            let target = match u.target {
+                Target::Retry => &self.retry,
+                Target::Shunt => &self.shunt,
+            };
+            match self.out.move_to(&bak, &u.entry, &u.metadata, target) {
+                Ok(new) => tracing::info!(entry = %bak, new_entry = %new, target = ?u.target, "space again: follow-up entry written"),
+                Err(e) if e.is_bad_entry() => self.set_aside_bad(&bak, &e.to_string()),
+                Err(e) => {
+                    tracing::debug!(entry = %bak, error = %e, "follow-up entry still cannot be written");
+                    still.push(u);
+                }
+            }
+        }
+        *list = still;
+        let clear = list.is_empty();
+        if clear {
+            tracing::info!("the queue's filesystem has space again; claiming resumes");
+        }
+        self.metrics.disk_full.store(!clear, Relaxed);
+        clear
     }
 
     /// Runs the entry's transactions in order on the worker's session. A hard stop
@@ -443,7 +525,10 @@ impl Engine {
         o
     }
 
-    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, plan: &Plan, outcome: EntryOutcome) {
+    /// Records the outcome: finished, moved to retry, requeued in part. Returns the
+    /// follow-up entry that could not be written for lack of space (the `.bak` is then
+    /// kept, claimed, for [`Engine::write_unwritten`]).
+    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
         let m = &self.metrics;
         m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
         m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
@@ -457,7 +542,7 @@ impl Engine {
         if nothing_happened {
             self.put_back(bak);
             m.entries_requeued.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
         if !outcome.not_attempted.is_empty() {
             // Part was sent before the stop: the untried recipients go back to `out` as
@@ -468,14 +553,14 @@ impl Engine {
                 Err(e) if e.is_bad_entry() => {
                     let reason = format!("cannot write its metadata to requeue {} untried recipients: {e}", outcome.not_attempted.len());
                     self.set_aside_bad(bak, &reason);
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     // Keep the whole entry rather than lose recipients: a duplicate for
                     // the delivered ones is the lesser harm.
                     tracing::error!(error = %e, "cannot requeue untried recipients; putting the whole entry back");
                     self.put_back(bak);
-                    return;
+                    return None;
                 }
             }
         }
@@ -484,7 +569,7 @@ impl Engine {
             tracing::info!(recipients = outcome.delivered.len(), transactions = plan.transactions.len(), "delivered");
             self.finish(bak);
             m.entries_delivered.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
         match retry::decide(entry, &failed, &self.retry_policy, SystemTime::now()) {
             RetryDecision::Retry(metadata) => match self.out.move_to(bak, entry, &metadata, &self.retry) {
@@ -499,6 +584,7 @@ impl Engine {
                     let reason = format!("cannot write its metadata for the retry queue ({} recipients delivered, {} to retry): {e}", outcome.delivered.len(), failed.len());
                     self.set_aside_bad(bak, &reason);
                 }
+                Err(e) if e.is_no_space() => return Some((Target::Retry, metadata)),
                 Err(e) => tracing::error!(error = %e, "cannot move to retry; the entry stays claimed for recovery"),
             },
             RetryDecision::Expire => {
@@ -507,6 +593,7 @@ impl Engine {
                 m.entries_expired.fetch_add(1, Relaxed);
             }
         }
+        None
     }
 
     fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, sender: &str, failures: &[(String, Refusal)]) {
