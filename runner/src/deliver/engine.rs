@@ -501,7 +501,15 @@ impl Engine {
                 last_error = "SMTP relay unreachable".into();
                 break;
             };
-            match s.transaction(&tx.mail_from, &tx.rcpts, &tx.data).await {
+            let data = match tx.data.get() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build this recipient's copy; retried later");
+                    last_error = e.to_string();
+                    break;
+                }
+            };
+            match s.transaction(&tx.mail_from, &tx.rcpts, &data).await {
                 Ok(o) => {
                     self.metrics.observe_transaction(o.elapsed);
                     return o;

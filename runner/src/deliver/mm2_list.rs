@@ -59,7 +59,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
         let limit = policy.rcpt_limit.unwrap_or(usize::try_from(site.SMTP_MAX_RCPTS).unwrap_or(0));
         let transactions = chunk::chunk(&recipients, limit, Version::Mailman2)
             .into_iter()
-            .map(|rcpts| Transaction { mail_from: envsender.clone(), rcpts, data: data.clone() })
+            .map(|rcpts| Transaction { mail_from: envsender.clone(), rcpts, data: data.clone().into() })
             .collect();
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
@@ -91,7 +91,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
             decorate::recipient_header(&mut m, &site.RCPT_BASE64_HEADER_NAME, &rcpt);
         }
         decorate::errors_to_and_sender(&mut m, &mail_from, sender_name.as_deref());
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?) });
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?).into() });
     }
     Ok(plan)
 }

@@ -45,7 +45,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         let limit = policy.rcpt_limit.unwrap_or(site.max_recipients);
         let transactions = chunk::chunk(&recipients, limit, Version::Mailman3)
             .into_iter()
-            .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: data.clone() })
+            .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: data.clone().into() })
             .collect();
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
@@ -76,7 +76,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         let dup = dups.contains(&rcpt);
         let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
         if let Some(data) = shared[usize::from(dup)].as_ref().filter(|_| !personal) {
-            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone() });
+            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone().into() });
             continue;
         }
         let mut m = message.clone();
@@ -89,7 +89,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         if !personal {
             shared[usize::from(dup)] = Some(data.clone());
         }
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data });
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.into() });
     }
     Ok(plan)
 }

@@ -322,7 +322,7 @@ impl Session {
             return Ok(outcome);
         }
         self.dot_sent = true;
-        match self.end_data(&stuff_like_smtplib(data)).await? {
+        match self.end_data(data).await? {
             None => outcome.accepted = accepted,
             Some(refusal) => outcome.refuse_all(&accepted, &refusal),
         }
@@ -381,9 +381,10 @@ impl Session {
         })
     }
 
-    /// Sends the (dot-stuffed) message and the final dot; the reply to the dot.
-    async fn end_data(&mut self, payload: &[u8]) -> Result<Option<Refusal>, SessionBroken> {
-        let reply = bounded(self.data_timeout, self.conn.message(payload))
+    /// Sends the message (dot-stuffed as smtplib does, in chunks: never a whole
+    /// stuffed copy in memory) and the final dot; the reply to the dot.
+    async fn end_data(&mut self, data: &[u8]) -> Result<Option<Refusal>, SessionBroken> {
+        let reply = bounded(self.data_timeout, self.conn.message_iter(StuffChunks::new(data)))
             .await
             .ok_or(SessionBroken::Timeout(self.data_timeout.as_secs()))?;
         self.classify(reply, "message")
@@ -495,26 +496,51 @@ fn clean(addr: &str) -> String {
 /// Dot-stuffing as Python's smtplib does it (`^.` after every LF, lone LFs included),
 /// minus the final CRLF, which lettre writes together with the terminating dot.
 /// lettre's own stuffing only acts after a CRLF, so the extra dots after lone LFs are
-/// added here and lettre leaves them alone (they are mid-line for it).
-fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
-    let body = data.strip_suffix(b"\r\n").unwrap_or(data);
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut prev: Option<u8> = None;
-    let mut before_prev: Option<u8> = None;
-    for &b in body {
-        if b == b'.' && prev == Some(b'\n') && before_prev != Some(b'\r') {
-            out.push(b'.');
-        }
-        out.push(b);
-        before_prev = prev;
-        prev = Some(b);
+/// added here and lettre leaves them alone (they are mid-line for it). Yields the result
+/// in chunks of about [`STUFF_CHUNK`] bytes.
+struct StuffChunks<'a> {
+    rest: &'a [u8],
+    prev: Option<u8>,
+    before_prev: Option<u8>,
+}
+
+const STUFF_CHUNK: usize = 64 * 1024;
+
+impl<'a> StuffChunks<'a> {
+    fn new(data: &'a [u8]) -> StuffChunks<'a> {
+        StuffChunks { rest: data.strip_suffix(b"\r\n").unwrap_or(data), prev: None, before_prev: None }
     }
-    out
+}
+
+impl Iterator for StuffChunks<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (chunk, rest) = self.rest.split_at(self.rest.len().min(STUFF_CHUNK));
+        self.rest = rest;
+        let mut out = Vec::with_capacity(chunk.len() + 16);
+        for &b in chunk {
+            if b == b'.' && self.prev == Some(b'\n') && self.before_prev != Some(b'\r') {
+                out.push(b'.');
+            }
+            out.push(b);
+            self.before_prev = self.prev;
+            self.prev = Some(b);
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
+        StuffChunks::new(data).flatten().collect()
+    }
 
     #[test]
     fn stuffing_adds_dots_only_after_lone_lf_and_drops_final_crlf() {
@@ -522,6 +548,18 @@ mod tests {
         assert_eq!(stuff_like_smtplib(b"a\n.b\r\n"), b"a\n..b");
         assert_eq!(stuff_like_smtplib(b"a\r\n"), b"a");
         assert_eq!(stuff_like_smtplib(b"a"), b"a");
+        assert_eq!(stuff_like_smtplib(b""), b"");
+    }
+
+    #[test]
+    fn stuffing_is_the_same_across_chunk_boundaries() {
+        // A lone LF as the last byte of one chunk and a dot as the first of the next.
+        let mut data = vec![b'x'; STUFF_CHUNK - 1];
+        data.extend_from_slice(b"\n.y\r\n");
+        let mut want = vec![b'x'; STUFF_CHUNK - 1];
+        want.extend_from_slice(b"\n..y");
+        assert_eq!(stuff_like_smtplib(&data), want);
+        assert_eq!(StuffChunks::new(&data).count(), 2);
     }
 
     #[test]
