@@ -191,6 +191,15 @@ impl QueueEntry {
         mailqueue_message::message_from_value(self.message_value(), self.version).map_err(EntryError::Message)
     }
 
+    /// The message model, built once, with the unpickled value it came from freed (a
+    /// large entry is then held twice fewer): later calls of [`QueueEntry::message`]
+    /// fail. The metadata and the stored bytes stay.
+    pub fn take_message(&mut self) -> Result<mailqueue_message::Message, EntryError> {
+        let message = self.message()?;
+        self.parsed.message = Value::None;
+        Ok(message)
+    }
+
     /// The exact DATA bytes Mailman's delivery sends for this entry.
     pub fn delivery_bytes(&self) -> Result<Vec<u8>, EntryError> {
         let sender = self.envelope_sender()?;

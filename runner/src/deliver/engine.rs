@@ -349,7 +349,7 @@ impl Engine {
         })
         .await;
         let entry = match read {
-            Ok(e) => Arc::new(e),
+            Ok(e) => e,
             Err(e) if e.is_bad_entry() => {
                 let me = self.clone();
                 blocking(move || me.set_aside_bad(&bak, &e.to_string())).await;
@@ -366,23 +366,37 @@ impl Engine {
             }
         };
         if let Some(after) = retry::not_before(&entry, SystemTime::now()) {
+            drop(entry);
             tracing::debug!(deliver_after = after, "not due yet; left queued");
             let me = self.clone();
             blocking(move || me.put_back(&bak)).await;
             return Done::Deferred(name, after);
         }
+        // The message model once; the unpickled value it comes from is freed at once.
+        let mut entry = entry;
+        let message = match entry.take_message() {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = mailqueue_queue::Error::Entry { path: self.out.path_of(&bak), error: e }.to_string();
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &reason)).await;
+                return Done::Handled;
+            }
+        };
+        let message_id = message_id_of(&message);
+        let entry = Arc::new(entry);
         let planned = match (&self.mm3_lists, entry.version()) {
-            (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, rest, &self.policy).await,
+            (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, message, rest, &self.policy).await,
             // Reading a 2.1 list's config.pck is file I/O: on the blocking pool.
             (_, Version::Mailman2) => {
                 let (me, entry) = (self.clone(), entry.clone());
                 blocking(move || match &me.mm2_lists {
-                    Some(lists) => mm2_list::plan(&entry, lists, &me.policy),
-                    None => plan::plan(&entry, &me.policy),
+                    Some(lists) => mm2_list::plan(&entry, message, lists, &me.policy),
+                    None => plan::plan(&entry, message, &me.policy),
                 })
                 .await
             }
-            _ => plan::plan(&entry, &self.policy),
+            _ => plan::plan(&entry, message, &self.policy),
         };
         let plan = match planned {
             Ok(p) => p,
@@ -409,14 +423,14 @@ impl Engine {
             tracing::info!(recipient = %r, "skipping VERP delivery to unqualified recipient, as Mailman 2.1 does");
         }
         if plan.transactions.is_empty() {
-            tracing::info!(entry = %bak, message_id = message_id(&entry).as_deref().unwrap_or("(none)"), "no recipients; entry finished");
+            tracing::info!(entry = %bak, message_id = message_id.as_deref().unwrap_or("(none)"), "no recipients; entry finished");
             let me = self.clone();
             blocking(move || me.finish(&bak)).await;
             return Done::Handled;
         }
         let outcome = self.send_all(session, &plan).await;
         let (me, kept) = (self.clone(), entry.clone());
-        if let Some((target, metadata)) = blocking(move || me.dispose(&bak, &kept, &plan, outcome)).await {
+        if let Some((target, metadata)) = blocking(move || me.dispose(&bak, &kept, message_id.as_deref(), &plan, outcome)).await {
             self.keep_unwritten(Unwritten { claimed, entry, target, metadata });
         }
         Done::Handled
@@ -536,13 +550,13 @@ impl Engine {
     /// Records the outcome: finished, moved to retry, requeued in part. Returns the
     /// follow-up entry that could not be written for lack of space (the `.bak` is then
     /// kept, claimed, for [`Engine::write_unwritten`]).
-    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
+    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
         let m = &self.metrics;
         m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
         m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
         m.recipients_permanent.fetch_add(outcome.permanent.len() as u64, Relaxed);
         let sender = plan.transactions.first().map(|t| t.mail_from.as_str()).unwrap_or("");
-        self.record_bounces(bak, entry, sender, &outcome.permanent);
+        self.record_bounces(bak, entry, message_id, sender, &outcome.permanent);
         for (rcpt, r) in &outcome.temporary {
             tracing::info!(recipient = %rcpt, code = r.code, stage = r.stage, reply = %r.message, "temporary failure; will retry");
         }
@@ -604,12 +618,11 @@ impl Engine {
         None
     }
 
-    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, sender: &str, failures: &[(String, Refusal)]) {
+    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, sender: &str, failures: &[(String, Refusal)]) {
         if failures.is_empty() {
             return;
         }
         let list = entry.list_key();
-        let message_id = message_id(entry);
         let entry_name = bak.with_ext(Ext::Pck).to_string();
         let now = retry::unix_secs(SystemTime::now());
         for (rcpt, r) in failures {
@@ -619,7 +632,7 @@ impl Engine {
                 queue: self.out.name(),
                 entry: &entry_name,
                 list: list.as_deref(),
-                message_id: message_id.as_deref(),
+                message_id,
                 envelope_sender: sender,
                 recipient: rcpt,
                 code: r.code,
@@ -704,17 +717,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
-/// The entry's Message-ID header, for logs and bounce records.
-fn message_id(entry: &QueueEntry) -> Option<String> {
-    entry.message().ok().and_then(|m| {
-        m.headers
-            .iter()
-            .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
-            .and_then(|(_, v)| match v {
-                mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
-                mailqueue_message::HeaderValue::Header(_) => None,
-            })
-    })
+/// The message's Message-ID header, for logs and bounce records.
+fn message_id_of(m: &mailqueue_message::Message) -> Option<String> {
+    m.headers
+        .iter()
+        .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
+        .and_then(|(_, v)| match v {
+            mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
+            mailqueue_message::HeaderValue::Header(_) => None,
+        })
 }
 
 fn new_entry<'a>(entry: &'a QueueEntry, metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {

@@ -19,9 +19,9 @@ const LOOKUPS_AT_ONCE: usize = 8;
 
 /// The plan for a Mailman 3 entry of a list; entries without a list id (site mail) are
 /// planned as before.
-pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
+pub async fn plan(entry: &QueueEntry, message: mailqueue_message::Message, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
     let meta = entry.metadata();
-    let Some(list_id) = entry.list_key() else { return plan::plan(entry, policy) };
+    let Some(list_id) = entry.list_key() else { return plan::plan(entry, message, policy) };
     let recipients = entry.recipients()?;
     if recipients.is_empty() {
         return Ok(Plan::default());
@@ -36,7 +36,6 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         Some(s) => s,
         None => list.bounces_address.clone(),
     };
-    let message = entry.message()?;
     let templates = Templates::new(&list, meta)?;
     if !verp && list.personalize == Personalize::None {
         let mut m = message;

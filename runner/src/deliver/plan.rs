@@ -102,7 +102,9 @@ impl From<crate::lists::ListError> for PlanError {
     }
 }
 
-pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
+/// `message` is the entry's message model, built by the caller (which may then free
+/// the unpickled value it came from: see [`QueueEntry::take_message`]).
+pub fn plan(entry: &QueueEntry, message: Message, policy: &Policy) -> Result<Plan, PlanError> {
     let version = entry.version();
     let meta = entry.metadata();
     let recipients = entry.recipients()?;
@@ -131,7 +133,6 @@ pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let message = entry.message()?;
     if verp {
         return verp_plan(&message, version, meta, &sender, recipients);
     }
