@@ -301,8 +301,18 @@ impl Engine {
         }
         // The entry's lock is held until it is disposed of: queue operations see it in
         // flight and leave it alone (see `mailqueue_queue::inflight`).
-        let (me, pck) = (self.clone(), name.clone());
-        let claimed = match blocking(move || inflight::claim(&me.out, &pck)).await {
+        // Claimed and read in one trip to the blocking pool: read through the
+        // descriptor the claim opened, never by path again.
+        let (me, pck, limit) = (self.clone(), name.clone(), self.out.max_entry_size());
+        let claimed = blocking(move || {
+            inflight::claim(&me.out, &pck).map(|c| {
+                c.map(|c| {
+                    let read = c.read(limit);
+                    (c, read)
+                })
+            })
+        });
+        let (claimed, read) = match claimed.await {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return Done::Handled,
             Err(e) => {
@@ -311,7 +321,7 @@ impl Engine {
             }
         };
         self.metrics.in_flight.fetch_add(1, Relaxed);
-        let done = self.clone().deliver_claimed(session, name, claimed).await;
+        let done = self.clone().deliver_claimed(session, name, claimed, read).await;
         self.metrics.in_flight.fetch_sub(1, Relaxed);
         done
     }
@@ -339,15 +349,14 @@ impl Engine {
 
     /// Delivers a claimed entry and disposes of it; the entry's lock (in `claimed`) is
     /// held until then.
-    async fn deliver_claimed(self: Arc<Self>, session: &mut Option<Session>, name: EntryName, claimed: Claimed) -> Done {
+    async fn deliver_claimed(
+        self: Arc<Self>,
+        session: &mut Option<Session>,
+        name: EntryName,
+        claimed: Claimed,
+        read: mailqueue_queue::Result<QueueEntry>,
+    ) -> Done {
         let bak = claimed.bak().clone();
-        let limit = self.out.max_entry_size();
-        // Read through the descriptor the claim opened, never by path again.
-        let (claimed, read) = blocking(move || {
-            let read = claimed.read(limit);
-            (claimed, read)
-        })
-        .await;
         let entry = match read {
             Ok(e) => e,
             Err(e) if e.is_bad_entry() => {
