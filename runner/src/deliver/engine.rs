@@ -188,7 +188,7 @@ impl Engine {
             }
             let (mut sent, mut received, mut relay_down) = (0usize, 0usize, false);
             for name in batch {
-                if self.stop.stopping() || !lease.still_owned() || lease.draining() || relay_down {
+                if self.stop.stopping() || !lease.still_owned() || lease.draining() || relay_down || self.disk_full() {
                     break;
                 }
                 tokio::select! {
