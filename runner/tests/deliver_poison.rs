@@ -79,3 +79,30 @@ fn an_entry_whose_metadata_cannot_be_written_back_goes_to_bad_at_once() {
     assert!(again.status.success());
     assert_eq!(server.captured().iter().map(|c| c.rcpts.len()).sum::<usize>(), 4);
 }
+
+#[test]
+fn large_entries_are_delivered_whole_and_one_over_the_size_limit_goes_to_bad_unread() {
+    let server = Server::start();
+    let q = support::qfiles();
+    let src = support::vectors_dir().join(M3_FIVE);
+    // Two entries over the one-at-a-time threshold (16 MiB), one small.
+    let big = "m.set_payload('lorem ipsum dolor sit amet\\n' * (17 * 1024 * 1024 // 26))";
+    for (i, edit) in [(1, big), (2, big), (3, "pass")] {
+        rewrite(&src, &q.path().join("out").join(format!("170406815{i}.5+{:040x}.pck", i)), edit);
+    }
+    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(120));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{logs}");
+    let sizes: Vec<usize> = server.captured().iter().map(|c| c.data.len()).collect();
+    assert_eq!(sizes.iter().filter(|&&n| n > 17 << 20).count(), 8, "4 transactions for each large entry: {sizes:?}");
+    assert!(support::files(q.path(), "out", "pck").is_empty() && support::files(q.path(), "bad", "psv").is_empty());
+
+    // Over --max-entry-mib: set aside unread, with the reason.
+    let name = "1704068159.5+00000000000000000000000000000000000000cc.pck";
+    rewrite(&src, &q.path().join("out").join(name), "m.set_payload('x' * (2 * 1024 * 1024))");
+    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty", "--max-entry-mib", "1"]), Duration::from_secs(60));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{logs}");
+    assert_eq!(support::files(q.path(), "bad", "psv"), [name.replace(".pck", ".psv")], "{logs}");
+    assert!(logs.contains("more than the entry size limit of 1048576 bytes"), "{logs}");
+}

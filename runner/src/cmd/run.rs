@@ -322,6 +322,7 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         mm2_lists,
         list_retry: Duration::from_secs(args.mailman3.mailman_rest_retry_secs),
         unwritten: Default::default(),
+        large_entries: tokio::sync::Semaphore::new(1),
     })
 }
 

@@ -53,7 +53,12 @@ pub struct Engine {
     pub list_retry: Duration,
     /// Dispositions that could not be written for lack of space (see [`Unwritten`]).
     pub unwritten: std::sync::Mutex<Vec<Unwritten>>,
+    /// One permit: entries over [`LARGE_ENTRY`] are read and sent one at a time.
+    pub large_entries: tokio::sync::Semaphore,
 }
+
+/// Entries larger than this (bytes) are delivered one at a time per process.
+pub const LARGE_ENTRY: u64 = 16 * 1024 * 1024;
 
 /// Where an entry must be written before its `.bak` can go.
 #[derive(Clone, Copy, Debug)]
@@ -301,13 +306,13 @@ impl Engine {
         }
         // The entry's lock is held until it is disposed of: queue operations see it in
         // flight and leave it alone (see `mailqueue_queue::inflight`).
-        // Claimed and read in one trip to the blocking pool: read through the
-        // descriptor the claim opened, never by path again.
+        // Claimed and (unless large) read in one trip to the blocking pool: read
+        // through the descriptor the claim opened, never by path again.
         let (me, pck, limit) = (self.clone(), name.clone(), self.out.max_entry_size());
         let claimed = blocking(move || {
             inflight::claim(&me.out, &pck).map(|c| {
                 c.map(|c| {
-                    let read = c.read(limit);
+                    let read = (c.size() <= LARGE_ENTRY).then(|| c.read(limit));
                     (c, read)
                 })
             })
@@ -321,6 +326,35 @@ impl Engine {
             }
         };
         self.metrics.in_flight.fetch_add(1, Relaxed);
+        // A large entry is held several times over while it is unpickled and flattened:
+        // one at a time per process, so memory stays a few times the largest entry
+        // whatever the number of connections.
+        let read = match read {
+            Some(read) => read,
+            None => {
+                let permit = tokio::select! {
+                    p = self.large_entries.acquire() => p.ok(),
+                    // Not worked on yet: back to the queue untouched.
+                    _ = self.stop.stopped() => {
+                        let me = self.clone();
+                        let bak = claimed.bak().clone();
+                        blocking(move || me.put_back(&bak)).await;
+                        drop(claimed);
+                        self.metrics.in_flight.fetch_sub(1, Relaxed);
+                        return Done::Handled;
+                    }
+                };
+                let (back, read) = blocking(move || {
+                    let read = claimed.read(limit);
+                    (claimed, read)
+                })
+                .await;
+                let done = self.clone().deliver_claimed(session, name, back, read).await;
+                self.metrics.in_flight.fetch_sub(1, Relaxed);
+                drop(permit);
+                return done;
+            }
+        };
         let done = self.clone().deliver_claimed(session, name, claimed, read).await;
         self.metrics.in_flight.fetch_sub(1, Relaxed);
         done
