@@ -11,7 +11,7 @@ fn vectors_dir() -> PathBuf {
 }
 
 fn manifest() -> Vec<Json> {
-    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).expect("../shared/vectors/manifest.json");
+    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).expect("tests/vectors/manifest.json");
     let m: Json = serde_json::from_str(&text).unwrap();
     m["vectors"].as_array().unwrap().clone()
 }
