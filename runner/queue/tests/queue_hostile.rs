@@ -117,3 +117,26 @@ fn recovery_leaves_bak_entries_that_a_live_runner_holds() {
     assert!(out.path_of(claimed.bak()).exists(), "the live runner's entry stays claimed");
     assert!(matches!(inflight::probe(&out.path_of(claimed.bak())).unwrap(), Probe::InFlight));
 }
+
+#[test]
+fn take_message_builds_the_same_model_as_message_for_every_vector() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
+    let mut checked = 0;
+    for version in ["mailman2", "mailman3"] {
+        for f in fs::read_dir(root.join(version).join("out")).unwrap() {
+            let path = f.unwrap().path();
+            let entry = mailqueue_queue::entry::QueueEntry::read(&path).unwrap();
+            let mut taken = entry.clone();
+            match (entry.message(), taken.take_message()) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", path.display()),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string());
+                    assert_eq!(taken.message_value(), entry.message_value(), "left as it was");
+                }
+                (a, b) => panic!("{}: {a:?} vs {b:?}", path.display()),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked}");
+}
