@@ -23,13 +23,24 @@ pub struct Metrics {
     pub entries_moved_from_retry: AtomicU64,
     pub sessions_opened: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Sessions dropped because the relay broke the protocol (a reply over the bounds).
+    pub smtp_protocol_errors: AtomicU64,
     pub in_flight: AtomicU64,
     /// Answers about list settings taken from the cache because the API was down.
     pub list_settings_stale: AtomicU64,
     /// Entries left queued because their list's settings could not be had.
     pub list_settings_unavailable: AtomicU64,
+    /// Failed attempts to claim an entry (no permission, a directory at its `.bak`
+    /// name, a name that is no longer a regular file, an I/O error).
+    pub claim_failures: AtomicU64,
+    /// A write the queue protocol needs failed for lack of space: claiming stopped.
+    pub disk_full: std::sync::atomic::AtomicBool,
+    /// Claimed entries put back because reading them failed with an I/O error.
+    pub read_errors: AtomicU64,
     /// Per slice index: `.pck` entries seen at the last listing.
     depth: Mutex<Vec<(u32, u64)>>,
+    /// Per slice index: entries that could not be claimed, backed off.
+    unclaimable: Mutex<Vec<(u32, u64)>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -49,11 +60,16 @@ impl Metrics {
     }
 
     pub fn set_depth(&self, slice: u32, pending: u64) {
-        let Ok(mut d) = self.depth.lock() else { return };
-        match d.iter_mut().find(|(s, _)| *s == slice) {
-            Some((_, v)) => *v = pending,
-            None => d.push((slice, pending)),
-        }
+        set_per_slice(&self.depth, slice, pending);
+    }
+
+    pub fn set_unclaimable(&self, slice: u32, entries: u64) {
+        set_per_slice(&self.unclaimable, slice, entries);
+    }
+
+    /// Unclaimable entries over every slice of this process.
+    pub fn unclaimable_total(&self) -> u64 {
+        self.unclaimable.lock().map(|u| u.iter().map(|(_, v)| v).sum()).unwrap_or(0)
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -151,6 +167,34 @@ impl Metrics {
             "",
             &self.connect_failures,
         );
+        counter(
+            &mut out,
+            "mailqueue_smtp_protocol_errors_total",
+            "SMTP sessions dropped because the relay broke the protocol (a reply line over 8192 bytes, a reply over 16 KiB or 200 lines).",
+            "",
+            &self.smtp_protocol_errors,
+        );
+        counter(
+            &mut out,
+            "mailqueue_claim_failures_total",
+            "Failed attempts to claim an entry (permission, a directory at its .bak name, not a regular file, I/O error); the entry stays queued and is retried with a growing delay.",
+            "",
+            &self.claim_failures,
+        );
+        counter(
+            &mut out,
+            "mailqueue_read_errors_total",
+            "Claimed entries put back because reading them failed with an I/O error (not set aside as broken).",
+            "",
+            &self.read_errors,
+        );
+        let _ = writeln!(out, "# HELP mailqueue_disk_full 1 while a write the queue needs failed for lack of space: no entry is claimed until it succeeds.\n# TYPE mailqueue_disk_full gauge\nmailqueue_disk_full{{queue=\"{queue}\"}} {}", u8::from(self.disk_full.load(Relaxed)));
+        let _ = writeln!(out, "# HELP mailqueue_unclaimable_entries Queued entries that could not be claimed at the last attempt, per slice.\n# TYPE mailqueue_unclaimable_entries gauge");
+        if let Ok(d) = self.unclaimable.lock() {
+            for (slice, v) in d.iter() {
+                let _ = writeln!(out, "mailqueue_unclaimable_entries{{queue=\"{queue}\",slice=\"{slice}\"}} {v}");
+            }
+        }
         let _ = writeln!(out, "# HELP mailqueue_in_flight Entries claimed and being delivered.\n# TYPE mailqueue_in_flight gauge\nmailqueue_in_flight{{queue=\"{queue}\"}} {}", self.in_flight.load(Relaxed));
         let _ = writeln!(out, "# HELP mailqueue_queue_depth Queued (.pck) entries per slice at the last listing.\n# TYPE mailqueue_queue_depth gauge");
         if let Ok(d) = self.depth.lock() {
@@ -182,6 +226,14 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count{{queue=\"{queue}\"}} {count}");
         out
+    }
+}
+
+fn set_per_slice(values: &Mutex<Vec<(u32, u64)>>, slice: u32, value: u64) {
+    let Ok(mut d) = values.lock() else { return };
+    match d.iter_mut().find(|(s, _)| *s == slice) {
+        Some((_, v)) => *v = value,
+        None => d.push((slice, value)),
     }
 }
 

@@ -17,6 +17,12 @@ pub struct SliceCounters {
     pub in_flight: u64,
     pub delivered: u64,
     pub oldest_pending_seconds: u64,
+    /// Queued entries this owner cannot claim (permission, a directory at the `.bak`
+    /// name, ...): backed off, logged once each, left for an admin.
+    pub unclaimable: u64,
+    /// A write the queue needs failed for lack of space: the owner claims nothing
+    /// until it succeeds.
+    pub disk_full: bool,
 }
 
 /// Hands out slices.
@@ -85,7 +91,9 @@ impl Ownership for Standalone {
             e => OwnershipError::Lock(e),
         })?;
         Ok(Box::new(StandaloneLease {
-            _lock: lock,
+            lock,
+            lost: std::sync::atomic::AtomicBool::new(false),
+            owned_cache: Mutex::new(None),
             drain_flag: Standalone::drain_flag(&self.qfiles, queue),
             heartbeat: Standalone::heartbeat_path(&self.qfiles, queue, slice),
             drain_cache: Mutex::new(None),
@@ -98,7 +106,10 @@ impl Ownership for Standalone {
 const DRAIN_RECHECK: Duration = Duration::from_millis(500);
 
 struct StandaloneLease {
-    _lock: SliceLock,
+    lock: SliceLock,
+    /// Once lost, lost for good.
+    lost: std::sync::atomic::AtomicBool,
+    owned_cache: Mutex<Option<Instant>>,
     drain_flag: PathBuf,
     heartbeat: PathBuf,
     drain_cache: Mutex<Option<(Instant, bool)>>,
@@ -106,8 +117,24 @@ struct StandaloneLease {
 
 impl SliceLease for StandaloneLease {
     fn still_owned(&self) -> bool {
-        // A flock is held until our process closes it: it cannot be lost.
-        true
+        use std::sync::atomic::Ordering::Relaxed;
+        // A flock is held until our process closes it, but it only excludes others
+        // while its file is still at its path: a deleted `.mailqueue` lets a second
+        // runner create new lock files. Checked at most every DRAIN_RECHECK.
+        if self.lost.load(Relaxed) {
+            return false;
+        }
+        let Ok(mut checked) = self.owned_cache.lock() else { return false };
+        if checked.is_some_and(|at| at.elapsed() < DRAIN_RECHECK) {
+            return true;
+        }
+        *checked = Some(Instant::now());
+        if self.lock.still_held() {
+            return true;
+        }
+        self.lost.store(true, Relaxed);
+        tracing::error!(queue = self.lock.queue(), slice = %self.lock.slice(), "the slice's lock file is gone or replaced (was <qfiles>/.mailqueue removed?): another runner may own the slice now; stopped claiming");
+        false
     }
 
     fn draining(&self) -> bool {

@@ -212,7 +212,10 @@ impl RetryMover {
         }
     }
 
-    /// One pass over the slice. Entries not yet due are only read, never claimed.
+    /// One pass over the slice. Entries not yet due are only read, never claimed. An
+    /// entry that cannot be read or moved for a reason that is not its content (an I/O
+    /// error, a full disk) stays where it is for the next pass; only undecodable ones go
+    /// to `bad/`.
     fn pass(&self, slice: Slice, lease: &dyn SliceLease) -> Result<(), mailqueue_queue::Error> {
         let names = self.retry.files(slice)?;
         self.metrics.set_depth(slice.index(), names.len() as u64);
@@ -224,31 +227,59 @@ impl RetryMover {
             }
             let due = match self.retry.read(&name) {
                 Ok(entry) => not_before(&entry, now).is_none(),
-                Err(_) => true, // claimed below and set aside with its reason
+                Err(e) if e.is_bad_entry() => true, // claimed below and set aside with its reason
+                Err(e) => {
+                    tracing::warn!(entry = %name, error = %e, "cannot read retry entry; left for the next pass");
+                    self.metrics.read_errors.fetch_add(1, Relaxed);
+                    continue;
+                }
             };
             if !due {
                 continue;
             }
             // Locked while it moves, like every claim (see `mailqueue_queue::inflight`).
-            let Some(claimed) = mailqueue_queue::inflight::claim(&self.retry, &name)? else {
-                continue;
+            let claimed = match mailqueue_queue::inflight::claim(&self.retry, &name) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(entry = %name, error = %e, "cannot claim retry entry; left for the next pass");
+                    self.metrics.claim_failures.fetch_add(1, Relaxed);
+                    continue;
+                }
             };
             let bak = claimed.bak().clone();
             let _span = tracing::info_span!("entry", entry = %name).entered();
-            match self.retry.read(&bak) {
-                Ok(entry) => {
-                    let new = self
-                        .retry
-                        .move_to(&bak, &entry, entry.metadata(), &self.out)?;
-                    tracing::info!(out_entry = %new, "due again: moved back to out");
-                    moved += 1;
-                }
-                Err(e) => {
+            match claimed.read(self.retry.max_entry_size()) {
+                Ok(entry) => match self.retry.move_to(&bak, &entry, entry.metadata(), &self.out) {
+                    Ok(new) => {
+                        tracing::info!(out_entry = %new, "due again: moved back to out");
+                        moved += 1;
+                    }
+                    Err(e) => {
+                        // Nothing was written to out (or a stray .tmp was removed): the
+                        // entry goes back to .pck and the pass stops (a full disk fails
+                        // every next move too).
+                        tracing::error!(error = %e, "cannot move the entry back to out; left in retry");
+                        self.retry.put_back(&bak)?;
+                        if e.is_no_space() {
+                            self.metrics.disk_full.store(true, Relaxed);
+                            return Ok(());
+                        }
+                        break;
+                    }
+                },
+                Err(e) if e.is_bad_entry() => {
                     self.metrics.entries_bad.fetch_add(1, Relaxed);
                     self.retry.preserve(&bak, &e.to_string())?;
                 }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the claimed retry entry; put back for the next pass");
+                    self.metrics.read_errors.fetch_add(1, Relaxed);
+                    self.retry.put_back(&bak)?;
+                }
             }
         }
+        self.metrics.disk_full.store(false, Relaxed);
         self.metrics
             .entries_moved_from_retry
             .fetch_add(moved, Relaxed);
@@ -257,6 +288,8 @@ impl RetryMover {
             in_flight: 0,
             delivered: moved,
             oldest_pending_seconds: 0,
+            unclaimable: 0,
+            disk_full: false,
         });
         Ok(())
     }

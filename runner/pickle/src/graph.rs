@@ -250,14 +250,71 @@ impl Arena {
 
     /// The finished tree under `root`, built without recursion (a deep tree must give
     /// `TooDeep`, not overflow the thread's stack).
-    pub fn to_value(&self, root: Id, input_len: usize) -> Result<Value, Error> {
+    ///
+    /// A large string or byte string that appears exactly once in the tree (referred to
+    /// once, by a container that appears once, up to the root) is moved into it rather
+    /// than copied, so a message body is held once, not twice, while an entry is read.
+    pub fn to_value(&mut self, root: Id, input_len: usize) -> Result<Value, Error> {
+        let owned = self.take_unique_large_leaves(root);
         let mut expander = Expander {
             arena: self,
+            owned,
             on_path: vec![false; self.nodes.len()],
             spent: 0,
             limit: expansion_limit(input_len),
         };
         expander.expand(root)
+    }
+
+    /// Takes out of the arena the large leaves that the expansion of `root` visits
+    /// exactly once (see [`Arena::to_value`]).
+    fn take_unique_large_leaves(&mut self, root: Id) -> Vec<Option<Value>> {
+        const LARGE: usize = 4096;
+        let n = self.nodes.len();
+        let mut refs = vec![0u32; n];
+        let mut parent = vec![usize::MAX; n];
+        if let Some(r) = refs.get_mut(root) {
+            *r += 1;
+        }
+        for (id, (node, _)) in self.nodes.iter().enumerate() {
+            for child in children(node) {
+                if let Some(r) = refs.get_mut(child) {
+                    *r = r.saturating_add(1);
+                    parent[child] = id;
+                }
+            }
+        }
+        // Unique: referred to once, and so is every container up to the root.
+        let unique = |mut id: Id| {
+            for _ in 0..n {
+                if refs[id] != 1 {
+                    return false;
+                }
+                if id == root {
+                    return true;
+                }
+                id = parent[id];
+                if id >= n {
+                    return false;
+                }
+            }
+            false
+        };
+        let mut owned: Vec<Option<Value>> = Vec::new();
+        owned.resize_with(n, || None);
+        for id in 0..n {
+            let large = match &self.nodes[id].0 {
+                Node::Leaf(Value::Str(s)) => s.as_wtf8().len() >= LARGE,
+                Node::Leaf(Value::Bytes(b)) => b.len() >= LARGE,
+                _ => false,
+            };
+            if large && unique(id) {
+                if let Node::Leaf(v) = &mut self.nodes[id].0 {
+                    owned[id] = Some(std::mem::replace(v, Value::None));
+                }
+            }
+        }
+        owned
     }
 }
 
@@ -272,6 +329,8 @@ fn as_number(v: &Value) -> Option<f64> {
 
 struct Expander<'a> {
     arena: &'a Arena,
+    /// Leaves moved out of the arena, visited once (see `Arena::to_value`).
+    owned: Vec<Option<Value>>,
     /// Nodes being expanded (the current path from the root): seeing one again is a cycle.
     on_path: Vec<bool>,
     spent: usize,
@@ -308,7 +367,17 @@ impl<'a> Expander<'a> {
                 let (node, at) = self.node(id)?;
                 match node {
                     Node::Leaf(v) => {
-                        let v = self.leaf(v)?;
+                        let v = match self.owned.get_mut(id).and_then(Option::take) {
+                            Some(moved) => {
+                                self.spend(match &moved {
+                                    Value::Bytes(b) => b.len(),
+                                    Value::Str(s) => s.as_wtf8().len(),
+                                    _ => 0,
+                                })?;
+                                moved
+                            }
+                            None => self.leaf(v)?,
+                        };
                         match stack.last_mut() {
                             Some(parent) => parent.values.push(v),
                             None => return Ok(v),
@@ -422,5 +491,33 @@ fn assemble(node: &Node, values: Vec<Value>) -> Value {
                 dict_items: pairs(values),
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::value::Value;
+
+    /// `pickle.dumps([d, d, 'y' * 5000], 2)` with `d = {'k': 'x' * 5000}`: the large
+    /// string inside `d` is referred to once, but `d` twice; the other one is unique.
+    fn shared_container_pickle() -> Vec<u8> {
+        let mut p = b"\x80\x02]q\x00(}q\x01X\x01\x00\x00\x00kq\x02X\x88\x13\x00\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'x', 5000));
+        p.extend_from_slice(b"q\x03sh\x01X\x88\x13\x00\x00");
+        p.extend(std::iter::repeat_n(b'y', 5000));
+        p.extend_from_slice(b"q\x04e.");
+        p
+    }
+
+    #[test]
+    fn a_large_string_under_a_shared_container_is_in_every_copy() {
+        let (v, _) = crate::read(&shared_container_pickle()).expect("pickle");
+        let Value::List(items) = v else { panic!("{v:?}") };
+        assert_eq!(items.len(), 3);
+        for d in &items[..2] {
+            let text = d.get("k").and_then(Value::as_text).expect("k");
+            assert_eq!(text, "x".repeat(5000));
+        }
+        assert_eq!(items[2].as_text().expect("y"), "y".repeat(5000));
     }
 }

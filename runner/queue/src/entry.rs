@@ -72,9 +72,24 @@ impl QueueEntry {
         Ok(QueueEntry { bytes, parsed, version })
     }
 
-    /// Reads and parses the file at `path`; errors name the file.
+    /// Reads and parses the file at `path` (a regular file, not followed if a link,
+    /// within [`crate::open::DEFAULT_MAX_ENTRY_SIZE`]); errors name the file.
     pub fn read(path: &Path) -> crate::Result<QueueEntry> {
-        let bytes = std::fs::read(path).map_err(crate::Error::io("reading", path))?;
+        QueueEntry::read_limited(path, crate::open::DEFAULT_MAX_ENTRY_SIZE)
+    }
+
+    /// [`QueueEntry::read`] with another size limit.
+    pub fn read_limited(path: &Path, limit: u64) -> crate::Result<QueueEntry> {
+        let bytes = crate::open::read_regular(path, limit)?.ok_or_else(|| crate::Error::Io {
+            op: "reading",
+            path: path.to_owned(),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        QueueEntry::parse(bytes, path)
+    }
+
+    /// Parses bytes read from `path`; errors name the file.
+    pub fn parse(bytes: Vec<u8>, path: &Path) -> crate::Result<QueueEntry> {
         QueueEntry::from_bytes(bytes).map_err(|error| crate::Error::Entry { path: path.to_owned(), error })
     }
 
@@ -176,6 +191,32 @@ impl QueueEntry {
         mailqueue_message::message_from_value(self.message_value(), self.version).map_err(EntryError::Message)
     }
 
+    /// The message model, built once, with the unpickled value it came from freed (a
+    /// large entry is then held twice fewer): later calls of [`QueueEntry::message`]
+    /// fail. The metadata and the stored bytes stay.
+    ///
+    /// The bodies are moved from the value into the model, not copied, so a large
+    /// entry's body exists once (besides the file's bytes) while the model is built. On
+    /// an error the value is left as it was.
+    pub fn take_message(&mut self) -> Result<mailqueue_message::Message, EntryError> {
+        let mut value = std::mem::replace(&mut self.parsed.message, Value::None);
+        let mut bodies = Vec::new();
+        take_bodies(&mut value, &mut bodies);
+        match mailqueue_message::message_from_value(&value, self.version) {
+            Ok(mut message) => {
+                let mut bodies = bodies.into_iter();
+                give_bodies(&mut message, &mut bodies);
+                debug_assert!(bodies.next().is_none(), "a body taken was not given back");
+                Ok(message)
+            }
+            Err(e) => {
+                put_bodies_back(&mut value, &mut bodies.into_iter());
+                self.parsed.message = value;
+                Err(EntryError::Message(e))
+            }
+        }
+    }
+
     /// The exact DATA bytes Mailman's delivery sends for this entry.
     pub fn delivery_bytes(&self) -> Result<Vec<u8>, EntryError> {
         let sender = self.envelope_sender()?;
@@ -194,6 +235,59 @@ impl QueueEntry {
     pub fn rewritten(&self, metadata: &Value) -> Result<Vec<u8>, EntryError> {
         mailqueue_pickle::rewrite_metadata(&self.bytes, self.parsed.message_len, metadata, dialect(self.version))
             .map_err(EntryError::Write)
+    }
+}
+
+/// The `_payload` of a pickled message object, when it has one.
+fn payload_mut(v: &mut Value) -> Option<&mut Value> {
+    let Value::Object(o) = v else { return None };
+    let dict = match &mut o.state {
+        Some(Value::Dict(d)) => d,
+        Some(Value::Tuple(t)) => match t.first_mut() {
+            Some(Value::Dict(d)) => d,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    dict.iter_mut().find(|(k, _)| k.key_is("_payload")).map(|(_, v)| v)
+}
+
+/// Takes every text body (`_payload` that is a string) out of a message value, in the
+/// order the model is built (a part, then its sub-parts in order), leaving an empty
+/// string of the same type in its place.
+fn take_bodies(v: &mut Value, out: &mut Vec<Value>) {
+    match payload_mut(v) {
+        Some(p @ Value::Str(_)) => out.push(std::mem::replace(p, Value::Str(PyStr::default()))),
+        Some(p @ Value::Bytes(_)) => out.push(std::mem::replace(p, Value::Bytes(Vec::new()))),
+        Some(Value::List(parts)) => parts.iter_mut().for_each(|part| take_bodies(part, out)),
+        _ => {}
+    }
+}
+
+/// Puts the bodies [`take_bodies`] took into the model built from the emptied value.
+fn give_bodies(m: &mut mailqueue_message::Message, bodies: &mut impl Iterator<Item = Value>) {
+    use mailqueue_message::{Payload, Text};
+    match &mut m.payload {
+        Payload::Text(t) => match bodies.next() {
+            Some(Value::Str(s)) => *t = Text::Str(s),
+            Some(Value::Bytes(b)) => *t = Text::Bytes(b),
+            _ => {}
+        },
+        Payload::Parts(parts) => parts.iter_mut().for_each(|part| give_bodies(part, bodies)),
+        _ => {}
+    }
+}
+
+/// Undoes [`take_bodies`].
+fn put_bodies_back(v: &mut Value, bodies: &mut impl Iterator<Item = Value>) {
+    match payload_mut(v) {
+        Some(p @ (Value::Str(_) | Value::Bytes(_))) => {
+            if let Some(body) = bodies.next() {
+                *p = body;
+            }
+        }
+        Some(Value::List(parts)) => parts.iter_mut().for_each(|part| put_bodies_back(part, bodies)),
+        _ => {}
     }
 }
 

@@ -30,6 +30,13 @@ pub enum Error {
     #[error("{path}: {error}")]
     Entry { path: PathBuf, error: crate::entry::EntryError },
 
+    /// A queue name that is not a regular file (any more): never followed, never read.
+    #[error("{path} is {kind}, not a regular file: left alone")]
+    NotAFile { path: PathBuf, kind: &'static str },
+
+    #[error("{path} is {size} bytes, more than the entry size limit of {limit} bytes")]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
+
     #[error(transparent)]
     Slice(#[from] crate::slice::SliceError),
 
@@ -41,6 +48,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// The entry's bytes were read and cannot be used (undecodable, or over the size
+    /// limit): it belongs in `bad/`. Every other error (an errno from the filesystem:
+    /// EMFILE, EIO, EACCES, ENOSPC, a network volume's hiccup) says nothing about the
+    /// entry, which is put back or left for later, never set aside as broken.
+    pub fn is_bad_entry(&self) -> bool {
+        matches!(self, Error::Entry { .. } | Error::TooLarge { .. })
+    }
+
+    /// The errno behind an I/O error, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { error, .. } | Error::Move { error, .. } => error.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// A write failed because the filesystem is full (ENOSPC, or EDQUOT for a quota).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.raw_os_error(), Some(nix::libc::ENOSPC | nix::libc::EDQUOT))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |error| Error::Io { op, path, error }

@@ -8,13 +8,16 @@
 //! leaves the entry alone. Locks die with their process, so a crashed runner's `.bak` is
 //! free.
 //!
-//! Recovery at a runner's start rewrites `.bak` entries without these locks; it happens
-//! only while the runner holds the slice (see [`crate::lock`]). [`FineSlices`] tells
+//! Recovery at a runner's start takes each `.bak`'s lock before it rewrites it and
+//! leaves a held one alone, and it happens only while the runner holds the slice (see
+//! [`crate::lock`]). [`FineSlices`] tells
 //! which fine sub-slices have a live owner and since when, and holds the others for the
 //! caller, so no runner can start (and recover) under an operation.
 
+use crate::entry::QueueEntry;
 use crate::lock::{fine_lock_path, LockError, SliceLock};
 use crate::name::EntryName;
+use crate::open;
 use crate::slice::Slice;
 use crate::switchboard::Switchboard;
 use crate::{Error, Result};
@@ -23,14 +26,17 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// A claimed entry, in flight until dropped.
+/// A claimed entry, in flight until dropped. It keeps the descriptor it was claimed
+/// through: its content is read from that, never again by path.
 #[derive(Debug)]
 pub struct Claimed {
     bak: EntryName,
-    _lock: Flock<File>,
+    path: PathBuf,
+    size: u64,
+    lock: Flock<File>,
 }
 
 impl Claimed {
@@ -38,24 +44,56 @@ impl Claimed {
     pub fn bak(&self) -> &EntryName {
         &self.bak
     }
+
+    /// Its size when it was claimed.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads and parses the claimed file through its descriptor, at most `limit` bytes.
+    pub fn read(&self, limit: u64) -> Result<QueueEntry> {
+        let bytes = open::read_limited(&self.lock, self.size, limit, &self.path)?;
+        QueueEntry::parse(bytes, &self.path)
+    }
 }
 
-/// Claims `pck` as [`Switchboard::claim`] does, holding the entry's lock until the
-/// returned value is dropped. `Ok(None)` when the entry is gone (claimed by another
-/// runner, moved by an operator) or is being moved by an operator right now.
+/// Claims `pck` as [`Switchboard::claim`] does, through a descriptor: the file is
+/// opened without following links or blocking (see [`crate::open`]), must be a regular
+/// file, is locked, and is renamed to `.bak` only while its name still names the file
+/// held; the entry's lock is held until the returned value is dropped. `Ok(None)` when
+/// the entry is gone (claimed by another runner, moved by an operator), is being moved
+/// by an operator right now, or was replaced under its name meanwhile.
+/// [`Error::NotAFile`] when the name now holds a link, fifo, device or directory.
 pub fn claim(sb: &Switchboard, pck: &EntryName) -> Result<Option<Claimed>> {
     let path = sb.path_of(pck);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Io { op: "opening", path, error: e }),
-    };
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    let Some(opened) = open::open_regular(&path)? else { return Ok(None) };
+    let lock = match Flock::lock(opened.file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, errno)) => return Err(Error::Io { op: "locking", path, error: io::Error::from(errno) }),
     };
-    Ok(sb.claim(pck)?.map(|bak| Claimed { bak, _lock: lock }))
+    let held = lock.metadata().map_err(Error::io("reading the status of", &path))?;
+    if !names_file(&path, &held)? {
+        return Ok(None);
+    }
+    let Some(bak) = sb.claim(pck)? else { return Ok(None) };
+    let bak_path = sb.path_of(&bak);
+    if !names_file(&bak_path, &held)? {
+        // Replaced between the check and the rename: what was renamed is not the file
+        // held. Give the name back as it was; the next listing judges it.
+        let _ = sb.put_back(&bak);
+        return Ok(None);
+    }
+    Ok(Some(Claimed { bak, path: bak_path, size: opened.size, lock }))
+}
+
+/// Whether `path` (not followed) is the file whose status is `held`.
+fn names_file(path: &Path, held: &std::fs::Metadata) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::Io { op: "reading the status of", path: path.to_owned(), error: e }),
+    }
 }
 
 /// A `.bak` file held by an operation: no runner works on it while this lives.
@@ -75,14 +113,11 @@ pub enum Probe {
     Free(EntryLock),
 }
 
-/// Tells whether the entry at `path` is in flight, and if not holds it.
+/// Tells whether the entry at `path` is in flight, and if not holds it. The file is
+/// opened as [`claim`] opens it: a link, fifo or device is [`Error::NotAFile`].
 pub fn probe(path: &Path) -> Result<Probe> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Probe::Gone),
-        Err(e) => return Err(Error::Io { op: "opening", path: path.to_owned(), error: e }),
-    };
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    let Some(opened) = open::open_regular(path)? else { return Ok(Probe::Gone) };
+    let lock = match Flock::lock(opened.file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, Errno::EWOULDBLOCK)) => return Ok(Probe::InFlight),
         Err((_, errno)) => {
@@ -92,11 +127,10 @@ pub fn probe(path: &Path) -> Result<Probe> {
     // The file may have been renamed away (and another put in its place) between the
     // open and the lock: the lock counts only if the path still names our file.
     let held = lock.metadata().map_err(Error::io("reading", path))?;
-    match std::fs::symlink_metadata(path) {
-        Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => Ok(Probe::Free(EntryLock { _lock: lock })),
-        Ok(_) => Ok(Probe::Gone),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Probe::Gone),
-        Err(e) => Err(Error::Io { op: "reading", path: path.to_owned(), error: e }),
+    if names_file(path, &held)? {
+        Ok(Probe::Free(EntryLock { _lock: lock }))
+    } else {
+        Ok(Probe::Gone)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod inflight;
 pub mod lock;
 pub mod name;
+pub mod open;
 pub mod ops;
 pub mod scan;
 pub mod slice;

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,9 @@ pub enum LockError {
 pub struct SliceLock {
     queue: String,
     slice: Slice,
-    _held: Vec<Flock<File>>,
+    held: Vec<Flock<File>>,
+    /// The path of each held lock file, and its (device, inode) when taken.
+    paths: Vec<(PathBuf, u64, u64)>,
 }
 
 impl SliceLock {
@@ -48,6 +50,7 @@ impl SliceLock {
             .create(&dir)
             .map_err(|error| LockError::Io { op: "creating directory for", path: dir.clone(), error })?;
         let mut held = Vec::new();
+        let mut paths = Vec::new();
         for k in slice.fine_range() {
             let path = fine_lock_path(qfiles, queue, k);
             let file = OpenOptions::new()
@@ -58,7 +61,11 @@ impl SliceLock {
                 .open(&path)
                 .map_err(|error| LockError::Io { op: "opening", path: path.clone(), error })?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => held.push(lock),
+                Ok(lock) => {
+                    let meta = lock.metadata().map_err(|error| LockError::Io { op: "reading", path: path.clone(), error })?;
+                    paths.push((path, meta.dev(), meta.ino()));
+                    held.push(lock);
+                }
                 // Dropping `held` releases what was taken so far: all or nothing.
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let mut holder = String::new();
@@ -84,7 +91,19 @@ impl SliceLock {
                 tracing::debug!(error = %e, "could not write the slice owner record");
             }
         }
-        Ok(SliceLock { queue: queue.to_owned(), slice, _held: held })
+        Ok(SliceLock { queue: queue.to_owned(), slice, held, paths })
+    }
+
+    /// Whether every lock file held is still the file at its path. A lock file deleted
+    /// or replaced (`rm -r <qfiles>/.mailqueue` under a live runner) lets another
+    /// runner create a new one and take the same slice: the flock held here no longer
+    /// excludes anyone, and the owner must stop claiming.
+    pub fn still_held(&self) -> bool {
+        debug_assert_eq!(self.held.len(), self.paths.len());
+        self.paths.iter().all(|(path, dev, ino)| match fs::symlink_metadata(path) {
+            Ok(m) => m.dev() == *dev && m.ino() == *ino,
+            Err(_) => false,
+        })
     }
 
     pub fn queue(&self) -> &str {
@@ -144,6 +163,20 @@ mod tests {
         drop(a);
         let again = SliceLock::acquire(root.path(), "out", s(4, 8)).unwrap();
         assert_eq!(again.slice(), s(4, 8));
+    }
+
+    #[test]
+    fn a_lock_file_removed_under_its_owner_is_noticed() {
+        let root = tempfile::tempdir().unwrap();
+        let s = Slice::new(1, 2).unwrap();
+        let a = SliceLock::acquire(root.path(), "out", s).unwrap();
+        assert!(a.still_held());
+        fs::remove_dir_all(root.path().join(STATE_DIR)).unwrap();
+        assert!(!a.still_held());
+        // A second owner can now take the slice: that is why the first must stop.
+        let b = SliceLock::acquire(root.path(), "out", s).unwrap();
+        assert!(b.still_held());
+        assert!(!a.still_held());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! `crate::area`'s.)
 
 use crate::entry::{self, QueueEntry, MAX_BAK_COUNT};
+use crate::inflight::{self, Probe};
 use crate::name::{fifo_order, EntryName, Ext};
+use crate::open::DEFAULT_MAX_ENTRY_SIZE;
 use crate::scan::{scan, Found};
 use crate::slice::Slice;
 use crate::{Error, Result};
@@ -31,6 +33,8 @@ pub struct Switchboard {
     name: String,
     dir: PathBuf,
     bad_dir: PathBuf,
+    /// Entries larger than this are not read (see [`crate::open`]).
+    max_entry_size: u64,
 }
 
 /// A new entry for [`Switchboard::enqueue`].
@@ -52,6 +56,13 @@ pub struct Recovery {
     pub requeued: Vec<EntryName>,
     /// Moved to `bad/` (as `.psv`), with the reason.
     pub preserved: Vec<(EntryName, String)>,
+    /// Back to `.pck` without `_bak_count` incremented: the entry could not be read or
+    /// its count not written (an I/O error, a full disk), with the reason.
+    pub requeued_uncounted: Vec<(EntryName, String)>,
+    /// Left alone: a live runner holds the entry's lock.
+    pub in_flight: Vec<EntryName>,
+    /// Left alone: the name holds a link, fifo, device or directory.
+    pub not_files: Vec<(EntryName, String)>,
 }
 
 impl Switchboard {
@@ -69,7 +80,17 @@ impl Switchboard {
                 return Err(Error::CrossDevice { from: dir, to: bad_dir });
             }
         }
-        Ok(Switchboard { name: name.to_owned(), dir, bad_dir })
+        Ok(Switchboard { name: name.to_owned(), dir, bad_dir, max_entry_size: DEFAULT_MAX_ENTRY_SIZE })
+    }
+
+    /// Sets the largest entry this switchboard reads; a larger one is bad input.
+    pub fn with_max_entry_size(mut self, limit: u64) -> Switchboard {
+        self.max_entry_size = limit;
+        self
+    }
+
+    pub fn max_entry_size(&self) -> u64 {
+        self.max_entry_size
     }
 
     pub fn name(&self) -> &str {
@@ -126,9 +147,10 @@ impl Switchboard {
         Ok(pck)
     }
 
-    /// Reads and parses an entry of this queue.
+    /// Reads and parses an entry of this queue (a regular file within the size limit,
+    /// never followed if a link).
     pub fn read(&self, name: &EntryName) -> Result<QueueEntry> {
-        QueueEntry::read(&self.path_of(name))
+        QueueEntry::read_limited(&self.path_of(name), self.max_entry_size)
     }
 
     /// Done with a claimed entry: unlinks the `.bak`.
@@ -221,37 +243,94 @@ impl Switchboard {
 
     /// Recovers the `.bak` entries of `slice` left by a crashed runner, as Mailman does
     /// at start: `_bak_count` incremented and written back (message pickle kept), then
-    /// back to `.pck`; to `bad/` once the count reaches 3, or when unreadable. Only the
-    /// slice's owner may call this (a `.bak` may be another runner's entry in flight).
+    /// back to `.pck`; to `bad/` once the count reaches 3, or when undecodable. Only the
+    /// slice's owner may call this. Each `.bak` is locked first: one whose lock a live
+    /// runner holds is left alone (see [`crate::inflight`]). An I/O error (the entry
+    /// cannot be opened or read, or the count cannot be written: a full disk) is not the
+    /// entry's fault: it goes back to `.pck` by rename alone, which needs no space, and
+    /// its count waits for the next recovery.
     pub fn recover(&self, slice: Slice) -> Result<Recovery> {
         let mut done = Recovery::default();
         for bak in self.backups(slice)? {
-            let rewritten = self.read(&bak).and_then(|entry| {
-                let metadata = entry.metadata_with_bak_count_incremented();
-                let bytes = entry
-                    .rewritten(&metadata)
-                    .map_err(|error| Error::Entry { path: self.path_of(&bak), error })?;
-                Ok((entry.bak_count() + 1, bytes))
-            });
-            let reason = match rewritten {
-                Err(err) => format!("unreadable at recovery: {err}"),
-                Ok((count, bytes)) => {
-                    self.write_atomically(&bak, &bytes)?;
-                    if count < MAX_BAK_COUNT {
-                        let pck = bak.with_ext(Ext::Pck);
-                        let (from, to) = (self.path_of(&bak), self.path_of(&pck));
-                        fs::rename(&from, &to).map_err(|e| Error::from_rename(from, to, e))?;
-                        tracing::info!(queue = %self.name, entry = %pck, bak_count = count, "recovered .bak entry");
-                        done.requeued.push(pck);
-                        continue;
-                    }
-                    format!("recovered {count} times (_bak_count reached {MAX_BAK_COUNT})")
+            let path = self.path_of(&bak);
+            let _lock = match inflight::probe(&path) {
+                Ok(Probe::Free(lock)) => lock,
+                Ok(Probe::Gone) => continue,
+                Ok(Probe::InFlight) => {
+                    tracing::warn!(queue = %self.name, entry = %bak, "a live runner holds this .bak: left alone");
+                    done.in_flight.push(bak);
+                    continue;
+                }
+                Err(e @ Error::NotAFile { .. }) => {
+                    tracing::warn!(queue = %self.name, entry = %bak, error = %e, "not recovered");
+                    done.not_files.push((bak, e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    self.requeue_uncounted(&bak, &e, &mut done)?;
+                    continue;
                 }
             };
+            let entry = match self.read(&bak) {
+                Ok(entry) => entry,
+                Err(e) if e.is_bad_entry() => {
+                    let reason = format!("unreadable at recovery: {e}");
+                    self.preserve(&bak, &reason)?;
+                    done.preserved.push((bak, reason));
+                    continue;
+                }
+                Err(e @ Error::NotAFile { .. }) => {
+                    done.not_files.push((bak, e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    self.requeue_uncounted(&bak, &e, &mut done)?;
+                    continue;
+                }
+            };
+            let count = entry.bak_count() + 1;
+            let bytes = match entry.rewritten(&entry.metadata_with_bak_count_incremented()) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let reason = format!("unreadable at recovery: {}", Error::Entry { path: path.clone(), error });
+                    self.preserve(&bak, &reason)?;
+                    done.preserved.push((bak, reason));
+                    continue;
+                }
+            };
+            if let Err(e) = self.write_atomically(&bak, &bytes) {
+                if count >= MAX_BAK_COUNT {
+                    // Set aside anyway: a rename needs no space.
+                    let reason = format!("recovered {count} times (_bak_count reached {MAX_BAK_COUNT}; not written: {e})");
+                    self.preserve(&bak, &reason)?;
+                    done.preserved.push((bak, reason));
+                } else {
+                    self.requeue_uncounted(&bak, &e, &mut done)?;
+                }
+                continue;
+            }
+            if count < MAX_BAK_COUNT {
+                let pck = bak.with_ext(Ext::Pck);
+                let (from, to) = (self.path_of(&bak), self.path_of(&pck));
+                fs::rename(&from, &to).map_err(|e| Error::from_rename(from, to, e))?;
+                tracing::info!(queue = %self.name, entry = %pck, bak_count = count, "recovered .bak entry");
+                done.requeued.push(pck);
+                continue;
+            }
+            let reason = format!("recovered {count} times (_bak_count reached {MAX_BAK_COUNT})");
             self.preserve(&bak, &reason)?;
             done.preserved.push((bak, reason));
         }
         Ok(done)
+    }
+
+    /// `.bak` back to `.pck` by rename only, for an entry recovery could not read or
+    /// count (not the entry's fault).
+    fn requeue_uncounted(&self, bak: &EntryName, error: &Error, done: &mut Recovery) -> Result<()> {
+        let pck = self.put_back(bak)?;
+        tracing::warn!(queue = %self.name, entry = %pck, error = %error, "recovered .bak entry without counting the recovery (I/O error)");
+        done.requeued_uncounted.push((pck, error.to_string()));
+        Ok(())
     }
 
     /// Writes `<name>.tmp` (ignored by every listing, Mailman's included), fsyncs it,

@@ -97,6 +97,9 @@ pub struct Args {
     /// transactions are aborted shortly before the end, unfinished entries put back.
     #[arg(long, default_value_t = 30)]
     pub stop_grace: u64,
+    /// Largest queue entry read, in MiB; a larger file is set aside in bad/ unread.
+    #[arg(long, default_value_t = mailqueue_queue::open::DEFAULT_MAX_ENTRY_SIZE >> 20)]
+    pub max_entry_mib: u64,
     /// Exit 0 once the slices have no `.pck` left (batch jobs and tests).
     #[arg(long)]
     pub exit_when_empty: bool,
@@ -137,7 +140,9 @@ fn exit_on_panic() {
 
 async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let slices = chosen_slices(args.slices, args.slice)?;
-    let sb = Switchboard::open(&args.qfiles, &args.queue).with_context(|| format!("queue {:?}", args.queue))?;
+    let sb = Switchboard::open(&args.qfiles, &args.queue)
+        .with_context(|| format!("queue {:?}", args.queue))?
+        .with_max_entry_size(args.max_entry_mib.saturating_mul(1 << 20));
     let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease, &args.qfiles).await? {
         Some(cluster) => Box::new(cluster),
         None => Box::new(Standalone::new(&args.qfiles)),
@@ -150,8 +155,15 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     for (slice, _) in &leases {
         let done = sb.recover(*slice).with_context(|| format!("recovering slice {slice} of {}", args.queue))?;
-        if !done.requeued.is_empty() || !done.preserved.is_empty() {
-            tracing::info!(slice = %slice, requeued = done.requeued.len(), preserved = done.preserved.len(), "recovered .bak entries");
+        if !done.requeued.is_empty() || !done.preserved.is_empty() || !done.requeued_uncounted.is_empty() || !done.in_flight.is_empty() {
+            tracing::info!(
+                slice = %slice,
+                requeued = done.requeued.len(),
+                preserved = done.preserved.len(),
+                requeued_uncounted = done.requeued_uncounted.len(),
+                left_in_flight = done.in_flight.len(),
+                "recovered .bak entries"
+            );
         }
     }
 
@@ -309,6 +321,8 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         mm3_lists,
         mm2_lists,
         list_retry: Duration::from_secs(args.mailman3.mailman_rest_retry_secs),
+        unwritten: Default::default(),
+        large_entries: tokio::sync::Semaphore::new(1),
     })
 }
 

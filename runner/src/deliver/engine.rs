@@ -9,20 +9,21 @@ use super::mm3_list;
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
 use crate::lists::mm2::Mm2Lists;
 use crate::lists::mm3::Mm3Rest;
-use super::smtp::{Session, Settings};
+use super::smtp::{Session, SessionBroken, Settings};
 use crate::metrics::Metrics;
 use crate::ownership::{SliceCounters, SliceLease};
 use crate::retry::{self, RetryDecision, RetryPolicy};
 use crate::shutdown::Stop;
 use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
-use mailqueue_queue::inflight;
+use mailqueue_queue::inflight::{self, Claimed};
 use mailqueue_queue::switchboard::{NewEntry, Switchboard};
 use mailqueue_message::Version;
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -50,6 +51,32 @@ pub struct Engine {
     pub mm2_lists: Option<Arc<Mm2Lists>>,
     /// How long an entry waits when its list's settings cannot be had.
     pub list_retry: Duration,
+    /// Dispositions that could not be written for lack of space (see [`Unwritten`]).
+    pub unwritten: std::sync::Mutex<Vec<Unwritten>>,
+    /// One permit: entries over [`LARGE_ENTRY`] are read and sent one at a time.
+    pub large_entries: tokio::sync::Semaphore,
+}
+
+/// Entries larger than this (bytes) are delivered one at a time per process.
+pub const LARGE_ENTRY: u64 = 16 * 1024 * 1024;
+
+/// Where an entry must be written before its `.bak` can go.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Retry,
+    Shunt,
+}
+
+/// A delivered entry whose follow-up entry (its temporarily failed recipients for
+/// `retry`, or the entry for `shunt`) could not be written because the queue's
+/// filesystem is full. It stays claimed (`.bak`, its lock held) and the delivery
+/// outcome is kept here, so that once space returns it is written and nobody who
+/// already had the message gets it again. Meanwhile no slice claims anything.
+pub struct Unwritten {
+    claimed: Claimed,
+    entry: Arc<QueueEntry>,
+    target: Target,
+    metadata: mailqueue_pickle::Value,
 }
 
 /// Why a slice stopped early.
@@ -61,6 +88,8 @@ pub enum SliceError {
     List { slice: Slice, source: mailqueue_queue::Error },
     #[error("slice {0}: a delivery worker failed: {1}")]
     Worker(Slice, String),
+    #[error("stopped with {0} delivered entries still claimed: their retry or shunt entries could not be written (filesystem full); recovery will send them again in full")]
+    Unwritten(usize),
 }
 
 /// What a worker reports for each name it was handed.
@@ -71,7 +100,25 @@ enum Done {
     Deferred(EntryName, f64),
     /// The relay cannot be reached: not claimed; the batch stops.
     RelayDown,
+    /// Left queued after a failure that is not the entry's fault: it could not be
+    /// claimed (`unclaimable`: no permission, a directory at its `.bak` name, a name
+    /// that is no longer a regular file) or read (an I/O error). Backed off.
+    Failed { name: EntryName, reason: String, unclaimable: bool },
 }
+
+/// An entry backed off after [`Done::Failed`].
+struct Trouble {
+    until: Instant,
+    delay: Duration,
+    unclaimable: bool,
+}
+
+/// How often a runner stopped by a full filesystem tries its writes again.
+const DISK_FULL_RECHECK: Duration = Duration::from_secs(1);
+
+/// First and longest wait before an entry that failed is tried again.
+const FIRST_ENTRY_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_ENTRY_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The most the idle pause grows to while the relay stays unreachable.
 const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
@@ -91,6 +138,7 @@ impl Engine {
         drop(done_tx);
 
         let mut deferred: HashMap<EntryName, f64> = HashMap::new();
+        let mut troubled: HashMap<EntryName, Trouble> = HashMap::new();
         let mut backoff = self.idle;
         let result = loop {
             if self.stop.stopping() {
@@ -104,6 +152,15 @@ impl Engine {
                 self.pause(self.idle).await;
                 continue;
             }
+            // A full filesystem: nothing is claimed until what was delivered is recorded.
+            if self.disk_full() {
+                let me = self.clone();
+                if !blocking(move || me.write_unwritten()).await {
+                    self.publish(lease.as_ref(), 0, 0);
+                    self.pause(self.idle.max(DISK_FULL_RECHECK)).await;
+                    continue;
+                }
+            }
             let names = match self.list(slice).await {
                 Ok(n) => n,
                 Err(source) => break Err(SliceError::List { slice, source }),
@@ -112,11 +169,23 @@ impl Engine {
             let now = retry::unix_secs(SystemTime::now());
             // FIFO order: the first name is the oldest entry.
             let oldest = names.first().map_or(0, |n| (now - n.timestamp()).max(0.0) as u64);
+            let listed: HashSet<&EntryName> = names.iter().collect();
+            troubled.retain(|n, _| listed.contains(n));
+            drop(listed);
+            let unclaimable = troubled.values().filter(|t| t.unclaimable).count() as u64;
+            self.metrics.set_unclaimable(slice.index(), unclaimable);
             self.publish(lease.as_ref(), names.len() as u64, oldest);
             deferred.retain(|_, after| *after > now);
-            let batch: Vec<EntryName> = names.into_iter().filter(|n| !deferred.contains_key(n)).collect();
+            let instant = Instant::now();
+            let batch: Vec<EntryName> = names
+                .into_iter()
+                .filter(|n| !deferred.contains_key(n) && troubled.get(n).is_none_or(|t| t.until <= instant))
+                .collect();
             if batch.is_empty() {
                 if self.exit_when_empty {
+                    if !troubled.is_empty() {
+                        tracing::warn!(slice = %slice, entries = troubled.len(), unclaimable, "exiting with entries left queued that could not be claimed or read");
+                    }
                     break Ok(());
                 }
                 self.pause(self.idle).await;
@@ -124,7 +193,7 @@ impl Engine {
             }
             let (mut sent, mut received, mut relay_down) = (0usize, 0usize, false);
             for name in batch {
-                if self.stop.stopping() || !lease.still_owned() || lease.draining() || relay_down {
+                if self.stop.stopping() || !lease.still_owned() || lease.draining() || relay_down || self.disk_full() {
                     break;
                 }
                 tokio::select! {
@@ -133,13 +202,13 @@ impl Engine {
                 }
                 while let Ok(done) = done_rx.try_recv() {
                     received += 1;
-                    relay_down |= note(done, &mut deferred);
+                    relay_down |= note(done, &mut deferred, &mut troubled);
                 }
             }
             while received < sent {
                 let Some(done) = done_rx.recv().await else { break };
                 received += 1;
-                relay_down |= note(done, &mut deferred);
+                relay_down |= note(done, &mut deferred, &mut troubled);
             }
             if relay_down {
                 self.pause(backoff).await;
@@ -149,6 +218,10 @@ impl Engine {
             }
         };
         drop(jobs_tx);
+        let result = result.and_then(|()| match self.unwritten.lock().map(|u| u.len()).unwrap_or(0) {
+            0 => Ok(()),
+            n => Err(SliceError::Unwritten(n)),
+        });
         while let Some(joined) = workers.join_next().await {
             if let Err(e) = joined {
                 if e.is_panic() {
@@ -184,6 +257,8 @@ impl Engine {
     fn publish(&self, lease: &dyn SliceLease, pending: u64, oldest_pending_seconds: u64) {
         lease.publish(&SliceCounters {
             pending,
+            unclaimable: self.metrics.unclaimable_total(),
+            disk_full: self.disk_full(),
             in_flight: self.metrics.in_flight.load(Relaxed),
             delivered: self.metrics.entries_delivered.load(Relaxed),
             oldest_pending_seconds,
@@ -201,7 +276,7 @@ impl Engine {
             let next = jobs.lock().await.recv().await;
             let Some(name) = next else { break };
             let span = tracing::info_span!("entry", entry = %name);
-            let result = self.process(lease.as_ref(), &mut session, name).instrument(span).await;
+            let result = self.clone().process(lease.as_ref(), &mut session, name).instrument(span).await;
             if done.send(result).is_err() {
                 break;
             }
@@ -213,8 +288,8 @@ impl Engine {
         }
     }
 
-    async fn process(&self, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
-        if self.stop.stopping() || !lease.still_owned() || lease.draining() {
+    async fn process(self: Arc<Self>, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
+        if self.stop.stopping() || !lease.still_owned() || lease.draining() || self.disk_full() {
             return Done::Handled;
         }
         // Connect before claiming: while the relay is down entries stay plain `.pck`.
@@ -231,18 +306,57 @@ impl Engine {
         }
         // The entry's lock is held until it is disposed of: queue operations see it in
         // flight and leave it alone (see `mailqueue_queue::inflight`).
-        let claimed = match inflight::claim(&self.out, &name) {
+        // Claimed and (unless large) read in one trip to the blocking pool: read
+        // through the descriptor the claim opened, never by path again.
+        let (me, pck, limit) = (self.clone(), name.clone(), self.out.max_entry_size());
+        let claimed = blocking(move || {
+            inflight::claim(&me.out, &pck).map(|c| {
+                c.map(|c| {
+                    let read = (c.size() <= LARGE_ENTRY).then(|| c.read(limit));
+                    (c, read)
+                })
+            })
+        });
+        let (claimed, read) = match claimed.await {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return Done::Handled,
             Err(e) => {
-                tracing::error!(error = %e, "cannot claim entry");
-                return Done::Handled;
+                self.metrics.claim_failures.fetch_add(1, Relaxed);
+                return Done::Failed { name, reason: e.to_string(), unclaimable: true };
             }
         };
         self.metrics.in_flight.fetch_add(1, Relaxed);
-        let done = self.deliver_claimed(session, name, claimed.bak().clone()).await;
+        // A large entry is held several times over while it is unpickled and flattened:
+        // one at a time per process, so memory stays a few times the largest entry
+        // whatever the number of connections.
+        let read = match read {
+            Some(read) => read,
+            None => {
+                let permit = tokio::select! {
+                    p = self.large_entries.acquire() => p.ok(),
+                    // Not worked on yet: back to the queue untouched.
+                    _ = self.stop.stopped() => {
+                        let me = self.clone();
+                        let bak = claimed.bak().clone();
+                        blocking(move || me.put_back(&bak)).await;
+                        drop(claimed);
+                        self.metrics.in_flight.fetch_sub(1, Relaxed);
+                        return Done::Handled;
+                    }
+                };
+                let (back, read) = blocking(move || {
+                    let read = claimed.read(limit);
+                    (claimed, read)
+                })
+                .await;
+                let done = self.clone().deliver_claimed(session, name, back, read).await;
+                self.metrics.in_flight.fetch_sub(1, Relaxed);
+                drop(permit);
+                return done;
+            }
+        };
+        let done = self.clone().deliver_claimed(session, name, claimed, read).await;
         self.metrics.in_flight.fetch_sub(1, Relaxed);
-        drop(claimed);
         done
     }
 
@@ -258,48 +372,93 @@ impl Engine {
             }
             Err(e) => {
                 self.metrics.connect_failures.fetch_add(1, Relaxed);
+                if e.is_protocol() {
+                    self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                }
                 tracing::warn!(error = %e, "SMTP relay unreachable; entries stay queued");
                 None
             }
         }
     }
 
-    async fn deliver_claimed(&self, session: &mut Option<Session>, name: EntryName, bak: EntryName) -> Done {
-        let entry = match self.out.read(&bak) {
+    /// Delivers a claimed entry and disposes of it; the entry's lock (in `claimed`) is
+    /// held until then.
+    async fn deliver_claimed(
+        self: Arc<Self>,
+        session: &mut Option<Session>,
+        name: EntryName,
+        claimed: Claimed,
+        read: mailqueue_queue::Result<QueueEntry>,
+    ) -> Done {
+        let bak = claimed.bak().clone();
+        let entry = match read {
             Ok(e) => e,
-            Err(e) => {
-                self.set_aside_bad(&bak, &e.to_string());
+            Err(e) if e.is_bad_entry() => {
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &e.to_string())).await;
                 return Done::Handled;
+            }
+            Err(e) => {
+                // Not the entry's fault (EIO, EMFILE, a volume's hiccup): back to `.pck`.
+                self.metrics.read_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "cannot read the claimed entry; put back and retried later");
+                let me = self.clone();
+                blocking(move || me.put_back(&bak)).await;
+                drop(claimed);
+                return Done::Failed { name, reason: e.to_string(), unclaimable: false };
             }
         };
         if let Some(after) = retry::not_before(&entry, SystemTime::now()) {
+            drop(entry);
             tracing::debug!(deliver_after = after, "not due yet; left queued");
-            self.put_back(&bak);
+            let me = self.clone();
+            blocking(move || me.put_back(&bak)).await;
             return Done::Deferred(name, after);
         }
+        // The message model once; the unpickled value it comes from is freed at once.
+        let mut entry = entry;
+        let message = match entry.take_message() {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = mailqueue_queue::Error::Entry { path: self.out.path_of(&bak), error: e }.to_string();
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &reason)).await;
+                return Done::Handled;
+            }
+        };
+        let message_id = message_id_of(&message);
+        let entry = Arc::new(entry);
         let planned = match (&self.mm3_lists, entry.version()) {
-            (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, rest, &self.policy).await,
-            (_, Version::Mailman2) => match &self.mm2_lists {
-                Some(lists) => mm2_list::plan(&entry, lists, &self.policy),
-                None => plan::plan(&entry, &self.policy),
-            },
-            _ => plan::plan(&entry, &self.policy),
+            (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, message, rest, &self.policy).await,
+            // Reading a 2.1 list's config.pck is file I/O: on the blocking pool.
+            (_, Version::Mailman2) => {
+                let (me, entry) = (self.clone(), entry.clone());
+                blocking(move || match &me.mm2_lists {
+                    Some(lists) => mm2_list::plan(&entry, message, lists, &me.policy),
+                    None => plan::plan(&entry, message, &me.policy),
+                })
+                .await
+            }
+            _ => plan::plan(&entry, message, &self.policy),
         };
         let plan = match planned {
             Ok(p) => p,
             Err(PlanError::Unavailable(reason)) => {
                 tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
                 self.metrics.list_settings_unavailable.fetch_add(1, Relaxed);
-                self.put_back(&bak);
+                let me = self.clone();
+                blocking(move || me.put_back(&bak)).await;
                 let after = retry::unix_secs(SystemTime::now()) + self.list_retry.as_secs_f64();
                 return Done::Deferred(name, after);
             }
             Err(PlanError::Unreproducible(reason)) => {
-                self.shunt(&bak, &entry, &reason);
+                let me = self.clone();
+                blocking(move || me.shunt(&bak, &entry, &reason)).await;
                 return Done::Handled;
             }
             Err(e @ PlanError::Corrupt(_)) => {
-                self.set_aside_bad(&bak, &e.to_string());
+                let me = self.clone();
+                blocking(move || me.set_aside_bad(&bak, &e.to_string())).await;
                 return Done::Handled;
             }
         };
@@ -307,13 +466,58 @@ impl Engine {
             tracing::info!(recipient = %r, "skipping VERP delivery to unqualified recipient, as Mailman 2.1 does");
         }
         if plan.transactions.is_empty() {
-            tracing::info!("no recipients; entry finished");
-            self.finish(&bak);
+            tracing::info!(entry = %bak, message_id = message_id.as_deref().unwrap_or("(none)"), "no recipients; entry finished");
+            let me = self.clone();
+            blocking(move || me.finish(&bak)).await;
             return Done::Handled;
         }
         let outcome = self.send_all(session, &plan).await;
-        self.dispose(&bak, &entry, &plan, outcome);
+        let (me, kept) = (self.clone(), entry.clone());
+        if let Some((target, metadata)) = blocking(move || me.dispose(&bak, &kept, message_id.as_deref(), &plan, outcome)).await {
+            self.keep_unwritten(Unwritten { claimed, entry, target, metadata });
+        }
         Done::Handled
+    }
+
+    /// Whether a write failed for lack of space and is still pending.
+    pub fn disk_full(&self) -> bool {
+        self.metrics.disk_full.load(Relaxed)
+    }
+
+    fn keep_unwritten(&self, u: Unwritten) {
+        tracing::error!(entry = %u.claimed.bak(), target = ?u.target, "the queue's filesystem is full: the delivered entry stays claimed with its outcome kept until its follow-up entry can be written; no new claims until then");
+        if let Ok(mut list) = self.unwritten.lock() {
+            list.push(u);
+        }
+        self.metrics.disk_full.store(true, Relaxed);
+    }
+
+    /// Tries the pending writes again; true when none is left (and claiming resumes).
+    fn write_unwritten(&self) -> bool {
+        let Ok(mut list) = self.unwritten.lock() else { return false };
+        let mut still = Vec::new();
+        for u in list.drain(..) {
+            let bak = u.claimed.bak().clone();
+            let target = match u.target {
+                Target::Retry => &self.retry,
+                Target::Shunt => &self.shunt,
+            };
+            match self.out.move_to(&bak, &u.entry, &u.metadata, target) {
+                Ok(new) => tracing::info!(entry = %bak, new_entry = %new, target = ?u.target, "space again: follow-up entry written"),
+                Err(e) if e.is_bad_entry() => self.set_aside_bad(&bak, &e.to_string()),
+                Err(e) => {
+                    tracing::debug!(entry = %bak, error = %e, "follow-up entry still cannot be written");
+                    still.push(u);
+                }
+            }
+        }
+        *list = still;
+        let clear = list.is_empty();
+        if clear {
+            tracing::info!("the queue's filesystem has space again; claiming resumes");
+        }
+        self.metrics.disk_full.store(!clear, Relaxed);
+        clear
     }
 
     /// Runs the entry's transactions in order on the worker's session. A hard stop
@@ -354,12 +558,23 @@ impl Engine {
                 last_error = "SMTP relay unreachable".into();
                 break;
             };
-            match s.transaction(&tx.mail_from, &tx.rcpts, &tx.data).await {
+            let data = match tx.data.get() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build this recipient's copy; retried later");
+                    last_error = e.to_string();
+                    break;
+                }
+            };
+            match s.transaction(&tx.mail_from, &tx.rcpts, &data).await {
                 Ok(o) => {
                     self.metrics.observe_transaction(o.elapsed);
                     return o;
                 }
                 Err(broken) => {
+                    if matches!(broken, SessionBroken::Protocol(_)) {
+                        self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                    }
                     let maybe_accepted = s.maybe_accepted();
                     *session = None;
                     tracing::warn!(error = %broken, maybe_accepted, "SMTP session lost mid-transaction");
@@ -375,13 +590,16 @@ impl Engine {
         o
     }
 
-    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, plan: &Plan, outcome: EntryOutcome) {
+    /// Records the outcome: finished, moved to retry, requeued in part. Returns the
+    /// follow-up entry that could not be written for lack of space (the `.bak` is then
+    /// kept, claimed, for [`Engine::write_unwritten`]).
+    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
         let m = &self.metrics;
         m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
         m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
         m.recipients_permanent.fetch_add(outcome.permanent.len() as u64, Relaxed);
         let sender = plan.transactions.first().map(|t| t.mail_from.as_str()).unwrap_or("");
-        self.record_bounces(bak, entry, sender, &outcome.permanent);
+        self.record_bounces(bak, entry, message_id, sender, &outcome.permanent);
         for (rcpt, r) in &outcome.temporary {
             tracing::info!(recipient = %rcpt, code = r.code, stage = r.stage, reply = %r.message, "temporary failure; will retry");
         }
@@ -389,7 +607,7 @@ impl Engine {
         if nothing_happened {
             self.put_back(bak);
             m.entries_requeued.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
         if !outcome.not_attempted.is_empty() {
             // Part was sent before the stop: the untried recipients go back to `out` as
@@ -397,12 +615,17 @@ impl Engine {
             let metadata = retry::with_recipients(entry, &outcome.not_attempted);
             match self.out.enqueue(new_entry(entry, &metadata)) {
                 Ok(new) => tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued"),
+                Err(e) if e.is_bad_entry() => {
+                    let reason = format!("cannot write its metadata to requeue {} untried recipients: {e}", outcome.not_attempted.len());
+                    self.set_aside_bad(bak, &reason);
+                    return None;
+                }
                 Err(e) => {
                     // Keep the whole entry rather than lose recipients: a duplicate for
                     // the delivered ones is the lesser harm.
                     tracing::error!(error = %e, "cannot requeue untried recipients; putting the whole entry back");
                     self.put_back(bak);
-                    return;
+                    return None;
                 }
             }
         }
@@ -411,7 +634,7 @@ impl Engine {
             tracing::info!(recipients = outcome.delivered.len(), transactions = plan.transactions.len(), "delivered");
             self.finish(bak);
             m.entries_delivered.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
         match retry::decide(entry, &failed, &self.retry_policy, SystemTime::now()) {
             RetryDecision::Retry(metadata) => match self.out.move_to(bak, entry, &metadata, &self.retry) {
@@ -419,6 +642,14 @@ impl Engine {
                     tracing::info!(retry_entry = %new, recipients = failed.len(), "moved to retry");
                     m.entries_retried.fetch_add(1, Relaxed);
                 }
+                // Its metadata cannot be written back (a value Mailman's pickler would
+                // write but this one does not): it never will be, so it is set aside
+                // now rather than left claimed to be redelivered at every recovery.
+                Err(e) if e.is_bad_entry() => {
+                    let reason = format!("cannot write its metadata for the retry queue ({} recipients delivered, {} to retry): {e}", outcome.delivered.len(), failed.len());
+                    self.set_aside_bad(bak, &reason);
+                }
+                Err(e) if e.is_no_space() => return Some((Target::Retry, metadata)),
                 Err(e) => tracing::error!(error = %e, "cannot move to retry; the entry stays claimed for recovery"),
             },
             RetryDecision::Expire => {
@@ -427,22 +658,14 @@ impl Engine {
                 m.entries_expired.fetch_add(1, Relaxed);
             }
         }
+        None
     }
 
-    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, sender: &str, failures: &[(String, Refusal)]) {
+    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, sender: &str, failures: &[(String, Refusal)]) {
         if failures.is_empty() {
             return;
         }
         let list = entry.list_key();
-        let message_id = entry.message().ok().and_then(|m| {
-            m.headers
-                .iter()
-                .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
-                .and_then(|(_, v)| match v {
-                    mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
-                    mailqueue_message::HeaderValue::Header(_) => None,
-                })
-        });
         let entry_name = bak.with_ext(Ext::Pck).to_string();
         let now = retry::unix_secs(SystemTime::now());
         for (rcpt, r) in failures {
@@ -452,7 +675,7 @@ impl Engine {
                 queue: self.out.name(),
                 entry: &entry_name,
                 list: list.as_deref(),
-                message_id: message_id.as_deref(),
+                message_id,
                 envelope_sender: sender,
                 recipient: rcpt,
                 code: r.code,
@@ -489,13 +712,16 @@ impl Engine {
         let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
         match self.out.move_to(bak, entry, &metadata, &self.shunt) {
             Ok(new) => tracing::warn!(shunt_entry = %new, reason, "set aside in shunt/"),
+            Err(e) if e.is_bad_entry() => {
+                self.set_aside_bad(bak, &format!("{reason}; cannot write its metadata for shunt/: {e}"));
+            }
             Err(e) => tracing::error!(error = %e, reason, "cannot shunt the entry; it stays claimed for recovery"),
         }
     }
 }
 
 /// True when the relay was down.
-fn note(done: Done, deferred: &mut HashMap<EntryName, f64>) -> bool {
+fn note(done: Done, deferred: &mut HashMap<EntryName, f64>, troubled: &mut HashMap<EntryName, Trouble>) -> bool {
     match done {
         Done::Handled => false,
         Done::Deferred(name, after) => {
@@ -503,7 +729,46 @@ fn note(done: Done, deferred: &mut HashMap<EntryName, f64>) -> bool {
             false
         }
         Done::RelayDown => true,
+        Done::Failed { name, reason, unclaimable } => {
+            let now = Instant::now();
+            match troubled.get_mut(&name) {
+                // Once per entry: a name that keeps failing is not logged again.
+                None => {
+                    if unclaimable {
+                        tracing::warn!(entry = %name, reason, retry_secs = FIRST_ENTRY_BACKOFF.as_secs(), "cannot claim entry; left queued and retried with a growing delay (logged once)");
+                    }
+                    troubled.insert(name, Trouble { until: now + FIRST_ENTRY_BACKOFF, delay: FIRST_ENTRY_BACKOFF, unclaimable });
+                }
+                Some(t) => {
+                    t.delay = (t.delay * 2).min(MAX_ENTRY_BACKOFF);
+                    t.until = now + t.delay;
+                    t.unclaimable = unclaimable;
+                }
+            }
+            false
+        }
     }
+}
+
+/// Runs blocking file work on the runtime's blocking pool, never on its async workers
+/// (a slow or hung filesystem call must not stall SMTP sessions or the stop signal).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a blocking file operation was cancelled: {e}"),
+    }
+}
+
+/// The message's Message-ID header, for logs and bounce records.
+fn message_id_of(m: &mailqueue_message::Message) -> Option<String> {
+    m.headers
+        .iter()
+        .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
+        .and_then(|(_, v)| match v {
+            mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
+            mailqueue_message::HeaderValue::Header(_) => None,
+        })
 }
 
 fn new_entry<'a>(entry: &'a QueueEntry, metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 /// The plan for a Mailman 2.1 entry of a list; entries without a list name are
 /// planned as before.
-pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Plan, PlanError> {
+pub fn plan(entry: &QueueEntry, message: mailqueue_message::Message, lists: &Mm2Lists, policy: &Policy) -> Result<Plan, PlanError> {
     let meta = entry.metadata();
-    let Some(listname) = entry.list_key() else { return plan::plan(entry, policy) };
+    let Some(listname) = entry.list_key() else { return plan::plan(entry, message, policy) };
     let recipients = entry.recipients()?;
     if recipients.is_empty() {
         return Ok(Plan::default());
@@ -40,7 +40,6 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
         VerpMode::Never => false,
     };
     let personalize_ok = meta.get("personalize").is_none_or(Value::is_truthy);
-    let message = entry.message()?;
     let d = Decorator::new(&list, site, meta)?;
     let sender_name = list.include_sender_header.then(|| py2_str(&list.real_name, "the list's real_name")).transpose()?;
     if !(personalize_ok && (verp || list.personalize != 0)) {
@@ -59,7 +58,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
         let limit = policy.rcpt_limit.unwrap_or(usize::try_from(site.SMTP_MAX_RCPTS).unwrap_or(0));
         let transactions = chunk::chunk(&recipients, limit, Version::Mailman2)
             .into_iter()
-            .map(|rcpts| Transaction { mail_from: envsender.clone(), rcpts, data: data.clone() })
+            .map(|rcpts| Transaction { mail_from: envsender.clone(), rcpts, data: data.clone().into() })
             .collect();
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
@@ -91,7 +90,7 @@ pub fn plan(entry: &QueueEntry, lists: &Mm2Lists, policy: &Policy) -> Result<Pla
             decorate::recipient_header(&mut m, &site.RCPT_BASE64_HEADER_NAME, &rcpt);
         }
         decorate::errors_to_and_sender(&mut m, &mail_from, sender_name.as_deref());
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?) });
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?).into() });
     }
     Ok(plan)
 }

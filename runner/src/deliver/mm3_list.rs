@@ -19,9 +19,9 @@ const LOOKUPS_AT_ONCE: usize = 8;
 
 /// The plan for a Mailman 3 entry of a list; entries without a list id (site mail) are
 /// planned as before.
-pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
+pub async fn plan(entry: &QueueEntry, message: mailqueue_message::Message, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
     let meta = entry.metadata();
-    let Some(list_id) = entry.list_key() else { return plan::plan(entry, policy) };
+    let Some(list_id) = entry.list_key() else { return plan::plan(entry, message, policy) };
     let recipients = entry.recipients()?;
     if recipients.is_empty() {
         return Ok(Plan::default());
@@ -36,7 +36,6 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         Some(s) => s,
         None => list.bounces_address.clone(),
     };
-    let message = entry.message()?;
     let templates = Templates::new(&list, meta)?;
     if !verp && list.personalize == Personalize::None {
         let mut m = message;
@@ -45,7 +44,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         let limit = policy.rcpt_limit.unwrap_or(site.max_recipients);
         let transactions = chunk::chunk(&recipients, limit, Version::Mailman3)
             .into_iter()
-            .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: data.clone() })
+            .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: data.clone().into() })
             .collect();
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
@@ -76,7 +75,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         let dup = dups.contains(&rcpt);
         let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
         if let Some(data) = shared[usize::from(dup)].as_ref().filter(|_| !personal) {
-            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone() });
+            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone().into() });
             continue;
         }
         let mut m = message.clone();
@@ -89,7 +88,7 @@ pub async fn plan(entry: &QueueEntry, rest: &Mm3Rest, policy: &Policy) -> Result
         if !personal {
             shared[usize::from(dup)] = Some(data.clone());
         }
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data });
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.into() });
     }
     Ok(plan)
 }

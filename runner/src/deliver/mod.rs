@@ -9,5 +9,6 @@ pub mod mm2_list;
 pub mod mm3_list;
 pub mod outcome;
 pub mod plan;
+pub mod reply_limit;
 pub mod smtp;
 pub mod verp;

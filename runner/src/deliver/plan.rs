@@ -31,7 +31,40 @@ pub struct Policy {
 pub struct Transaction {
     pub mail_from: String,
     pub rcpts: Vec<String>,
-    pub data: Arc<Vec<u8>>,
+    pub data: Data,
+}
+
+/// A transaction's DATA bytes: shared by every transaction that sends the same copy,
+/// or built when the transaction is sent and dropped after it, so that the copies of a
+/// message that differ per recipient are never all in memory at once.
+#[derive(Clone)]
+pub enum Data {
+    Ready(Arc<Vec<u8>>),
+    Lazy(Arc<dyn Fn() -> Result<Vec<u8>, PlanError> + Send + Sync>),
+}
+
+impl Data {
+    pub fn get(&self) -> Result<Arc<Vec<u8>>, PlanError> {
+        match self {
+            Data::Ready(d) => Ok(d.clone()),
+            Data::Lazy(build) => build().map(Arc::new),
+        }
+    }
+}
+
+impl From<Arc<Vec<u8>>> for Data {
+    fn from(d: Arc<Vec<u8>>) -> Data {
+        Data::Ready(d)
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Data::Ready(d) => write!(f, "Ready({} bytes)", d.len()),
+            Data::Lazy(_) => f.write_str("Lazy"),
+        }
+    }
 }
 
 /// Everything to send for an entry.
@@ -69,7 +102,9 @@ impl From<crate::lists::ListError> for PlanError {
     }
 }
 
-pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
+/// `message` is the entry's message model, built by the caller (which may then free
+/// the unpickled value it came from: see [`QueueEntry::take_message`]).
+pub fn plan(entry: &QueueEntry, message: Message, policy: &Policy) -> Result<Plan, PlanError> {
     let version = entry.version();
     let meta = entry.metadata();
     let recipients = entry.recipients()?;
@@ -98,7 +133,6 @@ pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let message = entry.message()?;
     if verp {
         return verp_plan(&message, version, meta, &sender, recipients);
     }
@@ -112,7 +146,7 @@ pub fn plan(entry: &QueueEntry, policy: &Policy) -> Result<Plan, PlanError> {
         .map(|rcpts| Transaction {
             mail_from: sender.clone(),
             rcpts,
-            data: data.clone(),
+            data: Data::Ready(data.clone()),
         })
         .collect();
     Ok(Plan {
@@ -133,15 +167,20 @@ fn verp_plan(
 ) -> Result<Plan, PlanError> {
     let dup_wanted = add_dup_header(meta);
     let mut base = message.clone();
+    let base_shared: Arc<Message>;
     base.headers.retain(|(name, _)| {
         !name
             .to_string_lossy()
             .eq_ignore_ascii_case("x-mailman-copy")
     });
+    base_shared = Arc::new(base);
+    let base = base_shared.as_ref();
     let mut plan = Plan::default();
     // Mailman 3's bytes do not depend on the envelope, 2.1's do (Errors-To), so
-    // Mailman 3 copies share one flattening per dup flag.
+    // Mailman 3 copies share one flattening per dup flag; 2.1 copies are flattened
+    // one at a time as they are sent (the first here, to find a broken message now).
     let mut shared: [Option<Arc<Vec<u8>>>; 2] = [None, None];
+    let mut checked = false;
     for rcpt in recipients {
         let mail_from = match (verp_sender(sender, &rcpt), version) {
             (Some(s), _) => s,
@@ -157,13 +196,19 @@ fn verp_plan(
             Version::Mailman2 => None,
         };
         let data = match cached {
-            Some(d) => d,
+            Some(d) => Data::Ready(d),
+            None if version == Version::Mailman3 => {
+                let d = Arc::new(flatten_copy(base, version, &mail_from, dup)?);
+                shared[usize::from(dup)] = Some(d.clone());
+                Data::Ready(d)
+            }
             None => {
-                let d = Arc::new(flatten_copy(&base, version, &mail_from, dup)?);
-                if version == Version::Mailman3 {
-                    shared[usize::from(dup)] = Some(d.clone());
+                if !checked {
+                    flatten_copy(base, version, &mail_from, dup)?;
+                    checked = true;
                 }
-                d
+                let (base, from) = (base_shared.clone(), mail_from.clone());
+                Data::Lazy(Arc::new(move || flatten_copy(&base, version, &from, dup)))
             }
         };
         plan.transactions.push(Transaction {

@@ -2,11 +2,14 @@
 //! mail transactions, each reporting what happened to every recipient as Python's
 //! `smtplib.sendmail` does for Mailman.
 use super::outcome::{Refusal, TxOutcome};
+use super::reply_limit::BoundedReplies;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the connection to the relay is protected.
@@ -71,6 +74,12 @@ pub enum ConnectError {
         addr: String,
         source: lettre::transport::smtp::Error,
     },
+    /// The relay broke the protocol: a reply line or reply over the bounds.
+    #[error("SMTP relay {addr} broke the protocol: {source}")]
+    Protocol {
+        addr: String,
+        source: lettre::transport::smtp::Error,
+    },
     #[error("SMTP authentication with {addr} failed: {source}")]
     Auth {
         addr: String,
@@ -85,6 +94,15 @@ pub enum SessionBroken {
     Timeout(u64),
     #[error("connection to the SMTP relay lost: {0}")]
     Network(String),
+    /// A reply over the bounds (`reply_limit`): the session is dropped.
+    #[error("SMTP relay broke the protocol: {0}")]
+    Protocol(String),
+}
+
+impl ConnectError {
+    pub fn is_protocol(&self) -> bool {
+        matches!(self, ConnectError::Protocol { .. })
+    }
 }
 
 impl Settings {
@@ -117,6 +135,8 @@ impl Settings {
 /// An open, greeted (and if asked, encrypted and authenticated) SMTP session.
 pub struct Session {
     conn: AsyncSmtpConnection,
+    /// Set by the transport when the relay passed a reply bound (see `reply_limit`).
+    overflow: Option<Arc<AtomicBool>>,
     command_timeout: Duration,
     data_timeout: Duration,
     /// The message and its final dot went out in the current transaction: from here
@@ -134,6 +154,9 @@ impl Session {
             _ => None,
         };
         let hello = settings.client_id();
+        // The bound-exceeded flag of the plain-TCP transport (lettre owns the socket of
+        // implicit TLS: there only lettre's own checks apply).
+        let overflow: std::sync::Mutex<Option<Arc<AtomicBool>>> = std::sync::Mutex::new(None);
         // The greeting and EHLO are bounded here too, so a relay that accepts and then
         // says nothing cannot hang us.
         let connect = async {
@@ -166,11 +189,16 @@ impl Session {
                     // lettre writes the message and its final dot separately; with Nagle
                     // on, the dot waits for the peer's delayed ACK (40 ms per message).
                     tcp.set_nodelay(true).map_err(tcp_err)?;
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                    let (bounded_tcp, flag) = BoundedReplies::new(tcp);
+                    *overflow.lock().unwrap_or_else(|e| e.into_inner()) = Some(flag.clone());
+                    AsyncSmtpConnection::connect_with_transport(Box::new(bounded_tcp), &hello)
                         .await
-                        .map_err(|source| ConnectError::Connect {
-                            addr: addr.clone(),
-                            source,
+                        .map_err(|source| {
+                            if flag.load(Ordering::Relaxed) {
+                                ConnectError::Protocol { addr: addr.clone(), source }
+                            } else {
+                                ConnectError::Connect { addr: addr.clone(), source }
+                            }
                         })
                 }
             }
@@ -234,8 +262,10 @@ impl Session {
             r.message()
                 .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"))
         });
+        let overflow = overflow.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok(Session {
             conn,
+            overflow,
             command_timeout: settings.command_timeout,
             data_timeout: settings.data_timeout,
             dot_sent: false,
@@ -292,7 +322,7 @@ impl Session {
             return Ok(outcome);
         }
         self.dot_sent = true;
-        match self.end_data(&stuff_like_smtplib(data)).await? {
+        match self.end_data(data).await? {
             None => outcome.accepted = accepted,
             Some(refusal) => outcome.refuse_all(&accepted, &refusal),
         }
@@ -351,12 +381,13 @@ impl Session {
         })
     }
 
-    /// Sends the (dot-stuffed) message and the final dot; the reply to the dot.
-    async fn end_data(&mut self, payload: &[u8]) -> Result<Option<Refusal>, SessionBroken> {
-        let reply = bounded(self.data_timeout, self.conn.message(payload))
+    /// Sends the message (dot-stuffed as smtplib does, in chunks: never a whole
+    /// stuffed copy in memory) and the final dot; the reply to the dot.
+    async fn end_data(&mut self, data: &[u8]) -> Result<Option<Refusal>, SessionBroken> {
+        let reply = bounded(self.data_timeout, self.conn.message_iter(StuffChunks::new(data)))
             .await
             .ok_or(SessionBroken::Timeout(self.data_timeout.as_secs()))?;
-        classify(reply, "message")
+        self.classify(reply, "message")
     }
 
     /// The next reply of a pipelined batch.
@@ -364,7 +395,7 @@ impl Session {
         let reply = bounded(self.command_timeout, self.conn.read_response())
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
-        classify(reply, stage)
+        self.classify(reply, stage)
     }
 
     /// After a broken transaction: could the relay have accepted the message?
@@ -386,7 +417,21 @@ impl Session {
         let reply = bounded(self.command_timeout, self.conn.command(line))
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
-        classify(reply, stage)
+        self.classify(reply, stage)
+    }
+
+    /// [`classify`], with a broken reply bound reported as a protocol error.
+    fn classify(
+        &self,
+        reply: Result<Response, lettre::transport::smtp::Error>,
+        stage: &'static str,
+    ) -> Result<Option<Refusal>, SessionBroken> {
+        classify(reply, stage).map_err(|e| match (&e, &self.overflow) {
+            (SessionBroken::Network(m), Some(flag)) if flag.load(Ordering::Relaxed) => {
+                SessionBroken::Protocol(m.clone())
+            }
+            _ => e,
+        })
     }
 
     async fn reset(&mut self) -> Result<(), SessionBroken> {
@@ -451,26 +496,51 @@ fn clean(addr: &str) -> String {
 /// Dot-stuffing as Python's smtplib does it (`^.` after every LF, lone LFs included),
 /// minus the final CRLF, which lettre writes together with the terminating dot.
 /// lettre's own stuffing only acts after a CRLF, so the extra dots after lone LFs are
-/// added here and lettre leaves them alone (they are mid-line for it).
-fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
-    let body = data.strip_suffix(b"\r\n").unwrap_or(data);
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut prev: Option<u8> = None;
-    let mut before_prev: Option<u8> = None;
-    for &b in body {
-        if b == b'.' && prev == Some(b'\n') && before_prev != Some(b'\r') {
-            out.push(b'.');
-        }
-        out.push(b);
-        before_prev = prev;
-        prev = Some(b);
+/// added here and lettre leaves them alone (they are mid-line for it). Yields the result
+/// in chunks of about [`STUFF_CHUNK`] bytes.
+struct StuffChunks<'a> {
+    rest: &'a [u8],
+    prev: Option<u8>,
+    before_prev: Option<u8>,
+}
+
+const STUFF_CHUNK: usize = 64 * 1024;
+
+impl<'a> StuffChunks<'a> {
+    fn new(data: &'a [u8]) -> StuffChunks<'a> {
+        StuffChunks { rest: data.strip_suffix(b"\r\n").unwrap_or(data), prev: None, before_prev: None }
     }
-    out
+}
+
+impl Iterator for StuffChunks<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (chunk, rest) = self.rest.split_at(self.rest.len().min(STUFF_CHUNK));
+        self.rest = rest;
+        let mut out = Vec::with_capacity(chunk.len() + 16);
+        for &b in chunk {
+            if b == b'.' && self.prev == Some(b'\n') && self.before_prev != Some(b'\r') {
+                out.push(b'.');
+            }
+            out.push(b);
+            self.before_prev = self.prev;
+            self.prev = Some(b);
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
+        StuffChunks::new(data).flatten().collect()
+    }
 
     #[test]
     fn stuffing_adds_dots_only_after_lone_lf_and_drops_final_crlf() {
@@ -478,6 +548,18 @@ mod tests {
         assert_eq!(stuff_like_smtplib(b"a\n.b\r\n"), b"a\n..b");
         assert_eq!(stuff_like_smtplib(b"a\r\n"), b"a");
         assert_eq!(stuff_like_smtplib(b"a"), b"a");
+        assert_eq!(stuff_like_smtplib(b""), b"");
+    }
+
+    #[test]
+    fn stuffing_is_the_same_across_chunk_boundaries() {
+        // A lone LF as the last byte of one chunk and a dot as the first of the next.
+        let mut data = vec![b'x'; STUFF_CHUNK - 1];
+        data.extend_from_slice(b"\n.y\r\n");
+        let mut want = vec![b'x'; STUFF_CHUNK - 1];
+        want.extend_from_slice(b"\n..y");
+        assert_eq!(stuff_like_smtplib(&data), want);
+        assert_eq!(StuffChunks::new(&data).count(), 2);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Faults {
     pub drop_after_data_bytes: Option<usize>,
     /// Do not offer PIPELINING (the client must wait for each reply).
     pub no_pipelining: bool,
+    /// Wait this long before answering the final dot (a slow relay).
+    pub slow_message: Option<Duration>,
 }
 
 pub struct Server {
@@ -221,6 +223,9 @@ async fn session(
             }
             if f.stall == Some(Stage::Message) {
                 return stall().await;
+            }
+            if let Some(d) = f.slow_message {
+                tokio::time::sleep(d).await;
             }
             if let Some((code, msg)) = f.reply.get(&Stage::Message) {
                 w.write_all(format!("{code} {msg}\r\n").as_bytes()).await?;

@@ -102,8 +102,7 @@ fn handle_text(msg: &Message, part: &PartPath, out: &mut Vec<u8>) -> Result<(), 
     match &msg.payload {
         Payload::None => Ok(()),
         Payload::Text(t) => {
-            let s = py3_str(t, part, "the body")?;
-            write_lines(&mangle_from(s.as_wtf8()), part, "the body", out)
+            write_body_lines(py3_str_ref(t, part, "the body")?, part, "the body", out)
         }
         Payload::Parts(_) => Err(bad(part, "a non-multipart part holds sub-parts (Python: string payload expected)")),
         Payload::Other => Err(bad(part, "the body is neither text nor a list of parts")),
@@ -144,8 +143,7 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
     };
     let boundary = boundary.as_bytes();
     if let Some(pre) = &msg.preamble {
-        let s = py3_str(pre, part, "the preamble")?;
-        write_lines(&mangle_from(s.as_wtf8()), part, "the preamble", out)?;
+        write_body_lines(py3_str_ref(pre, part, "the preamble")?, part, "the preamble", out)?;
         out.extend_from_slice(NL);
     }
     out.extend_from_slice(b"--");
@@ -166,8 +164,7 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
     out.extend_from_slice(b"--");
     out.extend_from_slice(NL);
     if let Some(epi) = &msg.epilogue {
-        let s = py3_str(epi, part, "the epilogue")?;
-        write_lines(&mangle_from(s.as_wtf8()), part, "the epilogue", out)?;
+        write_body_lines(py3_str_ref(epi, part, "the epilogue")?, part, "the epilogue", out)?;
     }
     Ok(new_content_type)
 }
@@ -250,38 +247,59 @@ fn child(part: &PartPath, i: usize) -> PartPath {
     PartPath(p)
 }
 
-/// `fcre.sub('>From ', s)`: `From ` at the start or after a LF (not after a lone CR).
-fn mangle_from(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    for (i, &c) in s.iter().enumerate() {
-        if (i == 0 || s[i - 1] == b'\n') && s[i..].starts_with(b"From ") {
+/// `fcre.sub('>From ', s)` (`From ` at the start or after a LF, not after a lone CR),
+/// then `_write_lines` (every CRLF, CR or LF becomes CRLF; a last line without one stays
+/// so) of `s.encode('ascii', 'surrogateescape')`: in one pass straight into `out`, so a
+/// large body is not copied on the way.
+fn write_body_lines(s: &PyStr, part: &PartPath, what: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    let w = s.as_wtf8();
+    out.reserve(w.len() + w.len() / 32);
+    let mut i = 0;
+    while i < w.len() {
+        if (i == 0 || w[i - 1] == b'\n') && w[i..].starts_with(b"From ") {
             out.push(b'>');
         }
-        out.push(c);
-    }
-    out
-}
-
-/// `_write_lines`: every CRLF, CR or LF becomes CRLF; a last line without one stays so.
-fn write_lines(wtf8: &[u8], part: &PartPath, what: &str, out: &mut Vec<u8>) -> Result<(), Error> {
-    let s = PyStr::from_wtf8(wtf8.to_vec()).map_err(|e| bad(part, format!("{what}: {e}")))?;
-    let bytes = encode_ascii(&s, part, what)?;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' => {
-                out.extend_from_slice(NL);
-                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+        let b = w[i];
+        if b < 0x80 {
+            match b {
+                b'\r' => {
+                    out.extend_from_slice(NL);
+                    i += if w.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                    continue;
+                }
+                b'\n' => out.extend_from_slice(NL),
+                _ => out.push(b),
             }
-            b'\n' => {
-                out.extend_from_slice(NL);
-                i += 1;
+            i += 1;
+            continue;
+        }
+        // A multi-byte code point (WTF-8: surrogates too); only escaped bytes are written.
+        let len = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        };
+        let seq = w.get(i..i + len).ok_or_else(|| bad(part, format!("{what}: truncated WTF-8")))?;
+        let cp = match len {
+            2 => (u32::from(seq[0] & 0x1F) << 6) | u32::from(seq[1] & 0x3F),
+            3 => (u32::from(seq[0] & 0x0F) << 12) | (u32::from(seq[1] & 0x3F) << 6) | u32::from(seq[2] & 0x3F),
+            _ => {
+                (u32::from(seq[0] & 0x07) << 18)
+                    | (u32::from(seq[1] & 0x3F) << 12)
+                    | (u32::from(seq[2] & 0x3F) << 6)
+                    | u32::from(seq[3] & 0x3F)
             }
-            c => {
-                out.push(c);
-                i += 1;
+        };
+        match cp {
+            0xDC80..=0xDCFF => out.push((cp - 0xDC00) as u8),
+            _ => {
+                return Err(bad(
+                    part,
+                    format!("{what} has the character U+{cp:04X}, which Python cannot write as bytes here"),
+                ))
             }
         }
+        i += len;
     }
     Ok(())
 }
@@ -291,6 +309,13 @@ fn encode_ascii(s: &PyStr, part: &PartPath, what: &str) -> Result<Vec<u8>, Error
     s.encode_surrogateescape().map_err(|cp| {
         bad(part, format!("{what} has the character U+{cp:04X}, which Python cannot write as bytes here"))
     })
+}
+
+fn py3_str_ref<'a>(t: &'a Text, part: &PartPath, what: &str) -> Result<&'a PyStr, Error> {
+    match t {
+        Text::Str(s) => Ok(s),
+        Text::Bytes(_) => Err(bad(part, format!("{what} is a byte string, which Python 3's generator cannot write"))),
+    }
 }
 
 fn py3_str(t: &Text, part: &PartPath, what: &str) -> Result<PyStr, Error> {
@@ -304,8 +329,19 @@ fn py3_str(t: &Text, part: &PartPath, what: &str) -> Result<PyStr, Error> {
 mod tests {
     use super::*;
 
+    fn body(s: &PyStr) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        write_body_lines(s, &PartPath::default(), "the body", &mut out).map(|()| out)
+    }
+
     #[test]
-    fn mangles_only_after_lf() {
-        assert_eq!(mangle_from(b"From a\nFrom b\rFrom c"), b">From a\n>From b\rFrom c");
+    fn mangles_only_after_lf_and_makes_every_line_end_crlf() {
+        assert_eq!(body(&PyStr::from("From a\nFrom b\rFrom c")).unwrap(), b">From a\r\n>From b\r\nFrom c");
+        assert_eq!(body(&PyStr::from("a\r\nFrom b\r\rc\n")).unwrap(), b"a\r\n>From b\r\n\r\nc\r\n");
+        // Surrogate-escaped 8-bit bytes come back; other non-ASCII is refused.
+        assert_eq!(body(&PyStr::decode_surrogateescape(b"caf\xe9\n")).unwrap(), b"caf\xe9\r\n");
+        let err = body(&PyStr::from("caf\u{e9}")).unwrap_err().to_string();
+        assert!(err.contains("U+00E9"), "{err}");
+        assert!(body(&PyStr::from("\u{1F600}")).unwrap_err().to_string().contains("U+1F600"));
     }
 }

@@ -1,0 +1,174 @@
+//! Bounds on what an SMTP relay can make the runner buffer. lettre reads a reply line
+//! whole before it checks its length, so a relay whose line never ends would be
+//! buffered until the command timeout (gigabytes on loopback). This stream sits under
+//! lettre and fails the read as soon as a reply line passes [`MAX_REPLY_LINE`] bytes
+//! (Python's smtplib, which Mailman uses, stops at the same 8,192) or one multi-line
+//! reply passes [`MAX_REPLY_BYTES`]. After STARTTLS the bytes are ciphertext: then at
+//! most [`MAX_OPAQUE_BYTES`] may arrive between two writes of ours.
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Longest reply line, CRLF included (smtplib's `_MAXLINE`).
+pub const MAX_REPLY_LINE: usize = 8192;
+/// Longest reply, all its lines together (an EHLO reply is well under 1 KiB). Kept
+/// small also because lettre parses a multi-line reply again after each line it reads.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+/// Most lines in one reply.
+pub const MAX_REPLY_LINES: usize = 200;
+/// Most bytes read between two writes once the session is encrypted.
+pub const MAX_OPAQUE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug)]
+pub struct BoundedReplies {
+    inner: TcpStream,
+    /// Set when a bound was passed: the session's error is a protocol error.
+    overflowed: Arc<AtomicBool>,
+    line_len: usize,
+    /// The current line is a continuation (`250-...`).
+    continued: bool,
+    reply_len: usize,
+    reply_lines: usize,
+    /// STARTTLS was sent: after its reply the stream carries TLS records.
+    starttls_sent: bool,
+    opaque: bool,
+    since_write: usize,
+}
+
+impl BoundedReplies {
+    pub fn new(inner: TcpStream) -> (BoundedReplies, Arc<AtomicBool>) {
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let stream = BoundedReplies {
+            inner,
+            overflowed: overflowed.clone(),
+            line_len: 0,
+            continued: false,
+            reply_len: 0,
+            reply_lines: 0,
+            starttls_sent: false,
+            opaque: false,
+            since_write: 0,
+        };
+        (stream, overflowed)
+    }
+
+    fn account(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.opaque {
+            self.since_write += bytes.len();
+            if self.since_write > MAX_OPAQUE_BYTES {
+                return Err(self.overflow(format!("SMTP relay sent more than {MAX_OPAQUE_BYTES} bytes without being asked")));
+            }
+            return Ok(());
+        }
+        for &b in bytes {
+            if self.line_len == 3 {
+                self.continued = b == b'-';
+            }
+            self.line_len += 1;
+            self.reply_len += 1;
+            if self.line_len > MAX_REPLY_LINE {
+                return Err(self.overflow(format!("SMTP reply line longer than {MAX_REPLY_LINE} bytes")));
+            }
+            if self.reply_len > MAX_REPLY_BYTES {
+                return Err(self.overflow(format!("SMTP multi-line reply longer than {MAX_REPLY_BYTES} bytes")));
+            }
+            if b == b'\n' {
+                self.reply_lines += 1;
+                if self.continued && self.reply_lines >= MAX_REPLY_LINES {
+                    return Err(self.overflow(format!("SMTP multi-line reply longer than {MAX_REPLY_LINES} lines")));
+                }
+                if !self.continued {
+                    self.reply_len = 0;
+                    self.reply_lines = 0;
+                    if self.starttls_sent {
+                        self.opaque = true;
+                    }
+                }
+                self.line_len = 0;
+                self.continued = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn overflow(&self, message: String) -> io::Error {
+        self.overflowed.store(true, Ordering::Relaxed);
+        io::Error::new(io::ErrorKind::InvalidData, message)
+    }
+}
+
+impl AsyncRead for BoundedReplies {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let filled = buf.filled()[before..].to_vec();
+        Poll::Ready(this.account(&filled))
+    }
+}
+
+impl AsyncWrite for BoundedReplies {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.since_write = 0;
+        if buf.len() >= 8 && buf[..8].eq_ignore_ascii_case(b"STARTTLS") {
+            this.starttls_sent = true;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for BoundedReplies {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (BoundedReplies, Arc<AtomicBool>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        BoundedReplies::new(c)
+    }
+
+    #[tokio::test]
+    async fn lines_and_replies_are_bounded_and_a_final_line_resets_the_reply() {
+        let (mut s, flag) = pair().await;
+        let mut ehlo = Vec::new();
+        for _ in 0..20 {
+            ehlo.extend_from_slice(b"250-SOMETHING\r\n");
+        }
+        ehlo.extend_from_slice(b"250 OK\r\n");
+        for _ in 0..100 {
+            s.account(&ehlo).unwrap();
+        }
+        s.account(&vec![b'A'; MAX_REPLY_LINE - 2]).unwrap();
+        s.account(b"\r\n").unwrap();
+        assert!(s.account(&vec![b'A'; MAX_REPLY_LINE + 1]).is_err());
+        assert!(flag.load(Ordering::Relaxed));
+
+        let (mut s, _) = pair().await;
+        let line = b"250-0123456789012345678901234567890123456789\r\n";
+        let err = (0..MAX_REPLY_BYTES / line.len() + 1).map(|_| s.account(line)).find(Result::is_err);
+        assert!(err.is_some(), "an endless multi-line reply must fail");
+        let (mut s, _) = pair().await;
+        let err = (0..MAX_REPLY_LINES).map(|_| s.account(b"250-\r\n")).find(Result::is_err);
+        assert!(err.is_some(), "a reply of many short lines must fail");
+    }
+}

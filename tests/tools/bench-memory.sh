@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Memory benchmark: the runner's peak RSS (/usr/bin/time -v) delivering entries of
+# growing size into Postfix's smtp-sink, against the largest entry's size. Entries are
+# written by the real picklers: Mailman 3 messages (mailman.email.message.Message,
+# protocol 5) with a plain-text body of the given size, and a Mailman 2.1 text entry
+# with per-recipient VERP copies (each copy differs in Errors-To) for a 2,000-member
+# list with a 46 KB body. Prints a Markdown table.
+#
+#   tests/tools/bench-memory.sh            # release build; MQ_BENCH_DIR (default /tmp/mq-bench-mem)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+work=${MQ_BENCH_DIR:-/tmp/mq-bench-mem}
+rm -rf "$work"
+mkdir -p "$work"
+eval "$(tests/tools/python-env.sh)"
+sink=$(tests/tools/smtp-sink.sh)
+cargo build --release --quiet -p mailqueue-runner
+runner=$PWD/target/release/mailqueue-runner
+
+port=$("$MQ_PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sink_user=()
+[ "$(id -u)" -ne 0 ] || sink_user=(-u nobody)
+"$sink" "${sink_user[@]}" "127.0.0.1:$port" 1024 &
+sink_pid=$!
+trap 'kill $sink_pid 2>/dev/null || true' EXIT
+
+# A Mailman 3 entry of about $2 bytes, named after $3 (its FIFO time), in dir $1.
+mm3_entry() {
+    "$MQ_PY3" - "$@" <<'PY'
+import email, hashlib, pickle, sys
+from mailman.email.message import Message
+out, size, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+line = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor\n"
+body = line * (size // len(line) + 1)
+raw = (b"From: poster@example.com\nTo: test@example.com\nSubject: big\n"
+       b"Message-ID: <big-%s@example.com>\nContent-Type: text/plain\n\n" % when.encode()) + body
+msg = email.message_from_bytes(raw, Message)
+meta = {"listid": "test.example.com", "recipients": {"alice@example.net", "bob@example.org"},
+        "version": 3, "_parsemsg": False}
+data = pickle.dumps(msg, 5) + pickle.dumps(meta, 5)
+name = "%s+%s.pck" % (when, hashlib.sha1(data).hexdigest())
+open("%s/%s" % (out, name), "wb").write(data)
+PY
+}
+
+# A Mailman 2.1 text entry to $2 members with a $3-byte body and VERP, in dir $1.
+mm2_verp_entry() {
+    "$MQ_PY2" - "$@" <<'PY'
+import cPickle, hashlib, sys
+out, members, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+f = open("tests/vectors/mailman2/out/1546304647.7135298+69a22343c48d96cf9174c5a6f5a941f2774a0288.pck", "rb")
+msg = cPickle.load(f); meta = cPickle.load(f)
+msg = msg + ("personalized list body line, seventy characters long or so.......\n" * (size // 70))
+meta["recips"] = ["member%d@example.com" % i for i in range(members)]
+meta["verp"] = 1
+data = cPickle.dumps(msg, 0) + cPickle.dumps(meta, 1)
+open("%s/1546304647.7135298+%s.pck" % (out, hashlib.sha1(data).hexdigest()), "wb").write(data)
+PY
+}
+
+rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+
+run_case() { # label; the entries are in $work/q/out
+    local label=$1 q=$work/q largest rss ratio secs left
+    largest=$(find "$q/out" -name '*.pck' -printf '%s\n' | sort -n | tail -1)
+    largest=$(awk -v b="${largest:-0}" 'BEGIN { printf "%.2f", b / 1048576 }')
+    /usr/bin/time -v -o "$work/time" "$runner" run --qfiles "$q" --smtp "127.0.0.1:$port" \
+        --exit-when-empty --connections 4 --data-timeout 600 --bounce-log /dev/null >/dev/null 2>"$work/log"
+    left=$(find "$q/out" -name '*.pck' -o -name '*.bak' | wc -l)
+    secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time")
+    rss=$(rss_mib "$work/time")
+    ratio=$(awk -v r="$rss" -v l="$largest" 'BEGIN { if (l >= 1) printf "%.1fx", r / l; else print "-" }')
+    echo "| $label | $largest | $rss | $ratio | $secs | $left |"
+}
+
+fresh() { rm -rf "$work/q"; mkdir -p "$work/q"/{out,retry,shunt,bad}; }
+
+echo "| entries | largest entry MiB | peak RSS MiB | RSS / largest | wall | left queued |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+fresh; run_case "empty queue (base)"
+for mib in 1 10 50 200; do
+    fresh; mm3_entry "$work/q/out" $((mib << 20)) 1700000000.5
+    run_case "1 x ${mib} MiB (Mailman 3)"
+done
+fresh
+for i in 1 2 3 4; do mm3_entry "$work/q/out" $((50 << 20)) "170000000$i.5"; done
+run_case "4 x 50 MiB, 4 connections"
+fresh; mm2_verp_entry "$work/q/out" 2000 $((46 * 1024))
+run_case "2.1 VERP, 2,000 members x 46 KB"
