@@ -110,6 +110,25 @@ impl Heartbeat {
     }
 }
 
+/// Separates the parts of a runner's holder identity; never in a pod name or UID.
+const HOLDER_SEPARATOR: char = '_';
+
+/// The identity a runner writes into its slice Lease: `<pod name>_<pod uid>_<random>`. Unique
+/// per container start (as client-go's leader election makes it), so a force-deleted pod's
+/// same-named replacement, or a restarted container, never counts as the holder still
+/// running on its node: it waits for that Lease to be released or to expire.
+pub fn holder_identity(pod: &str, uid: &str, nonce: &str) -> String {
+    format!("{pod}{HOLDER_SEPARATOR}{uid}{HOLDER_SEPARATOR}{nonce}")
+}
+
+/// The pod name and UID in a holder identity made by [`holder_identity`]; `None` for any
+/// other identity (an older runner's bare pod name, a hand-written one).
+pub fn holder_pod(identity: &str) -> Option<(&str, &str)> {
+    let mut parts = identity.splitn(3, HOLDER_SEPARATOR);
+    let (pod, uid, _nonce) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((pod, uid))
+}
+
 /// Whether the operator asked this Lease's holder to drain.
 pub fn drain_requested(annotations: &BTreeMap<String, String>) -> bool {
     annotations.get(DRAIN_ANNOTATION).is_some_and(|v| v == "true")
@@ -125,6 +144,13 @@ mod tests {
         assert_eq!(id.object_name(), "lists-out-3of4");
         assert_eq!(id.short_name(), "out-3of4");
         assert_eq!(SliceId::from_labels(&id.labels()), Some(id));
+    }
+
+    #[test]
+    fn holder_identity_names_the_pod_and_its_uid() {
+        let id = holder_identity("lists-out-0of4", "5f1c-9a", "ab12");
+        assert_eq!(holder_pod(&id), Some(("lists-out-0of4", "5f1c-9a")));
+        assert_eq!(holder_pod("lists-out-0of4"), None);
     }
 
     #[test]
