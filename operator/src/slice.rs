@@ -94,6 +94,14 @@ pub struct Heartbeat {
     pub oldest_pending_seconds: i64,
     /// The runner saw the drain request and claims nothing new.
     pub draining: bool,
+    /// Why the runner cannot use the SMTP relay right now (AUTH refused, no STARTTLS,
+    /// unreachable); absent once a session opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_error: Option<String>,
+    /// Why the runner cannot get list settings right now (REST API unreachable, nothing
+    /// cached); its entries wait, never sent undecorated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_settings_error: Option<String>,
 }
 
 impl Heartbeat {

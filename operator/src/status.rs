@@ -96,6 +96,17 @@ pub fn status(
     };
 
     let crashes: Vec<&str> = views.iter().filter_map(|v| v.crash.as_deref()).collect();
+    // What live runners report they cannot do: the relay refuses them (a wrong password, no
+    // STARTTLS) or list settings cannot be had. Entries wait meanwhile; nothing is lost.
+    let problem = |pick: fn(&Heartbeat) -> Option<&String>| -> Vec<String> {
+        views
+            .iter()
+            .filter(|v| v.status.holder.is_some())
+            .filter_map(|v| pick(&v.heartbeat).map(|e| format!("{}: {e}", v.status.name)))
+            .collect()
+    };
+    let relay = problem(|h| h.relay_error.as_ref());
+    let lists = problem(|h| h.list_settings_error.as_ref());
     let degraded = if !blocked.is_empty() {
         Verdict::new(
             DEGRADED,
@@ -109,6 +120,15 @@ pub fn status(
             true,
             "RunnersRestarting",
             format!("{}; see `kubectl logs --previous` of those pods", list(&crashes)),
+        )
+    } else if !relay.is_empty() {
+        Verdict::new(DEGRADED, true, "RelayFailing", format!("{}; entries stay queued until the relay accepts the runners", list(&relay)))
+    } else if !lists.is_empty() {
+        Verdict::new(
+            DEGRADED,
+            true,
+            "ListSettingsUnavailable",
+            format!("{}; entries of those lists wait, none is sent undecorated", list(&lists)),
         )
     } else if stale_bak > 0 {
         Verdict::new(
@@ -488,6 +508,26 @@ mod tests {
         assert_eq!(condition(&s, DRAINED).status, "True");
         assert_eq!(condition(&s, DRAINING).status, "False");
         assert_eq!(s.phase.as_deref(), Some("Drained"));
+    }
+
+    #[test]
+    fn a_relay_that_refuses_the_runners_and_unavailable_list_settings_degrade() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let refused = Heartbeat { relay_error: Some("SMTP authentication with relay:587 failed: 535".into()), ..Heartbeat::default() };
+        let lists = Heartbeat { list_settings_error: Some("Mailman REST API unreachable".into()), ..Heartbeat::default() };
+        let observed = |a: &Heartbeat, b: &Heartbeat| Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![held(&desired[0], a, now), held(&desired[1], b, now)],
+        };
+        let s = status(&valid, &desired, &observed(&refused, &lists), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RelayFailing"));
+        assert!(degraded.message.starts_with("out-0of2: SMTP authentication with relay:587 failed"), "{}", degraded.message);
+        let s = status(&valid, &desired, &observed(&Heartbeat::default(), &lists), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!(degraded.reason, "ListSettingsUnavailable");
+        assert!(degraded.message.contains("none is sent undecorated"), "{}", degraded.message);
     }
 
     #[test]

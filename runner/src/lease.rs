@@ -273,16 +273,29 @@ impl SliceLease for ClusterLease {
             delivered: saturating(counters.delivered),
             oldest_pending_seconds: saturating(counters.oldest_pending_seconds),
             draining,
+            relay_error: counters.relay_error.clone(),
+            list_settings_error: counters.list_settings_error.clone(),
             ..Heartbeat::default()
         };
         let Ok(mut current) = self.shared.heartbeat.lock() else { return };
         // A drain acknowledged is news the operator waits for: send it now, not at the next renewal.
-        let urgent = current.draining != next.draining;
+        let urgent = current.draining != next.draining || current.relay_error != next.relay_error;
         *current = next;
         drop(current);
         if urgent {
             self.shared.wake.notify_one();
         }
+    }
+
+    fn report_relay_error(&self, error: Option<String>) {
+        let Ok(mut current) = self.shared.heartbeat.lock() else { return };
+        if current.relay_error == error {
+            return;
+        }
+        current.relay_error = error;
+        drop(current);
+        // News the admin waits for in the status: renew now rather than at the next period.
+        self.shared.wake.notify_one();
     }
 
     fn release(&self) {

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub list_settings_stale: AtomicU64,
     /// Entries left queued because their list's settings could not be had.
     pub list_settings_unavailable: AtomicU64,
+    /// The last failure to open an SMTP session, cleared when one opens.
+    pub relay_error: Mutex<Option<String>>,
+    /// The last failure to get list settings, cleared when they are had again.
+    pub list_settings_error: Mutex<Option<String>>,
     /// Per slice index: `.pck` entries seen at the last listing.
     depth: Mutex<Vec<(u32, u64)>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],

@@ -267,12 +267,7 @@ impl RetryMover {
         self.metrics
             .entries_moved_from_retry
             .fetch_add(moved, Relaxed);
-        lease.publish(&crate::ownership::SliceCounters {
-            pending: 0,
-            in_flight: 0,
-            delivered: moved,
-            oldest_pending_seconds: 0,
-        });
+        lease.publish(&crate::ownership::SliceCounters { delivered: moved, ..Default::default() });
         Ok(())
     }
 }
