@@ -179,3 +179,43 @@ async fn a_starttls_and_auth_relay_gets_every_entry_and_missing_secrets_are_repo
     assert!(!pods.contains(PASSWORD), "the password is in a pod spec");
     assert!(!pods.contains(USER) || !pods.contains("--smtp-user "), "the user is passed as an argument");
 }
+
+/// A wrong password: the relay refuses AUTH, the runners say so in their heartbeats, and the
+/// MailQueue is `Degraded` with reason `RelayFailing`; every entry stays queued.
+#[tokio::test]
+async fn a_wrong_password_shows_as_relay_failing_and_nothing_is_sent_or_lost() {
+    let setup = Setup::new("mq-smtp-badpw").await;
+    let qfiles = setup.claim_dir().join("qfiles");
+    make_queue_dirs(&qfiles);
+    let tls = tempfile::tempdir().expect("cert dir");
+    certificate(tls.path());
+    let relay = Relay::start(tls.path());
+    let _operator = setup.operator("operator-smtp-badpw");
+    let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let data = serde_json::json!({"ca.crt": std::fs::read_to_string(tls.path().join("cert.pem")).expect("cert"), "username": USER, "password": "wrong"});
+    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "relay"}, "stringData": data})).expect("Secret");
+    secrets.create(&PostParams::default(), &secret).await.expect("Secret is created");
+
+    let mut mq = spec_yaml("lists", 1, relay.port);
+    mq.spec.smtp.tls = Some(SmtpTls {
+        mode: TlsMode::Starttls,
+        ca: Some(CaBundle { secret: Some(KeyRef { name: "relay".into(), key: "ca.crt".into() }), config_map: None }),
+    });
+    mq.spec.smtp.auth = Some(SmtpAuth { secret_name: "relay".into(), username_key: "username".into(), password_key: "password".into() });
+    mq.spec.smtp.timeouts = Some(SmtpTimeouts { connect: None, command: Some("5s".into()), data: None });
+    apply(&setup, &mq).await;
+    let all = mailman3_vectors();
+    queue_copies(&all, &qfiles.join("out"), 0..1);
+    let (reason, message) = eventually("Degraded for the refused AUTH", || async {
+        degraded_reason(&setup).await.filter(|(r, _)| r == "RelayFailing")
+    })
+    .await;
+    // This aiosmtpd never answers a refused AUTH (the runner gives up after its command
+    // timeout); a relay that answers 535 reads "SMTP authentication with ... failed".
+    assert!(message.starts_with("out-0of1: SMTP") && message.contains("AUTH") || message.contains("authentication"), "{reason}: {message}");
+    assert!(message.contains("entries stay queued"), "{reason}: {message}");
+    assert!(relay.accepted().0.is_empty(), "the relay accepted mail without the right password");
+    let queued = support::entries(&qfiles.join("out"), ".pck").len();
+    assert_eq!(queued, all.len(), "entries left the queue");
+    assert!(support::entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
+}
