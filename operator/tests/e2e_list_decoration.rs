@@ -1,9 +1,12 @@
-//! List decoration in the cluster: a MailQueue with `spec.mailman.mailman3` pointing at the
-//! real Mailman 3 REST API of the list vectors' saved site (Mailman from PyPI, served on
-//! `support::HOST_IP`), credentials from a Secret and Mailman's built-in templates copied onto
-//! the shared volume. The relay receives, for every list vector delivered under the site's
-//! default `[mta]` settings, exactly the transactions Mailman made: decorated bodies, VERP and
-//! personalization included, envelopes included.
+//! List decoration in the cluster, compared byte for byte (envelopes included) with what
+//! Mailman itself sent for the list-dependent vectors (`tests/vectors-lists`):
+//! - Mailman 3: `spec.mailman.mailman3` pointing at the real Mailman 3 REST API of the vectors'
+//!   saved site (Mailman from PyPI, served on `support::HOST_IP`), credentials from a Secret and
+//!   Mailman's built-in templates copied onto the shared volume; every vector delivered under
+//!   the site's default `[mta]` settings;
+//! - Mailman 2.1: `spec.mailman.mailman2` with the site's `mm_cfg` values in a ConfigMap and
+//!   the lists' `config.pck` files in `lists/` on the volume; every 2.1 vector (header/footer,
+//!   Sender, personalization in two languages, VERP).
 
 mod support;
 
@@ -14,10 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::PostParams;
 use kube::Api;
-use mailqueue_operator::crd::{Credentials, Mailman, Mailman3};
+use mailqueue_operator::crd::{Credentials, Layout, Mailman, Mailman2, Mailman3, SiteConfig};
 use serde_json::Value as Json;
 use support::smtp::Sink;
 use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, Setup, HOST_IP};
@@ -136,6 +139,31 @@ fn expected(v: &Json) -> Vec<Tx> {
         .collect()
 }
 
+/// Fails the test with a readable account unless `sent` are exactly `want` (sorted).
+fn same_transactions(sent: &[support::smtp::Delivery], want: &[Tx]) {
+    let mut got: Vec<Tx> = sent
+        .iter()
+        .map(|d| {
+            let mut rcpts = d.rcpts.clone();
+            rcpts.sort();
+            (d.mail_from.clone(), rcpts, mask(&d.data))
+        })
+        .collect();
+    got.sort();
+    if got != want {
+        let show = |t: &Tx| format!("MAIL FROM:<{}> RCPT {:?}\n{}", t.0, t.1, String::from_utf8_lossy(&t.2));
+        let missing: Vec<String> = want.iter().filter(|t| !got.contains(t)).map(show).collect();
+        let extra: Vec<String> = got.iter().filter(|t| !want.contains(t)).map(show).collect();
+        panic!(
+            "{} sent, {} expected\n=== expected, not sent:\n{}\n=== sent, not expected:\n{}",
+            got.len(),
+            want.len(),
+            missing.join("\n---\n"),
+            extra.join("\n---\n")
+        );
+    }
+}
+
 fn overlay(v: &Json) -> Vec<(String, String)> {
     let mut o: Vec<(String, String)> =
         v["site_mta"].as_object().into_iter().flatten().map(|(k, val)| (k.clone(), val.as_str().unwrap_or_default().to_owned())).collect();
@@ -201,24 +229,61 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
         (entries(&qfiles.join("out"), ".pck").is_empty() && sent.len() >= want.len()).then_some(sent)
     })
     .await;
-    let mut got: Vec<Tx> = got
-        .into_iter()
-        .map(|d| {
-            let mut rcpts = d.rcpts.clone();
-            rcpts.sort();
-            (d.mail_from.clone(), rcpts, mask(&d.data))
-        })
-        .collect();
-    got.sort();
-    if got != want {
-        let show = |t: &Tx| format!("MAIL FROM:<{}> RCPT {:?}\n{}", t.0, t.1, String::from_utf8_lossy(&t.2));
-        let missing: Vec<String> = want.iter().filter(|t| !got.contains(t)).map(show).collect();
-        let extra: Vec<String> = got.iter().filter(|t| !want.contains(t)).map(show).collect();
-        panic!("{} sent, {} expected\n=== expected, not sent:\n{}\n=== sent, not expected:\n{}", got.len(), want.len(), missing.join("\n---\n"), extra.join("\n---\n"));
-    }
+    same_transactions(&got, &want);
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
     let mq_now = setup.mailqueues().get("lists").await.expect("mq");
     let settings = mq_now.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "ListSettings")).expect("ListSettings");
     assert_eq!(settings.reason, "Configured");
     eprintln!("{} Mailman 3 list transactions identical", want.len());
+}
+
+#[tokio::test]
+async fn mailman2_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
+    let manifest: Json = serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest")).expect("json");
+    let vectors: Vec<Json> = manifest["vectors"].as_array().expect("vectors").iter().filter(|v| v["version"] == "mailman2").cloned().collect();
+    assert!(vectors.len() >= 5, "expected the Mailman 2.1 list vectors, found {}", vectors.len());
+    let setup = Setup::new("mq-mailman2-lists").await;
+    let qfiles = setup.claim_dir().join("qfiles");
+    make_queue_dirs(&qfiles);
+    // The 2.1 tree on the volume: lists/<name>/config.pck beside qfiles/.
+    for (name, list) in manifest["mailman2"]["lists"].as_object().expect("mailman2 lists") {
+        let src = vectors_dir().join("mailman2").join(list["config_pck"].as_str().expect("config_pck"));
+        let dir = setup.claim_dir().join("lists").join(name);
+        std::fs::create_dir_all(&dir).expect("list dir");
+        std::fs::copy(&src, dir.join("config.pck")).expect("config.pck is copied");
+    }
+    let configmaps: Api<ConfigMap> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let site: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "mm2-site"},
+        "data": {"mm_cfg.json": manifest["mailman2"]["site_settings"].to_string()},
+    }))
+    .expect("ConfigMap");
+    configmaps.create(&PostParams::default(), &site).await.expect("ConfigMap is created");
+    let sink = Sink::start().await;
+    let _operator = setup.operator("operator-mailman2-lists");
+    let mut mq = spec_yaml("lists", 1, sink.port);
+    mq.spec.layout = Layout::Mailman2;
+    mq.spec.mailman = Some(Mailman {
+        mailman3: None,
+        mailman2: Some(Mailman2 {
+            site_config: SiteConfig { config_map: "mm2-site".into(), key: "mm_cfg.json".into() },
+            lists_path: Some("lists".into()),
+        }),
+    });
+    apply(&setup, &mq).await;
+    let mut want: Vec<Tx> = Vec::new();
+    for v in &vectors {
+        let src = vectors_dir().join(v["path"].as_str().expect("path"));
+        std::fs::copy(&src, qfiles.join("out").join(src.file_name().expect("name"))).expect("entry is queued");
+        want.extend(expected(v));
+    }
+    want.sort();
+    let got = eventually("every 2.1 list vector to be delivered", || async {
+        let sent = sink.deliveries();
+        (entries(&qfiles.join("out"), ".pck").is_empty() && sent.len() >= want.len()).then_some(sent)
+    })
+    .await;
+    same_transactions(&got, &want);
+    assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
+    eprintln!("{} Mailman 2.1 list transactions identical", want.len());
 }
