@@ -3,16 +3,16 @@
 //! the same recorder).
 //!
 //! [`transitions`] decides, from the status before and after a reconcile, which changes a user
-//! cares about: a drain asked for, reached and lifted; the queue degraded (a re-slice waiting
-//! for the old layout, an invalid spec, a missing Secret, crashing runners) and recovered;
-//! list decoration off. Action phases are announced by `actions/`.
+//! cares about: a drain asked for, reached and lifted; a re-slice started and finished; the
+//! queue degraded (an invalid spec, a missing Secret, a relay refusing the runners, crashing
+//! runners) and recovered; list decoration off. Action phases are announced by `actions/`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
 use crate::crd::{MailQueue, MailQueueStatus};
-use crate::status::{DEGRADED, DRAINED, DRAINING, LIST_SETTINGS, READY};
+use crate::status::{DEGRADED, DRAINED, DRAINING, LIST_SETTINGS, OLD_LAYOUT_STILL_HELD as RESLICING, READY};
 use crate::FIELD_MANAGER;
 
 /// The operator's Event writer.
@@ -63,7 +63,10 @@ fn note(old: Option<&Condition>, now: &Condition) -> Option<Note> {
         DRAINING if status => normal("DrainRequested", "Drain"),
         DRAINED if status => normal("Drained", "Drain"),
         DRAINED if was == Some(true) => normal("DrainLifted", "Drain"),
+        // A re-slice shows as Degraded while the old layout drains: announced as what it is.
+        DEGRADED if status && now.reason == RESLICING => normal("ResliceStarted", "Reslice"),
         DEGRADED if status => warning(&now.reason, "Reconcile"),
+        DEGRADED if old.is_some_and(|c| c.reason == RESLICING) => normal("ResliceFinished", "Reslice"),
         DEGRADED if was == Some(true) => normal("Recovered", "Reconcile"),
         READY if status && old.is_some() => normal("Ready", "Reconcile"),
         LIST_SETTINGS if !status => warning("ListDecorationOff", "Reconcile"),
@@ -112,10 +115,13 @@ mod tests {
         let fine = status(vec![condition(DEGRADED, false, "AsExpected")]);
         let reslice = status(vec![condition(DEGRADED, true, "OldLayoutStillHeld")]);
         let missing = status(vec![condition(DEGRADED, true, "ReferenceMissing")]);
-        let warned = transitions(Some(&fine), &reslice);
-        assert_eq!((warned[0].type_.clone(), warned[0].reason.as_str()), (EventType::Warning, "OldLayoutStillHeld"));
+        let warned = transitions(Some(&fine), &missing);
+        assert_eq!((warned[0].type_.clone(), warned[0].reason.as_str()), (EventType::Warning, "ReferenceMissing"));
         assert_eq!(reasons(Some(&reslice), &missing), ["ReferenceMissing"]);
         assert_eq!(reasons(Some(&missing), &fine), ["Recovered"]);
+        // A re-slice is announced as one, start and end.
+        assert_eq!(reasons(Some(&fine), &reslice), ["ResliceStarted"]);
+        assert_eq!(reasons(Some(&reslice), &fine), ["ResliceFinished"]);
         // A new MailQueue that is fine says nothing about it.
         assert_eq!(reasons(None, &fine), Vec::<String>::new());
     }

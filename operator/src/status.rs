@@ -18,6 +18,8 @@ pub const DRAINING: &str = "Draining";
 pub const DRAINED: &str = "Drained";
 pub const DEGRADED: &str = "Degraded";
 pub const LIST_SETTINGS: &str = "ListSettings";
+/// The `Degraded` reason while a re-slice waits for the old layout's Leases.
+pub const OLD_LAYOUT_STILL_HELD: &str = "OldLayoutStillHeld";
 
 /// How many names a condition message lists before it says "and N more".
 const NAMES_IN_MESSAGE: usize = 5;
@@ -111,7 +113,7 @@ pub fn status(
         Verdict::new(
             DEGRADED,
             true,
-            "OldLayoutStillHeld",
+            OLD_LAYOUT_STILL_HELD,
             format!("new slices of {} wait until every runner of the old layout has released its Lease", list(blocked)),
         )
     } else if !crashes.is_empty() {
