@@ -116,7 +116,7 @@ mod tests {
         let reslice = status(vec![condition(DEGRADED, true, "OldLayoutStillHeld")]);
         let missing = status(vec![condition(DEGRADED, true, "ReferenceMissing")]);
         let warned = transitions(Some(&fine), &missing);
-        assert_eq!((warned[0].type_.clone(), warned[0].reason.as_str()), (EventType::Warning, "ReferenceMissing"));
+        assert_eq!((warned[0].type_, warned[0].reason.as_str()), (EventType::Warning, "ReferenceMissing"));
         assert_eq!(reasons(Some(&reslice), &missing), ["ReferenceMissing"]);
         assert_eq!(reasons(Some(&missing), &fine), ["Recovered"]);
         // A re-slice is announced as one, start and end.

@@ -12,6 +12,9 @@ struct StepLabel {
     step: &'static str,
 }
 
+/// Queue names by (namespace, MailQueue).
+type Published = std::collections::BTreeMap<(String, String), Vec<String>>;
+
 /// One queue of one MailQueue.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
@@ -33,7 +36,7 @@ pub struct Metrics {
     live_slices: Family<QueueLabels, Gauge>,
     slices: Family<QueueLabels, Gauge>,
     /// The queues last published per MailQueue, to drop the series of a queue that went.
-    published: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>>,
+    published: std::sync::Arc<std::sync::Mutex<Published>>,
 }
 
 impl Metrics {

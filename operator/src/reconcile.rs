@@ -111,8 +111,7 @@ pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, 
                 write_status(&ctx, &mq, &namespace, previous, status).await?;
                 return Err(error.into());
             }
-            status.actions =
-                actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, &ctx.events, &status, now).await?;
+            status.actions = actions::advance(&ctx, &mq, &namespace, &owner, &status, now).await?;
             status
         }
     };

@@ -29,8 +29,8 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 
 use crate::crd::{ActionsStatus, MailQueue, MailQueueStatus};
-use crate::desired::RunnerTemplate;
-use crate::events::{Events, Note};
+use crate::events::Note;
+use crate::reconcile::Context;
 use crate::FIELD_MANAGER;
 
 pub use job::JobOutcome;
@@ -50,15 +50,14 @@ pub struct ActionError {
 /// Advances every action of `mq` by one step and returns their progress for the status.
 /// `current` is the status computed in this pass (drain state, stale `.bak` count).
 pub async fn advance(
-    client: &Client,
+    ctx: &Context,
     mq: &MailQueue,
     namespace: &str,
     owner: &OwnerReference,
-    template: &RunnerTemplate,
-    events: &Events,
     current: &MailQueueStatus,
     now: jiff::Timestamp,
 ) -> Result<Option<ActionsStatus>, ActionError> {
+    let (client, template, events) = (&ctx.client, &ctx.template, &ctx.events);
     let drained = current.conditions.iter().any(|c| c.type_ == crate::status::DRAINED && c.status == "True");
     let previous = mq.status.as_ref().and_then(|s| s.actions.clone()).unwrap_or_default();
     let mut actions = previous.clone();
