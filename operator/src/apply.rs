@@ -51,6 +51,16 @@ pub struct Plan {
     pub blocked: Vec<String>,
 }
 
+impl Plan {
+    /// Leaves the runner pods of desired slices as they are: none is created or replaced,
+    /// while what they need (a Secret the spec names) is missing. Pods of slices that are no
+    /// longer desired still go, and Leases (the drain request) are still declared.
+    pub fn hold_pods(&mut self, desired: &[DesiredSlice]) {
+        self.create_pods.clear();
+        self.delete_pods.retain(|p| !desired.iter().any(|d| d.pod.metadata.name.as_deref() == Some(p.name.as_str())));
+    }
+}
+
 /// Decides what to change so that `observed` becomes `desired`.
 pub fn plan(desired: &[DesiredSlice], observed: &Observed, now: jiff::Timestamp) -> Plan {
     let wanted: BTreeMap<String, &DesiredSlice> = desired.iter().map(|d| (d.id.object_name(), d)).collect();

@@ -4,10 +4,18 @@
 //! rules, so a bad spec is refused at `kubectl apply` time with a message the admin can act on.
 //! `validate.rs` repeats the checks the schema cannot express (duration ranges in numbers).
 
+mod mailman;
+mod runner;
+mod smtp;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+
+pub use mailman::{Credentials, Mailman, Mailman2, Mailman3, SiteConfig};
+pub use runner::RunnerSettings;
+pub use smtp::{CaBundle, KeyRef, Smtp, SmtpAuth, SmtpTimeouts, SmtpTls, TlsMode, Verp};
 
 /// Slice counts the runners accept: Mailman 3 needs a power of two, and with a power of two
 /// Mailman 2.1's integer bounds agree with it.
@@ -76,29 +84,47 @@ pub struct MailQueueSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bak_policy: Option<BakPolicy>,
 
-    /// How the runner pods run.
+    /// How the runner pods run and where they are placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSettings>,
+
+    /// Where the runners read list settings (decoration, Sender/Errors-To, personalization,
+    /// VERP). Without it entries are sent as they are queued, and the `ListSettings`
+    /// condition says that list decoration is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailman: Option<Mailman>,
 }
 
 /// Where the Mailman tree lives.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// Presence is checked by a rule rather than the schema's `required`: a missing required field
+// makes the API server skip every rule and add "some validation rules were not checked" to
+// the one message the admin needs.
+#[x_kube(validation = Rule::new("has(self.claimName)").message("storage.claimName is required: the name of the ReadWriteMany PersistentVolumeClaim that holds the Mailman tree"))]
 pub struct Storage {
     /// Name of the PersistentVolumeClaim (ReadWriteMany) in this namespace that holds the
-    /// Mailman tree. Every runner pod mounts it.
+    /// Mailman tree. Every runner pod mounts it. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub claim_name: String,
+    pub claim_name: Option<String>,
 
-    /// Path of the queue directory inside the volume: `qfiles` for Mailman 2.1, `var/queue`
-    /// for Mailman 3.
-    #[serde(default = "default_queue_dir")]
+    /// Path of the queue directory inside the volume. Default: from `layout`, `var/queue` for
+    /// `mailman3` and `qfiles` for `mailman2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[^/].*$"))]
-    pub queue_dir: String,
+    pub queue_dir: Option<String>,
 }
 
-fn default_queue_dir() -> String {
-    "qfiles".to_owned()
+impl Storage {
+    /// The queue directory inside the volume: as written, or where `layout`'s Mailman keeps it.
+    pub fn queue_dir(&self, layout: Layout) -> &str {
+        match (&self.queue_dir, layout) {
+            (Some(dir), _) => dir.trim_end_matches('/'),
+            (None, Layout::Mailman3) => "var/queue",
+            (None, Layout::Mailman2) => "qfiles",
+        }
+    }
 }
 
 /// The on-disk format that new writes use.
@@ -129,33 +155,6 @@ pub struct QueueSpec {
 
 fn default_slices() -> i32 {
     1
-}
-
-/// The SMTP relay.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Smtp {
-    /// Host name or address of the relay.
-    #[schemars(length(min = 1, max = 253))]
-    pub host: String,
-
-    /// TCP port of the relay.
-    #[serde(default = "default_smtp_port")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: i32,
-
-    /// SMTP connections each slice's runner keeps open to the relay.
-    #[serde(default = "default_connections")]
-    #[schemars(range(min = 1, max = 64))]
-    pub connections_per_slice: i32,
-}
-
-fn default_smtp_port() -> i32 {
-    25
-}
-
-fn default_connections() -> i32 {
-    4
 }
 
 /// A one-shot quarantine of stale `.bak` entries.
@@ -262,33 +261,23 @@ fn default_stale_after() -> String {
     "30m".to_owned()
 }
 
-/// Settings of the runner pods.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RunnerSettings {
-    /// User id the runners run as; must be able to write the Mailman tree. Never 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub run_as_user: Option<i64>,
-
-    /// Group id the runners run as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub run_as_group: Option<i64>,
-}
-
 /// Schema of a duration field: Go-style `90s`, `30m`, `1h30m`, `500ms`, greater than zero.
+/// The rule only runs on strings the pattern accepts: on any other, CEL's `duration()` would
+/// fail too and add a conversion error to the pattern's clear message.
 fn duration_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "pattern": "^([0-9]+(ms|s|m|h))+$",
+        "pattern": DURATION_PATTERN,
         "maxLength": 32,
         "x-kubernetes-validations": [{
-            "rule": "duration(self) > duration('0s')",
+            "rule": format!("!self.matches('{DURATION_PATTERN}') || duration(self) > duration('0s')"),
             "message": "must be a duration greater than zero, such as 90s, 30m or 1h30m"
         }]
     })
 }
+
+/// What a duration field accepts (Go's units that `validate.rs` parses too).
+const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
 
 /// What the operator last saw of a `MailQueue`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -152,6 +152,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
     }
     let ctx = Arc::new(Context {
+        events: mailqueue_operator::events::Events::new(client.clone()),
         client,
         template: RunnerTemplate {
             image: args.runner_image,

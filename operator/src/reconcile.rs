@@ -17,8 +17,10 @@ use crate::actions::{self, ActionError};
 use crate::apply::{self, ApplyError};
 use crate::crd::{MailQueue, MailQueueStatus};
 use crate::desired::{desired_slices, RunnerTemplate};
+use crate::events::{self, Events};
 use crate::metrics::Metrics;
 use crate::observe::{observe, ReadError};
+use crate::references::{self, ReferenceError};
 use crate::validate::validate;
 use crate::{status, FIELD_MANAGER};
 
@@ -33,6 +35,8 @@ pub struct Context {
     pub client: Client,
     pub template: RunnerTemplate,
     pub metrics: Metrics,
+    /// The one Event recorder of the operator.
+    pub events: Events,
 }
 
 /// A reconcile failed; the variant names the step.
@@ -42,6 +46,8 @@ pub enum ReconcileError {
     Incomplete(String),
     #[error("read: {0}")]
     Read(#[from] ReadError),
+    #[error("references: {0}")]
+    References(#[from] ReferenceError),
     #[error("apply: {0}")]
     Apply(#[from] ApplyError),
     #[error("action: {0}")]
@@ -60,6 +66,7 @@ impl ReconcileError {
         match self {
             Self::Incomplete(_) => "read",
             Self::Read(_) => "read",
+            Self::References(_) => "references",
             Self::Apply(_) => "apply",
             Self::Action(_) => "action",
             Self::Status { .. } => "status",
@@ -87,31 +94,37 @@ pub async fn reconcile(mq: Arc<MailQueue>, ctx: Arc<Context>) -> Result<Action, 
         Ok(mut valid) => {
             // A compact under way keeps the runners drained until its Job is over.
             valid.spec.drain |= actions::needs_drain(&mq);
+            let missing = references::check(&ctx.client, &namespace, &references::references(&valid.spec)).await?;
             let desired = desired_slices(&name, &namespace, &owner, &valid, &ctx.template);
-            let plan = apply::plan(&desired, &observed, now);
+            let mut plan = apply::plan(&desired, &observed, now);
+            if !missing.is_empty() {
+                plan.hold_pods(&desired);
+            }
             let applied = apply::apply(&ctx.client, &namespace, &plan).await;
             let conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-            let mut status = status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now);
+            let status = status::status(&valid, &desired, &observed, &plan.blocked, conditions, generation, now);
+            let mut status = status::with_spec_checks(status, conditions, &valid.spec, &missing, generation, now);
             if let Err(error) = applied {
                 // Written before failing, so `kubectl get mq` says why no pod appears.
                 let failed = status::apply_failed(status, &error, generation, now);
                 let status = MailQueueStatus { actions: previous.and_then(|s| s.actions.clone()), ..failed };
-                write_status(&ctx.client, &mq, &namespace, previous, status).await?;
+                write_status(&ctx, &mq, &namespace, previous, status).await?;
                 return Err(error.into());
             }
-            status.actions = actions::advance(&ctx.client, &mq, &namespace, &owner, &ctx.template, &status, now).await?;
+            status.actions = actions::advance(&ctx, &mq, &namespace, &owner, &status, now).await?;
             status
         }
     };
-    write_status(&ctx.client, &mq, &namespace, previous, status).await?;
+    ctx.metrics.observe_status(&namespace, &name, &status);
+    write_status(&ctx, &mq, &namespace, previous, status).await?;
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     Ok(Action::requeue(RESYNC))
 }
 
 /// Writes `status` with server-side apply under the operator's one field manager, unless it is
-/// what the object already shows.
+/// what the object already shows, and announces its transitions as Events once written.
 async fn write_status(
-    client: &Client,
+    ctx: &Context,
     mq: &MailQueue,
     namespace: &str,
     previous: Option<&MailQueueStatus>,
@@ -120,6 +133,8 @@ async fn write_status(
     if previous == Some(&status) {
         return Ok(());
     }
+    let client = &ctx.client;
+    let notes = events::transitions(previous, &status);
     let name = mq.name_any();
     let patch = serde_json::json!({
         "apiVersion": MailQueue::api_version(&()),
@@ -129,8 +144,11 @@ async fn write_status(
     Api::<MailQueue>::namespaced(client.clone(), namespace)
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map(|_| ())
-        .map_err(|source| ReconcileError::Status { name, source })
+        .map_err(|source| ReconcileError::Status { name, source })?;
+    for note in notes {
+        ctx.events.publish(mq, note).await;
+    }
+    Ok(())
 }
 
 /// What in a slice Lease is worth a reconcile: its holder and its annotations (heartbeat,
@@ -168,10 +186,18 @@ pub async fn run(
         // Heartbeats arrive from every slice every few seconds: fold bursts into one pass.
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(500)))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    // A MailQueue deleted since its last pass: its gauges go with it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                        ctx.metrics.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                    }
+                    Err(error) => tracing::debug!(%error, "controller event"),
+                    Ok(_) => {}
+                }
             }
         })
         .await;

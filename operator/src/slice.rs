@@ -94,6 +94,14 @@ pub struct Heartbeat {
     pub oldest_pending_seconds: i64,
     /// The runner saw the drain request and claims nothing new.
     pub draining: bool,
+    /// Why the runner cannot use the SMTP relay right now (AUTH refused, no STARTTLS,
+    /// unreachable); absent once a session opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_error: Option<String>,
+    /// Why the runner cannot get list settings right now (REST API unreachable, nothing
+    /// cached); its entries wait, never sent undecorated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_settings_error: Option<String>,
 }
 
 impl Heartbeat {
@@ -108,6 +116,25 @@ impl Heartbeat {
         // A struct of integers and bools always serializes.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// Separates the parts of a runner's holder identity; never in a pod name or UID.
+const HOLDER_SEPARATOR: char = '_';
+
+/// The identity a runner writes into its slice Lease: `<pod name>_<pod uid>_<random>`. Unique
+/// per container start (as client-go's leader election makes it), so a force-deleted pod's
+/// same-named replacement, or a restarted container, never counts as the holder still
+/// running on its node: it waits for that Lease to be released or to expire.
+pub fn holder_identity(pod: &str, uid: &str, nonce: &str) -> String {
+    format!("{pod}{HOLDER_SEPARATOR}{uid}{HOLDER_SEPARATOR}{nonce}")
+}
+
+/// The pod name and UID in a holder identity made by [`holder_identity`]; `None` for any
+/// other identity (an older runner's bare pod name, a hand-written one).
+pub fn holder_pod(identity: &str) -> Option<(&str, &str)> {
+    let mut parts = identity.splitn(3, HOLDER_SEPARATOR);
+    let (pod, uid, _nonce) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((pod, uid))
 }
 
 /// Whether the operator asked this Lease's holder to drain.
@@ -125,6 +152,13 @@ mod tests {
         assert_eq!(id.object_name(), "lists-out-3of4");
         assert_eq!(id.short_name(), "out-3of4");
         assert_eq!(SliceId::from_labels(&id.labels()), Some(id));
+    }
+
+    #[test]
+    fn holder_identity_names_the_pod_and_its_uid() {
+        let id = holder_identity("lists-out-0of4", "5f1c-9a", "ab12");
+        assert_eq!(holder_pod(&id), Some(("lists-out-0of4", "5f1c-9a")));
+        assert_eq!(holder_pod("lists-out-0of4"), None);
     }
 
     #[test]

@@ -6,16 +6,20 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions::{merge, Verdict};
-use crate::crd::{MailQueueStatus, QueueStatus, SliceStatus};
+use crate::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
+use crate::references::Missing;
 use crate::desired::DesiredSlice;
 use crate::lease::live_holder;
-use crate::slice::Heartbeat;
+use crate::slice::{holder_pod, Heartbeat};
 use crate::validate::{InvalidSpec, ValidSpec};
 
 pub const READY: &str = "Ready";
 pub const DRAINING: &str = "Draining";
 pub const DRAINED: &str = "Drained";
 pub const DEGRADED: &str = "Degraded";
+pub const LIST_SETTINGS: &str = "ListSettings";
+/// The `Degraded` reason while a re-slice waits for the old layout's Leases.
+pub const OLD_LAYOUT_STILL_HELD: &str = "OldLayoutStillHeld";
 
 /// How many names a condition message lists before it says "and N more".
 const NAMES_IN_MESSAGE: usize = 5;
@@ -94,11 +98,22 @@ pub fn status(
     };
 
     let crashes: Vec<&str> = views.iter().filter_map(|v| v.crash.as_deref()).collect();
+    // What live runners report they cannot do: the relay refuses them (a wrong password, no
+    // STARTTLS) or list settings cannot be had. Entries wait meanwhile; nothing is lost.
+    let problem = |pick: fn(&Heartbeat) -> Option<&String>| -> Vec<String> {
+        views
+            .iter()
+            .filter(|v| v.status.holder.is_some())
+            .filter_map(|v| pick(&v.heartbeat).map(|e| format!("{}: {e}", v.status.name)))
+            .collect()
+    };
+    let relay = problem(|h| h.relay_error.as_ref());
+    let lists = problem(|h| h.list_settings_error.as_ref());
     let degraded = if !blocked.is_empty() {
         Verdict::new(
             DEGRADED,
             true,
-            "OldLayoutStillHeld",
+            OLD_LAYOUT_STILL_HELD,
             format!("new slices of {} wait until every runner of the old layout has released its Lease", list(blocked)),
         )
     } else if !crashes.is_empty() {
@@ -107,6 +122,15 @@ pub fn status(
             true,
             "RunnersRestarting",
             format!("{}; see `kubectl logs --previous` of those pods", list(&crashes)),
+        )
+    } else if !relay.is_empty() {
+        Verdict::new(DEGRADED, true, "RelayFailing", format!("{}; entries stay queued until the relay accepts the runners", list(&relay)))
+    } else if !lists.is_empty() {
+        Verdict::new(
+            DEGRADED,
+            true,
+            "ListSettingsUnavailable",
+            format!("{}; entries of those lists wait, none is sent undecorated", list(&lists)),
         )
     } else if stale_bak > 0 {
         Verdict::new(
@@ -163,6 +187,59 @@ pub fn apply_failed(
     status
 }
 
+/// `status` with what the spec's references and list settings tell: `ListSettings` says
+/// whether deliveries are decorated from list settings (never silently off), and a Secret or
+/// ConfigMap that is missing or lacks a key makes the MailQueue `Degraded` with reason
+/// `ReferenceMissing`, naming the field, the object and the key.
+pub fn with_spec_checks(
+    mut status: MailQueueStatus,
+    previous: &[Condition],
+    spec: &MailQueueSpec,
+    missing: &[Missing],
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> MailQueueStatus {
+    let mut verdicts = vec![list_settings(spec)];
+    if !missing.is_empty() {
+        let what: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        let message = format!("{}; runner pods are not created or replaced until it is fixed", what.join("; "));
+        verdicts.push(Verdict::new(DEGRADED, true, "ReferenceMissing", message));
+    }
+    let types: Vec<&str> = verdicts.iter().map(|v| v.type_).collect();
+    // A verdict here replaces the one computed before of its type; its transition time comes
+    // from the stored status, as every condition's does.
+    let merged = merge(previous, verdicts, generation, whole_seconds(now));
+    status.conditions.retain(|c| !types.contains(&c.type_.as_str()));
+    status.conditions.extend(merged);
+    if !missing.is_empty() && !matches!(status.phase.as_deref(), Some("Draining" | "Drained")) {
+        status.phase = Some("Degraded".to_owned());
+    }
+    status
+}
+
+/// The `ListSettings` condition: where list settings come from, or that they are off.
+fn list_settings(spec: &MailQueueSpec) -> Verdict {
+    let mailman = spec.mailman.as_ref();
+    let mut sources = Vec::new();
+    if let Some(m3) = mailman.and_then(|m| m.mailman3.as_ref()) {
+        sources.push(format!("Mailman 3 entries from the REST API at {}", m3.rest_url));
+    }
+    if let Some(m2) = mailman.and_then(|m| m.mailman2.as_ref()) {
+        sources.push(format!("Mailman 2.1 entries from ConfigMap {} and the lists/ directory on the volume", m2.site_config.config_map));
+    }
+    if sources.is_empty() {
+        Verdict::new(
+            LIST_SETTINGS,
+            false,
+            "NotConfigured",
+            "spec.mailman is not set: list decoration is off; entries are delivered as queued, without list headers and \
+             footers, personalization or VERP from list settings",
+        )
+    } else {
+        Verdict::new(LIST_SETTINGS, true, "Configured", format!("list settings for {}", sources.join("; ")))
+    }
+}
+
 /// Status of a `MailQueue` whose spec cannot be acted on: counts stay as last seen, the
 /// conditions say why.
 pub fn invalid(error: &InvalidSpec, previous: Option<&MailQueueStatus>, generation: Option<i64>, now: jiff::Timestamp) -> MailQueueStatus {
@@ -202,7 +279,7 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
     let status = SliceStatus {
         name: desired.id.short_name(),
         pod: name.clone(),
-        ready: running && holder == Some(name.as_str()),
+        ready: running && holder.is_some_and(|h| holds(h, pod)),
         holder: holder.map(str::to_owned),
         heartbeat: lease
             .and_then(|l| l.spec.as_ref())
@@ -215,6 +292,14 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         delivered: heartbeat.delivered,
     };
     SliceView { status, heartbeat, quiet, crash: pod.and_then(|p| recent_crash(p, now)) }
+}
+
+/// Whether `holder` is a runner of this very pod (its name and UID), not of a deleted pod of
+/// the same name whose container may still run.
+fn holds(holder: &str, pod: Option<&Pod>) -> bool {
+    let Some(pod) = pod else { return false };
+    let (name, uid) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref());
+    holder_pod(holder).is_some_and(|(n, u)| Some(n) == name && Some(u) == uid)
 }
 
 /// "<pod> exited with code N (R restarts): <its last words>" when the runner's last run failed
@@ -296,6 +381,7 @@ mod tests {
 
     fn running(d: &DesiredSlice) -> Pod {
         let mut pod = d.pod.clone();
+        pod.metadata.uid = Some(format!("uid-{}", d.id.object_name()));
         pod.status = Some(PodStatus { phase: Some("Running".into()), ..PodStatus::default() });
         pod
     }
@@ -304,7 +390,7 @@ mod tests {
         let mut lease = d.lease.clone();
         lease.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
         lease.spec = Some(LeaseSpec {
-            holder_identity: Some(d.id.object_name()),
+            holder_identity: Some(crate::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
             renew_time: Some(MicroTime(now)),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
@@ -377,6 +463,22 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_of_a_deleted_pod_of_the_same_name_is_not_ready() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        // The replacement pod has a new UID; the Lease is still held by the old pod's runner.
+        let mut replacement = running(&desired[0]);
+        replacement.metadata.uid = Some("uid-replacement".into());
+        let observed = Observed {
+            pods: vec![replacement, running(&desired[1])],
+            leases: desired.iter().map(|d| held(d, &Heartbeat::default(), now)).collect(),
+        };
+        let s = status(&valid, &desired, &observed, &[], &[], Some(1), now);
+        assert_eq!((s.slices[0].ready, s.slices[1].ready), (false, true));
+        assert!(s.slices[0].holder.as_deref().is_some_and(|h| h.starts_with("lists-out-0of2_uid-lists-out-0of2_")));
+    }
+
+    #[test]
     fn a_missing_pod_or_expired_lease_is_not_ready() {
         let now = jiff::Timestamp::now();
         let (valid, desired) = slices(false);
@@ -416,6 +518,26 @@ mod tests {
         assert_eq!(condition(&s, DRAINED).status, "True");
         assert_eq!(condition(&s, DRAINING).status, "False");
         assert_eq!(s.phase.as_deref(), Some("Drained"));
+    }
+
+    #[test]
+    fn a_relay_that_refuses_the_runners_and_unavailable_list_settings_degrade() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let refused = Heartbeat { relay_error: Some("SMTP authentication with relay:587 failed: 535".into()), ..Heartbeat::default() };
+        let lists = Heartbeat { list_settings_error: Some("Mailman REST API unreachable".into()), ..Heartbeat::default() };
+        let observed = |a: &Heartbeat, b: &Heartbeat| Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![held(&desired[0], a, now), held(&desired[1], b, now)],
+        };
+        let s = status(&valid, &desired, &observed(&refused, &lists), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RelayFailing"));
+        assert!(degraded.message.starts_with("out-0of2: SMTP authentication with relay:587 failed"), "{}", degraded.message);
+        let s = status(&valid, &desired, &observed(&Heartbeat::default(), &lists), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!(degraded.reason, "ListSettingsUnavailable");
+        assert!(degraded.message.contains("none is sent undecorated"), "{}", degraded.message);
     }
 
     #[test]
@@ -464,6 +586,26 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&first).expect("serializes")).expect("deserializes");
         let again = status(&valid, &desired, &observed, &[], &stored.conditions, Some(1), now);
         assert_eq!(stored, again, "nothing changed, so nothing needs writing");
+    }
+
+    #[test]
+    fn list_decoration_off_is_said_and_a_missing_secret_degrades() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let computed = status(&valid, &desired, &Observed::default(), &[], &[], Some(1), now);
+        let plain = with_spec_checks(computed.clone(), &[], &valid.spec, &[], Some(1), now);
+        let off = condition(&plain, LIST_SETTINGS);
+        assert_eq!((off.status.as_str(), off.reason.as_str()), ("False", "NotConfigured"));
+        assert!(off.message.contains("list decoration is off"), "{}", off.message);
+        assert_eq!(condition(&plain, DEGRADED).reason, computed.conditions.iter().find(|c| c.type_ == DEGRADED).map(|c| c.reason.clone()).unwrap_or_default());
+
+        let missing = [Missing::Object { field: "smtp.auth.secretName", kind: crate::references::Kind::Secret, name: "relay".into() }];
+        let s = with_spec_checks(computed, &[], &valid.spec, &missing, Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ReferenceMissing"));
+        assert!(degraded.message.starts_with("spec.smtp.auth.secretName: Secret \"relay\" does not exist"), "{}", degraded.message);
+        assert_eq!(s.conditions.iter().filter(|c| c.type_ == DEGRADED).count(), 1);
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::crd::{MailQueueSpec, SLICE_COUNTS};
+use crate::crd::{MailQueueSpec, TlsMode, SLICE_COUNTS};
 use crate::duration;
 
 /// Why a `MailQueue` cannot be acted on. Shown in the `Degraded` condition.
@@ -19,6 +19,10 @@ pub enum InvalidSpec {
     Slices { queue: String, slices: i32 },
     #[error("queue {0:?} is listed twice")]
     DuplicateQueue(String),
+    #[error("spec.storage.claimName is required: the name of the ReadWriteMany PersistentVolumeClaim that holds the Mailman tree")]
+    MissingClaim,
+    #[error("spec.smtp.auth needs spec.smtp.tls.mode starttls, starttls-opportunistic or tls: a password is never sent in the clear")]
+    AuthWithoutTls,
     #[error("spec.{field}: {source}")]
     Duration {
         field: &'static str,
@@ -34,6 +38,18 @@ pub struct ValidSpec {
     pub spec: MailQueueSpec,
     /// `spec.bakPolicy.quarantineAfter`, when a policy is set.
     pub quarantine_after: Option<Duration>,
+    /// `spec.storage.claimName`.
+    pub claim_name: String,
+    /// `spec.smtp.timeouts`, parsed.
+    pub smtp_timeouts: Timeouts,
+}
+
+/// `spec.smtp.timeouts`, each when set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub command: Option<Duration>,
+    pub data: Option<Duration>,
 }
 
 /// Checks `spec` of the `MailQueue` called `name`.
@@ -50,7 +66,21 @@ pub fn validate(name: &str, spec: &MailQueueSpec) -> Result<ValidSpec, InvalidSp
             return Err(InvalidSpec::DuplicateQueue(queue.name.clone()));
         }
     }
+    let Some(claim_name) = spec.storage.claim_name.clone().filter(|c| !c.is_empty()) else {
+        return Err(InvalidSpec::MissingClaim);
+    };
+    let tls = spec.smtp.tls.as_ref().map_or(TlsMode::None, |t| t.mode);
+    if spec.smtp.auth.is_some() && tls == TlsMode::None {
+        return Err(InvalidSpec::AuthWithoutTls);
+    }
     let parse = |field, value: &str| duration::parse(value).map_err(|source| InvalidSpec::Duration { field, source });
+    let timeouts = spec.smtp.timeouts.clone().unwrap_or_default();
+    let optional = |field, value: &Option<String>| value.as_deref().map(|v| parse(field, v)).transpose();
+    let smtp_timeouts = Timeouts {
+        connect: optional("smtp.timeouts.connect", &timeouts.connect)?,
+        command: optional("smtp.timeouts.command", &timeouts.command)?,
+        data: optional("smtp.timeouts.data", &timeouts.data)?,
+    };
     if let Some(q) = &spec.quarantine {
         parse("quarantine.olderThan", &q.older_than)?;
     }
@@ -62,7 +92,7 @@ pub fn validate(name: &str, spec: &MailQueueSpec) -> Result<ValidSpec, InvalidSp
         .as_ref()
         .map(|p| parse("bakPolicy.quarantineAfter", &p.quarantine_after))
         .transpose()?;
-    Ok(ValidSpec { spec: spec.clone(), quarantine_after })
+    Ok(ValidSpec { spec: spec.clone(), quarantine_after, claim_name, smtp_timeouts })
 }
 
 #[cfg(test)]
@@ -72,16 +102,27 @@ pub(crate) mod tests {
 
     pub(crate) fn spec(queues: &[(&str, i32)]) -> MailQueueSpec {
         MailQueueSpec {
-            storage: Storage { claim_name: "mailman-data".into(), queue_dir: "qfiles".into() },
+            storage: Storage { claim_name: Some("mailman-data".into()), queue_dir: Some("qfiles".into()) },
             layout: Layout::Mailman3,
             queues: queues.iter().map(|(n, s)| QueueSpec { name: (*n).into(), slices: *s }).collect(),
-            smtp: Smtp { host: "mta.mail.svc".into(), port: 25, connections_per_slice: 4 },
+            smtp: Smtp {
+                host: "mta.mail.svc".into(),
+                port: 25,
+                connections_per_slice: 4,
+                tls: None,
+                auth: None,
+                helo: None,
+                timeouts: None,
+                recipients_per_transaction: None,
+                verp: None,
+            },
             drain: false,
             quarantine: None,
             requeue: None,
             compact: None,
             bak_policy: None,
             runner: None,
+            mailman: None,
         }
     }
 
@@ -98,6 +139,33 @@ pub(crate) mod tests {
                 Err(InvalidSpec::Slices { queue: "out".into(), slices })
             );
         }
+    }
+
+    #[test]
+    fn refuses_a_missing_claim_auth_in_the_clear_and_bad_timeouts() {
+        let mut no_claim = spec(&[("out", 1)]);
+        no_claim.storage.claim_name = None;
+        assert_eq!(validate("lists", &no_claim), Err(InvalidSpec::MissingClaim));
+        let mut clear = spec(&[("out", 1)]);
+        clear.smtp.auth = Some(crate::crd::SmtpAuth { secret_name: "s".into(), username_key: "u".into(), password_key: "p".into() });
+        assert_eq!(validate("lists", &clear), Err(InvalidSpec::AuthWithoutTls));
+        let mut slow = spec(&[("out", 1)]);
+        slow.smtp.timeouts = Some(crate::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("later".into()) });
+        assert!(matches!(validate("lists", &slow), Err(InvalidSpec::Duration { field: "smtp.timeouts.data", .. })));
+        slow.smtp.timeouts = Some(crate::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("3m".into()) });
+        let valid = validate("lists", &slow).expect("valid");
+        assert_eq!(valid.smtp_timeouts.connect, Some(Duration::from_secs(5)));
+        assert_eq!(valid.smtp_timeouts.data, Some(Duration::from_secs(180)));
+    }
+
+    #[test]
+    fn the_queue_dir_follows_the_layout_unless_set() {
+        let mut s = spec(&[("out", 1)]);
+        s.storage.queue_dir = None;
+        assert_eq!(s.storage.queue_dir(Layout::Mailman3), "var/queue");
+        assert_eq!(s.storage.queue_dir(Layout::Mailman2), "qfiles");
+        s.storage.queue_dir = Some("mailman/qfiles/".into());
+        assert_eq!(s.storage.queue_dir(Layout::Mailman3), "mailman/qfiles");
     }
 
     #[test]

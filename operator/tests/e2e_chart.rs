@@ -347,11 +347,13 @@ impl Installed {
         let refusals = self.refusals(&pods).await;
         assert!(refusals.is_empty(), "the API server refused the chart's accounts:\n{}", refusals.join("\n"));
 
-        // Least privilege: the operator's account reads no Secrets and touches no Deployments.
+        // Least privilege: the operator's account cannot list or watch Secrets (it gets the ones
+        // a MailQueue names, to check their keys) and touches no Deployments.
         let operator_account = format!("system:serviceaccount:{ns}:{FULLNAME}");
         let runner_account = format!("system:serviceaccount:{ns}:mailqueue-runner");
         for (account, verb, resource) in [
-            (&operator_account, "get", "secrets"),
+            (&operator_account, "list", "secrets"),
+            (&operator_account, "watch", "secrets"),
             (&operator_account, "create", "deployments.apps"),
             (&operator_account, "update", "mailqueues.mailqueue.dev"),
             (&runner_account, "list", "pods"),

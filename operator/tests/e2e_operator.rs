@@ -42,7 +42,10 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     // Status: every slice's runner holds its Lease and heartbeats.
     let s = status(&mq);
     assert_eq!(s.slices.len(), 4);
-    assert!(s.slices.iter().all(|sl| sl.ready && sl.holder.as_deref() == Some(sl.pod.as_str())), "{:#?}", s.slices);
+    let holder_pod = |sl: &mailqueue_operator::crd::SliceStatus| {
+        sl.holder.as_deref().and_then(mailqueue_operator::slice::holder_pod).map(|(pod, _uid)| pod.to_owned())
+    };
+    assert!(s.slices.iter().all(|sl| sl.ready && holder_pod(sl).as_deref() == Some(sl.pod.as_str())), "{:#?}", s.slices);
     assert_eq!((s.queues[0].name.as_str(), s.queues[0].live_slices), ("out", 4));
     assert_eq!(s.phase.as_deref(), Some("Running"));
     let (ok, table) = setup.kubectl(&["get", "mq", "lists"]).await;

@@ -45,9 +45,13 @@ pub struct LeaseArgs {
     /// Namespace of the Lease.
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// Identity written into the Lease: the pod name.
+    /// The pod name, the first part of the identity written into the Lease.
     #[arg(long, env = "POD_NAME")]
     pub lease_holder: Option<String>,
+    /// The pod's UID, the second part: a force-deleted pod's same-named replacement is
+    /// another holder, not this one.
+    #[arg(long, env = "POD_UID")]
+    pub lease_pod_uid: Option<String>,
     /// Seconds the Lease stays ours without renewal.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
@@ -84,7 +88,11 @@ impl ClusterOwnership {
             return Ok(None);
         };
         let client = Client::try_default().await.map_err(LeaseOwnershipError::Client)?;
-        let holder = args.lease_holder.clone().unwrap_or_else(|| format!("mailqueue-runner-{}", std::process::id()));
+        let pod = args.lease_holder.clone().unwrap_or_else(|| format!("mailqueue-runner-{}", std::process::id()));
+        // A random part per start, as client-go's leader election does: a restarted
+        // container is a new holder and waits for the old one's Lease like anyone else.
+        let holder = holder_identity(&pod, args.lease_pod_uid.as_deref().unwrap_or_default(), &nonce());
+        tracing::info!(%holder, "slice Lease identity");
         let api = Api::<Lease>::namespaced(client, namespace);
         let lock = LeaseLock::new(api.clone(), name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
         Ok(Some(Self {
@@ -97,13 +105,14 @@ impl ClusterOwnership {
     }
 
     /// Waits for the Lease to be free (its previous holder releases it or lets it expire), up
-    /// to twice its duration.
-    async fn take(&self) -> Result<Lease, LeaseOwnershipError> {
+    /// to twice its duration. Returns the Lease and when the winning request was sent.
+    async fn take(&self) -> Result<(Lease, Instant), LeaseOwnershipError> {
         let deadline = Instant::now() + self.lock.duration() * 2;
         let initial = annotations(&Heartbeat::default());
         loop {
+            let sent = Instant::now();
             match self.lock.try_hold(&initial).await? {
-                Attempt::Held(lease) => return Ok(*lease),
+                Attempt::Held(lease) => return Ok((*lease, sent)),
                 Attempt::Contended => continue,
                 Attempt::HeldByOther(holder) if Instant::now() >= deadline => {
                     return Err(LeaseOwnershipError::HeldByOther { lease: self.lock.name().to_owned(), holder });
@@ -119,7 +128,7 @@ impl ClusterOwnership {
 
 impl Ownership for ClusterOwnership {
     fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
-        let lease = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
+        let (lease, sent) = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
         // The Lease keeps other pods out; the standalone ownership keeps out what runs beside
         // us on the volume without a Lease (a standalone runner, a queue operation).
@@ -134,7 +143,7 @@ impl Ownership for ClusterOwnership {
         };
         let shared = Arc::new(Shared {
             owned: AtomicBool::new(true),
-            renewed: Mutex::new(Instant::now()),
+            renewed: Mutex::new(sent),
             duration: self.lock.duration(),
             drain: AtomicBool::new(drain_requested(lease.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()))),
             acknowledged: AtomicBool::new(false),
@@ -163,6 +172,8 @@ impl Ownership for ClusterOwnership {
 /// State shared by the runner's checks and the renewal task.
 struct Shared {
     owned: AtomicBool,
+    /// When the last successful renewal was sent: the API server recorded a `renewTime` no
+    /// earlier than this, so the Lease is ours until at least this plus its duration.
     renewed: Mutex<Instant>,
     duration: Duration,
     drain: AtomicBool,
@@ -211,7 +222,7 @@ impl SliceLease for ClusterLease {
     fn still_owned(&self) -> bool {
         // Checked against the clock too, so a stuck renewal task cannot keep us claiming past
         // the point where another runner may take over.
-        let fresh = self.shared.renewed.lock().map(|at| at.elapsed() < self.shared.duration).unwrap_or(false);
+        let fresh = self.shared.renewed.lock().map(|at| fresh(at.elapsed(), self.shared.duration)).unwrap_or(false);
         fresh && self.shared.owned.load(Ordering::SeqCst)
     }
 
@@ -262,16 +273,29 @@ impl SliceLease for ClusterLease {
             delivered: saturating(counters.delivered),
             oldest_pending_seconds: saturating(counters.oldest_pending_seconds),
             draining,
+            relay_error: counters.relay_error.clone(),
+            list_settings_error: counters.list_settings_error.clone(),
             ..Heartbeat::default()
         };
         let Ok(mut current) = self.shared.heartbeat.lock() else { return };
         // A drain acknowledged is news the operator waits for: send it now, not at the next renewal.
-        let urgent = current.draining != next.draining;
+        let urgent = current.draining != next.draining || current.relay_error != next.relay_error;
         *current = next;
         drop(current);
         if urgent {
             self.shared.wake.notify_one();
         }
+    }
+
+    fn report_relay_error(&self, error: Option<String>) {
+        let Ok(mut current) = self.shared.heartbeat.lock() else { return };
+        if current.relay_error == error {
+            return;
+        }
+        current.relay_error = error;
+        drop(current);
+        // News the admin waits for in the status: renew now rather than at the next period.
+        self.shared.wake.notify_one();
     }
 
     fn release(&self) {
@@ -324,10 +348,13 @@ async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
         }
         let mut heartbeat = shared.heartbeat.lock().map(|h| h.clone()).unwrap_or_default();
         with_disk(&mut heartbeat, &disk);
+        // Measured from before the request: the reply may come late, the renewTime it
+        // wrote does not.
+        let sent = Instant::now();
         match tokio::time::timeout(period, lock.try_hold(&annotations(&heartbeat))).await {
             Ok(Ok(Attempt::Held(lease))) => {
                 if let Ok(mut at) = shared.renewed.lock() {
-                    *at = Instant::now();
+                    *at = sent;
                 }
                 shared.set_drain(lease.metadata.annotations.as_ref().is_some_and(drain_requested));
             }
@@ -340,7 +367,7 @@ async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
             Err(_) => tracing::warn!(lease = lock.name(), "slice Lease renewal timed out; retrying"),
         }
         let since = shared.renewed.lock().map(|at| at.elapsed()).unwrap_or(Duration::MAX);
-        if since + period >= lock.duration() {
+        if !fresh(since + period, lock.duration()) {
             shared.lose("not renewed in time");
             return;
         }
@@ -378,6 +405,60 @@ fn annotations(heartbeat: &Heartbeat) -> BTreeMap<String, String> {
     BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), heartbeat.to_annotation())])
 }
 
+/// Whether a Lease last renewed (request sent) `since` ago still lets us claim. The margin
+/// keeps us from claiming through the last part of the Lease: another node's clock may run
+/// ahead of ours, and it may take the Lease the moment it thinks `renewTime + duration` passed.
+fn fresh(since: Duration, duration: Duration) -> bool {
+    since.saturating_add(safety_margin(duration)) < duration
+}
+
+/// A fifth of the Lease duration, at least one second.
+fn safety_margin(duration: Duration) -> Duration {
+    (duration / 5).max(Duration::from_secs(1))
+}
+
+/// `<pod name>_<pod uid>_<random>`: unique per container start. Pod names and UIDs hold no
+/// `_`, so the operator can read the pod back (`mailqueue_operator::slice::holder_pod`).
+fn holder_identity(pod: &str, uid: &str, nonce: &str) -> String {
+    mailqueue_operator::slice::holder_identity(pod, uid, nonce)
+}
+
+/// A random part for the holder identity: the kernel's UUID source, else a hash seeded by
+/// the standard library's per-process random keys, the time and the pid.
+fn nonce() -> String {
+    let from_kernel = std::fs::read_to_string("/proc/sys/kernel/random/uuid").ok().map(|u| u.trim().replace('-', ""));
+    from_kernel.filter(|u| u.len() >= 8).map(|u| u[..12.min(u.len())].to_owned()).unwrap_or_else(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u32(std::process::id());
+        format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    })
+}
+
 fn saturating(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claiming_stops_before_another_runner_may_take_the_lease() {
+        let duration = Duration::from_secs(15);
+        assert!(fresh(Duration::from_secs(11), duration));
+        // 3 s before the Lease could be taken, whatever the reply's delay was.
+        assert!(!fresh(Duration::from_secs(12), duration));
+        assert!(!fresh(Duration::from_secs(15), duration));
+        // A short Lease keeps at least one second.
+        assert!(!fresh(Duration::from_millis(2100), Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn each_start_is_a_new_holder_of_the_same_pod() {
+        let (a, b) = (holder_identity("lists-out-0of1", "uid-1", &nonce()), holder_identity("lists-out-0of1", "uid-1", &nonce()));
+        assert_ne!(a, b, "two starts share an identity");
+        assert_eq!(mailqueue_operator::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
+    }
 }

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub disk_full: std::sync::atomic::AtomicBool,
     /// Claimed entries put back because reading them failed with an I/O error.
     pub read_errors: AtomicU64,
+    /// The last failure to open an SMTP session, cleared when one opens.
+    pub relay_error: Mutex<Option<String>>,
+    /// The last failure to get list settings, cleared when they are had again.
+    pub list_settings_error: Mutex<Option<String>>,
     /// Per slice index: `.pck` entries seen at the last listing.
     depth: Mutex<Vec<(u32, u64)>>,
     /// Per slice index: entries that could not be claimed, backed off.

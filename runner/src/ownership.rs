@@ -23,6 +23,14 @@ pub struct SliceCounters {
     /// A write the queue needs failed for lack of space: the owner claims nothing
     /// until it succeeds.
     pub disk_full: bool,
+    /// Why the relay cannot be used right now (refused AUTH, no STARTTLS, unreachable), until
+    /// a session opens again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_error: Option<String>,
+    /// Why list settings cannot be had right now (REST API down, nothing cached): entries
+    /// wait rather than go out undecorated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_settings_error: Option<String>,
 }
 
 /// Hands out slices.
@@ -40,6 +48,10 @@ pub trait SliceLease: Send + Sync {
     fn draining(&self) -> bool;
     /// Records the slice's counters and that its owner is alive.
     fn publish(&self, counters: &SliceCounters);
+    /// Says at once why the relay cannot be used (`None`: it can again). A worker learns it
+    /// while the counters are only published between batches, which a relay that stalls
+    /// each attempt can delay by minutes.
+    fn report_relay_error(&self, _error: Option<String>) {}
     /// Says goodbye (clears the heartbeat); the ownership itself ends when the lease
     /// is dropped.
     fn release(&self);

@@ -171,10 +171,13 @@ pub struct RetryMover {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("retry slice {slice}: {source}")]
-pub struct RetryError {
-    slice: Slice,
-    source: mailqueue_queue::Error,
+pub enum RetryError {
+    #[error("retry slice {slice}: {source}")]
+    Queue { slice: Slice, source: mailqueue_queue::Error },
+    /// The slice's Lease was lost: the process exits so that it restarts and queues up for
+    /// the Lease again, as the out runner does.
+    #[error("retry slice {0}: ownership lost; claiming stopped")]
+    OwnershipLost(Slice),
 }
 
 impl RetryMover {
@@ -188,7 +191,7 @@ impl RetryMover {
             let lease2 = lease.clone();
             let pass = tokio::task::spawn_blocking(move || me.pass(slice, lease2.as_ref()));
             match pass.await {
-                Ok(r) => r.map_err(|source| RetryError { slice, source })?,
+                Ok(r) => r.map_err(|source| RetryError::Queue { slice, source })?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => return Ok(()),
             }
@@ -207,6 +210,13 @@ impl RetryMover {
                 if tokio::time::Instant::now() >= next_pass {
                     break;
                 }
+                if !lease.still_owned() {
+                    return Err(RetryError::OwnershipLost(slice));
+                }
+                // Asking is what acknowledges a drain (a Lease-backed slice reports
+                // `draining` only once its runner was told): an idle slice must ask too, or
+                // a drain waits for the next pass.
+                let _ = lease.draining();
                 lease.publish(&crate::ownership::SliceCounters::default());
             }
         }
@@ -217,6 +227,11 @@ impl RetryMover {
     /// error, a full disk) stays where it is for the next pass; only undecodable ones go
     /// to `bad/`.
     fn pass(&self, slice: Slice, lease: &dyn SliceLease) -> Result<(), mailqueue_queue::Error> {
+        // Asked before listing, so an empty slice acknowledges a drain too.
+        if !lease.still_owned() || lease.draining() {
+            lease.publish(&crate::ownership::SliceCounters::default());
+            return Ok(());
+        }
         let names = self.retry.files(slice)?;
         self.metrics.set_depth(slice.index(), names.len() as u64);
         let now = SystemTime::now();
@@ -283,14 +298,7 @@ impl RetryMover {
         self.metrics
             .entries_moved_from_retry
             .fetch_add(moved, Relaxed);
-        lease.publish(&crate::ownership::SliceCounters {
-            pending: 0,
-            in_flight: 0,
-            delivered: moved,
-            oldest_pending_seconds: 0,
-            unclaimable: 0,
-            disk_full: false,
-        });
+        lease.publish(&crate::ownership::SliceCounters { delivered: moved, ..Default::default() });
         Ok(())
     }
 }
@@ -319,6 +327,55 @@ mod tests {
             m = with_field(&m, entry.version(), k, v.clone());
         }
         QueueEntry::from_bytes(entry.rewritten(&m).expect("rewrite")).expect("entry")
+    }
+
+    /// A slice asked to drain that says yes once asked, like a Lease-backed one.
+    #[derive(Default)]
+    struct DrainRequested {
+        asked: std::sync::atomic::AtomicUsize,
+        published: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SliceLease for DrainRequested {
+        fn still_owned(&self) -> bool {
+            true
+        }
+        fn draining(&self) -> bool {
+            self.asked.fetch_add(1, Relaxed);
+            true
+        }
+        fn publish(&self, _: &crate::ownership::SliceCounters) {
+            self.published.fetch_add(1, Relaxed);
+        }
+        fn release(&self) {}
+    }
+
+    /// The bug behind a retry queue that never reached `Drained`: an idle retry slice only
+    /// published, and never asked whether a drain was wanted, so it never acknowledged one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_retry_slice_acknowledges_a_drain_between_passes() {
+        let root = tempfile::tempdir().expect("temp dir");
+        for q in ["retry", "out"] {
+            std::fs::create_dir_all(root.path().join(q)).expect("queue dir");
+        }
+        let (switch, stop) = crate::shutdown::channel();
+        let mover = Arc::new(RetryMover {
+            retry: Switchboard::open(root.path(), "retry").expect("retry"),
+            out: Switchboard::open(root.path(), "out").expect("out"),
+            interval: Duration::from_secs(900),
+            exit_when_empty: false,
+            metrics: Arc::new(Metrics::default()),
+            stop,
+        });
+        let lease = Arc::new(DrainRequested::default());
+        let slice = Slice::new(0, 1).expect("slice");
+        let task = tokio::spawn(mover.run_slice(slice, lease.clone()));
+        tokio::time::sleep(IDLE_HEARTBEAT + Duration::from_millis(700)).await;
+        // The first pass asked once; every idle heartbeat asks again before it publishes.
+        assert!(lease.asked.load(Relaxed) >= 2, "asked {} times", lease.asked.load(Relaxed));
+        assert!(lease.published.load(Relaxed) >= 2);
+        switch.stop();
+        task.await.expect("task").expect("stops cleanly");
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The Job that runs an action: `mailqueue-runner <command> --json` on the queue volume, with
 //! the runner pods' security settings.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -10,7 +8,7 @@ use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
 use crate::crd::MailQueue;
-use crate::desired::{queue_pod_spec, RunnerTemplate};
+use crate::desired::{app_labels, queue_pod_spec, runner_image, RunnerTemplate};
 
 use super::plan::{Counts, Request};
 
@@ -97,14 +95,16 @@ fn result_tally(message: &str) -> Option<Counts> {
 /// The Job for `request`: one container per runner command, run to completion.
 pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue, request: &Request, template: &RunnerTemplate) -> Job {
     let spec = &mq.spec;
-    let labels = BTreeMap::from([(ACTION_LABEL.to_owned(), mq.metadata.name.clone().unwrap_or_default())]);
+    let instance = mq.metadata.name.clone().unwrap_or_default();
+    let mut labels = app_labels(&instance, "action");
+    labels.insert(ACTION_LABEL.to_owned(), instance);
     let containers = request
         .commands
         .iter()
         .enumerate()
         .map(|(i, args)| Container {
             name: format!("{}-{i}", request.kind.as_str()),
-            image: Some(template.image.clone()),
+            image: Some(runner_image(spec, template)),
             args: Some(args.iter().cloned().chain(["--result-file".to_owned(), RESULT_FILE.to_owned()]).collect()),
             termination_message_path: Some(RESULT_FILE.to_owned()),
             ..Container::default()
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn every_action_container_mounts_the_claim_and_runs_locked_down() {
         let mut spec = crate::validate::tests::spec(&[("out", 1)]);
-        spec.runner = Some(crate::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001) });
+        spec.runner = Some(crate::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001), ..Default::default() });
         let mq = MailQueue::new("lists", spec);
         let commands = vec![vec!["compact".to_owned()], vec!["compact".to_owned()]];
         let request = Request { kind: ActionKind::Compact, request_id: "a".to_owned(), commands };

@@ -26,11 +26,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource};
+use kube::Client;
 
 use crate::crd::{ActionsStatus, MailQueue, MailQueueStatus};
-use crate::desired::RunnerTemplate;
+use crate::events::Note;
+use crate::reconcile::Context;
 use crate::FIELD_MANAGER;
 
 pub use job::JobOutcome;
@@ -50,14 +50,14 @@ pub struct ActionError {
 /// Advances every action of `mq` by one step and returns their progress for the status.
 /// `current` is the status computed in this pass (drain state, stale `.bak` count).
 pub async fn advance(
-    client: &Client,
+    ctx: &Context,
     mq: &MailQueue,
     namespace: &str,
     owner: &OwnerReference,
-    template: &RunnerTemplate,
     current: &MailQueueStatus,
     now: jiff::Timestamp,
 ) -> Result<Option<ActionsStatus>, ActionError> {
+    let (client, template, events) = (&ctx.client, &ctx.template, &ctx.events);
     let drained = current.conditions.iter().any(|c| c.type_ == crate::status::DRAINED && c.status == "True");
     let previous = mq.status.as_ref().and_then(|s| s.actions.clone()).unwrap_or_default();
     let mut actions = previous.clone();
@@ -92,7 +92,7 @@ pub async fn advance(
             }
         }
         if let Some((type_, reason, note)) = step.event {
-            publish(client, mq, type_, reason, kind, note).await;
+            events.publish(mq, Note { type_, reason: reason.to_owned(), action: kind.event_action(), note }).await;
         }
         kind.set(&mut actions, step.status);
     }
@@ -103,14 +103,4 @@ pub async fn advance(
 async fn job_pods(client: &Client, namespace: &str, job: &str) -> Result<Vec<Pod>, kube::Error> {
     let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
     Ok(Api::<Pod>::namespaced(client.clone(), namespace).list(&params).await?.items)
-}
-
-/// Emits an Event on the MailQueue; a failure is logged, never fatal (Events are best effort).
-async fn publish(client: &Client, mq: &MailQueue, type_: EventType, reason: &str, kind: ActionKind, note: String) {
-    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: None };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: kind.event_action().to_owned(), secondary: None };
-    if let Err(error) = recorder.publish(&event, &mq.object_ref(&())).await {
-        tracing::warn!(mailqueue = ?mq.metadata.name, %error, "cannot record the {} event", kind.as_str());
-    }
 }

@@ -77,7 +77,7 @@ pub struct Request {
 /// run when one is under way or due (`stale_bak` entries reported by the runners).
 pub fn requests(mq: &MailQueue, stale_bak: i64, now: jiff::Timestamp) -> Vec<Request> {
     let spec = &mq.spec;
-    let qfiles = format!("{MOUNT_PATH}/{}", spec.storage.queue_dir.trim_end_matches('/'));
+    let qfiles = format!("{MOUNT_PATH}/{}", spec.storage.queue_dir(spec.layout));
     let command = |words: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
         args.splice(1..1, ["--qfiles".to_owned(), qfiles.clone()]);
@@ -195,7 +195,13 @@ pub fn step(
     };
     match job {
         Some(JobOutcome::Succeeded) => {
-            let message = format!("Job {job_name} finished: {} moved, {} left, {} skipped in flight", counts.moved, counts.remaining, counts.skipped_in_flight);
+            // The words are the status fields' own: `moved` for a quarantine, `requeued` for a
+            // requeue or a compact, then `remaining` and `skippedInFlight`.
+            let done = if sets_aside { "moved" } else { "requeued" };
+            let message = format!(
+                "Job {job_name} finished: {} {done}, {} remaining, {} skipped in flight",
+                counts.moved, counts.remaining, counts.skipped_in_flight
+            );
             let event = Some((EventType::Normal, "ActionSucceeded", format!("{what} {}: {message}", request.request_id)));
             Step { status: status(ActionPhase::Succeeded, message), create_job: false, event }
         }
@@ -267,6 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn the_message_uses_the_words_of_the_status_fields() {
+        let counts = Counts { moved: 2, remaining: 1, skipped_in_flight: 0 };
+        for (kind, word) in [(ActionKind::Requeue, "2 requeued"), (ActionKind::Compact, "2 requeued"), (ActionKind::Quarantine, "2 moved")] {
+            let r = request(kind, "x");
+            let done = step(&r, None, Some(&JobOutcome::Succeeded), counts, true, "j", now()).status;
+            let message = done.message.clone().unwrap_or_default();
+            assert!(message.contains(word) && message.contains("1 remaining"), "{kind:?}: {message}");
+            let field = if word.ends_with("moved") { done.moved } else { done.requeued };
+            assert_eq!(field, 2, "{kind:?}: {done:?}");
+        }
+    }
+
+    #[test]
     fn a_compact_waits_for_the_drain_then_starts() {
         let r = request(ActionKind::Compact, "c1");
         let waiting = step(&r, None, None, Counts::default(), false, "j", now());
@@ -308,7 +327,7 @@ spec:
         let due = requests(&mq, 3, now());
         let run = due.first().expect("a policy run");
         assert_eq!(run.kind, ActionKind::BakPolicy);
-        assert_eq!(run.commands[0].join(" "), "quarantine --qfiles /var/lib/mailman/qfiles --queue out --older-than 10m --json");
+        assert_eq!(run.commands[0].join(" "), "quarantine --qfiles /var/lib/mailman/var/queue --queue out --older-than 10m --json");
         // Under way: the same run, whatever the count says now.
         let running = step(run, None, None, Counts::default(), false, "j", now()).status;
         let status = crate::crd::MailQueueStatus {

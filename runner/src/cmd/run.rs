@@ -47,8 +47,11 @@ pub struct Args {
     #[arg(long)]
     pub smtp_tls_insecure: bool,
     /// SMTP AUTH user; the password comes from --smtp-password-file or $MQ_SMTP_PASSWORD.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "smtp_user_file")]
     pub smtp_user: Option<String>,
+    /// File holding the SMTP AUTH user (a mounted Secret key), instead of --smtp-user.
+    #[arg(long, value_name = "FILE")]
+    pub smtp_user_file: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub smtp_password_file: Option<PathBuf>,
     #[arg(long, env = "MQ_SMTP_PASSWORD", hide_env_values = true)]
@@ -91,8 +94,15 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub bounce_log: Option<PathBuf>,
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9187).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "metrics_port")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve /metrics, /healthz and /readyz on this port of --metrics-ip (the operator's
+    /// runner pods: the pod's own IP, which probes and Prometheus use).
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// The address --metrics-port listens on.
+    #[arg(long, env = "POD_IP", default_value = "0.0.0.0", value_name = "IP")]
+    pub metrics_ip: std::net::IpAddr,
     /// Seconds from SIGTERM/SIGINT to exit: claiming stops at once, in-flight
     /// transactions are aborted shortly before the end, unfinished entries put back.
     #[arg(long, default_value_t = 30)]
@@ -143,6 +153,16 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
     let sb = Switchboard::open(&args.qfiles, &args.queue)
         .with_context(|| format!("queue {:?}", args.queue))?
         .with_max_entry_size(args.max_entry_mib.saturating_mul(1 << 20));
+    // Served before the slices are taken: waiting for a Lease can take two of its durations,
+    // and a liveness probe must see a live process meanwhile (/readyz says not yet).
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics_addr = args.metrics_addr.or(args.metrics_port.map(|port| SocketAddr::new(args.metrics_ip, port)));
+    if let Some(addr) = metrics_addr {
+        let endpoint = http::Endpoint { metrics: metrics.clone(), ready: ready.clone(), queue: args.queue.clone() };
+        let serve = http::bind(addr, endpoint).await.with_context(|| format!("serving metrics on {addr}"))?;
+        tokio::spawn(serve);
+    }
     let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease, &args.qfiles).await? {
         Some(cluster) => Box::new(cluster),
         None => Box::new(Standalone::new(&args.qfiles)),
@@ -167,13 +187,6 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = args.metrics_addr {
-        let endpoint = http::Endpoint { metrics: metrics.clone(), ready: ready.clone(), queue: args.queue.clone() };
-        let serve = http::bind(addr, endpoint).await.with_context(|| format!("serving metrics on {addr}"))?;
-        tokio::spawn(serve);
-    }
     let (switch, stop) = shutdown::channel();
     let grace = Duration::from_secs(args.stop_grace);
     tokio::spawn(async move {
@@ -271,15 +284,14 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
     let Some((host, port)) = args.smtp.rsplit_once(':') else { bail!("--smtp {:?}: expected HOST:PORT", args.smtp) };
     let port: u16 = port.parse().with_context(|| format!("--smtp {:?}: bad port", args.smtp))?;
     let password = match (&args.smtp_password_file, &args.smtp_password) {
-        (Some(file), _) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading the SMTP password from {}", file.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
+        (Some(file), _) => Some(read_secret(file).context("reading the SMTP password")?),
         (None, p) => p.clone(),
     };
-    let credentials = match (&args.smtp_user, password) {
+    let user = match &args.smtp_user_file {
+        Some(file) => Some(read_secret(file).context("reading the SMTP user")?),
+        None => args.smtp_user.clone(),
+    };
+    let credentials = match (&user, password) {
         (Some(u), Some(p)) => Some((u.clone(), p)),
         (Some(_), None) => bail!("--smtp-user needs a password: --smtp-password-file FILE or $MQ_SMTP_PASSWORD"),
         (None, _) => None,
@@ -324,6 +336,12 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         unwritten: Default::default(),
         large_entries: tokio::sync::Semaphore::new(1),
     })
+}
+
+/// A credential from a file (a mounted Secret key), without the line end an editor adds.
+fn read_secret(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn host_name() -> String {

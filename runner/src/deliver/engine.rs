@@ -255,6 +255,7 @@ impl Engine {
     }
 
     fn publish(&self, lease: &dyn SliceLease, pending: u64, oldest_pending_seconds: u64) {
+        let read = |m: &std::sync::Mutex<Option<String>>| m.lock().ok().and_then(|v| v.clone());
         lease.publish(&SliceCounters {
             pending,
             unclaimable: self.metrics.unclaimable_total(),
@@ -262,6 +263,8 @@ impl Engine {
             in_flight: self.metrics.in_flight.load(Relaxed),
             delivered: self.metrics.entries_delivered.load(Relaxed),
             oldest_pending_seconds,
+            relay_error: read(&self.metrics.relay_error),
+            list_settings_error: read(&self.metrics.list_settings_error),
         });
     }
 
@@ -299,6 +302,8 @@ impl Engine {
                 s = self.open_session() => s,
                 _ = self.stop.stopped() => return Done::Handled,
             };
+            let error = self.metrics.relay_error.lock().ok().and_then(|e| e.clone());
+            lease.report_relay_error(error);
             match opened {
                 Some(s) => *session = Some(s),
                 None => return Done::RelayDown,
@@ -368,6 +373,7 @@ impl Engine {
         match opened {
             Ok(s) => {
                 self.metrics.sessions_opened.fetch_add(1, Relaxed);
+                set(&self.metrics.relay_error, None);
                 Some(s)
             }
             Err(e) => {
@@ -375,6 +381,7 @@ impl Engine {
                 if e.is_protocol() {
                     self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
                 }
+                set(&self.metrics.relay_error, Some(e.to_string()));
                 tracing::warn!(error = %e, "SMTP relay unreachable; entries stay queued");
                 None
             }
@@ -441,9 +448,13 @@ impl Engine {
             }
             _ => plan::plan(&entry, message, &self.policy),
         };
+        if self.mm3_lists.is_some() && entry.version() == Version::Mailman3 && planned.is_ok() {
+            set(&self.metrics.list_settings_error, None);
+        }
         let plan = match planned {
             Ok(p) => p,
             Err(PlanError::Unavailable(reason)) => {
+                set(&self.metrics.list_settings_error, Some(reason.clone()));
                 tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
                 self.metrics.list_settings_unavailable.fetch_add(1, Relaxed);
                 let me = self.clone();
@@ -721,6 +732,13 @@ impl Engine {
 }
 
 /// True when the relay was down.
+/// Records a problem for the heartbeat (a poisoned lock only loses the report).
+fn set(slot: &std::sync::Mutex<Option<String>>, value: Option<String>) {
+    if let Ok(mut current) = slot.lock() {
+        *current = value;
+    }
+}
+
 fn note(done: Done, deferred: &mut HashMap<EntryName, f64>, troubled: &mut HashMap<EntryName, Trouble>) -> bool {
     match done {
         Done::Handled => false,

@@ -19,6 +19,9 @@ pub enum Security {
     None,
     /// Plain connect, then STARTTLS; refuse to go on if the server does not offer it.
     Starttls,
+    /// STARTTLS when the relay offers it, plain SMTP otherwise (AUTH is then refused: a
+    /// password never goes out in the clear).
+    StarttlsOpportunistic,
     /// TLS from the first byte (SMTPS, usually port 465).
     Tls,
 }
@@ -80,6 +83,8 @@ pub enum ConnectError {
         addr: String,
         source: lettre::transport::smtp::Error,
     },
+    #[error("the SMTP relay {addr} does not offer STARTTLS, and SMTP AUTH is never sent in the clear: use --smtp-security starttls or tls")]
+    AuthInClear { addr: String },
     #[error("SMTP authentication with {addr} failed: {source}")]
     Auth {
         addr: String,
@@ -211,11 +216,20 @@ impl Session {
                     stage: "the greeting and EHLO",
                     secs: settings.connect_timeout.as_secs(),
                 })??;
-        if settings.security == Security::Starttls {
-            if !conn.can_starttls() {
+        let starttls = match settings.security {
+            Security::Starttls if !conn.can_starttls() => {
                 conn.abort().await;
                 return Err(ConnectError::NoStarttls { addr });
             }
+            Security::Starttls => true,
+            Security::StarttlsOpportunistic => conn.can_starttls(),
+            Security::None | Security::Tls => false,
+        };
+        if settings.security == Security::StarttlsOpportunistic && !starttls && settings.credentials.is_some() {
+            conn.abort().await;
+            return Err(ConnectError::AuthInClear { addr });
+        }
+        if starttls {
             let params = settings.tls_parameters()?;
             bounded(settings.connect_timeout, conn.starttls(params, &hello))
                 .await

@@ -448,6 +448,9 @@ pub struct Mm3Args {
     pub mailman_rest: Option<String>,
     #[arg(long, value_name = "USER", default_value = "restadmin")]
     pub mailman_rest_user: String,
+    /// File holding the REST user (a mounted Secret key); wins over --mailman-rest-user.
+    #[arg(long, value_name = "FILE")]
+    pub mailman_rest_user_file: Option<PathBuf>,
     /// File holding the REST password (else $MQ_MAILMAN_REST_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub mailman_rest_password_file: Option<PathBuf>,
@@ -485,6 +488,13 @@ impl Mm3Args {
             (None, Some(p)) => p.clone(),
             (None, None) => anyhow::bail!("--mailman-rest needs a password: --mailman-rest-password-file FILE or $MQ_MAILMAN_REST_PASSWORD"),
         };
+        let user = match &self.mailman_rest_user_file {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("reading the Mailman REST user from {}", file.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            None => self.mailman_rest_user.clone(),
+        };
         let builtin = self.mailman_templates.clone().context(
             "--mailman-rest needs --mailman-templates DIR: Mailman's built-in templates (site-packages/mailman/templates)",
         )?;
@@ -497,7 +507,7 @@ impl Mm3Args {
         }
         let config = RestConfig {
             root,
-            user: self.mailman_rest_user.clone(),
+            user,
             password,
             cache_ttl: Duration::from_secs(self.mailman_rest_cache_secs),
             max_stale: Duration::from_secs(self.mailman_rest_max_stale_secs.max(self.mailman_rest_cache_secs)),

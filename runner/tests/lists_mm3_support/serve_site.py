@@ -2,6 +2,9 @@
 
     python serve_site.py VECTORS_DIR WORKDIR PORT [KEY=VALUE ...]
 
+$MQ_REST_HOST: the address to listen on (default 127.0.0.1; the operator's end-to-end tests
+pass the address runner pods reach the host by).
+
 Like the vectors' own serve_rest.py (a scratch copy of the site database, template
 URIs pointed at this copy of site/templates), but runs in the foreground in the
 calling Python (no console scripts needed) and adds `[mta] KEY: VALUE` lines: the
@@ -44,7 +47,7 @@ def main():
             var_dir: {var}
 
             [webservice]
-            hostname: 127.0.0.1
+            hostname: {os.environ.get('MQ_REST_HOST', '127.0.0.1')}
             port: {port}
             workers: 1
             admin_user: {manifest['rest']['admin_user']}

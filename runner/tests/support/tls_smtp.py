@@ -3,7 +3,7 @@ either STARTTLS (required before AUTH and mail) or TLS from the first byte, acce
 one user/password. Every accepted transaction is appended to --out as a JSON line
 (mail_from, rcpts, data in base64). Prints "ready <port>" once listening.
 
-    "$MQ_PY3" tls_smtp.py --mode starttls|tls --cert C --key K --user U --password P --out F
+    "$MQ_PY3" tls_smtp.py --mode starttls|tls --cert C --key K --user U --password P --out F [--host IP]
 """
 import argparse
 import base64
@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
     ap.add_argument("--out", required=True)
+    # The address runner pods reach the host by, in the operator's end-to-end tests.
+    ap.add_argument("--host", default="127.0.0.1")
     args = ap.parse_args()
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -55,9 +57,9 @@ def main():
         return AuthResult(success=ok)
 
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((args.host, 0))
         port = probe.getsockname()[1]
-    common = dict(hostname="127.0.0.1", port=port, authenticator=authenticator)
+    common = dict(hostname=args.host, port=port, authenticator=authenticator)
     if args.mode == "starttls":
         controller = Controller(Capture(args.out, False), tls_context=ctx, require_starttls=True,
                                 auth_require_tls=True, **common)
