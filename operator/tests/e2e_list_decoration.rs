@@ -55,7 +55,8 @@ impl Drop for RestApi {
 }
 
 impl RestApi {
-    fn start(python: &str, overlay: &[(String, String)], user: &str, password: &str) -> Self {
+    /// `site_root`: where the site's template URIs point (its `templates/` copied there).
+    fn start(python: &str, overlay: &[(String, String)], user: &str, password: &str, site_root: &str) -> Self {
         use std::os::unix::process::CommandExt;
         let work = tempfile::tempdir().expect("work dir");
         let port = std::net::TcpListener::bind((HOST_IP, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
@@ -68,6 +69,7 @@ impl RestApi {
             .arg(port.to_string())
             .args(overlay.iter().map(|(k, v)| format!("{k}={v}")))
             .env("MQ_REST_HOST", HOST_IP)
+            .env("MQ_SITE_ROOT", site_root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -196,6 +198,13 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
     std::fs::create_dir_all(setup.claim_dir()).expect("claim dir");
     let copied = Command::new("cp").arg("-r").arg(&templates).arg(setup.claim_dir().join("mailman-templates")).status().expect("cp runs");
     assert!(copied.success(), "cannot copy {}", templates.display());
+    // The site's own templates (custom list headers and footers), where a Mailman core sharing
+    // the volume keeps them: its file:// template URIs name the path runner pods see.
+    let site = setup.claim_dir().join("mailman-site");
+    std::fs::create_dir_all(&site).expect("site dir");
+    let copied = Command::new("cp").arg("-r").arg(vectors_dir().join("site/templates")).arg(&site).status().expect("cp runs");
+    assert!(copied.success(), "cannot copy the site's templates");
+    let site_root = format!("{}/mailman-site", mailqueue_operator::desired::MOUNT_PATH);
 
     let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
     let secret: Secret = serde_json::from_value(serde_json::json!({
@@ -207,7 +216,7 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
     let _operator = setup.operator("operator-mailman3-lists");
     let mut total = 0;
     for (i, (site_mta, chosen)) in groups.iter().enumerate() {
-        let api = RestApi::start(&python, site_mta, &user, &password);
+        let api = RestApi::start(&python, site_mta, &user, &password, &site_root);
         let name = format!("lists{i}");
         let queue_dir = format!("site{i}/queue");
         let qfiles = setup.claim_dir().join(&queue_dir);

@@ -4,6 +4,9 @@
 
 $MQ_REST_HOST: the address to listen on (default 127.0.0.1; the operator's end-to-end tests
 pass the address runner pods reach the host by).
+$MQ_SITE_ROOT: where the template URIs say the site is (default: this copy of it). The
+operator's end-to-end tests copy site/templates onto the shared volume and name the path
+runner pods see it at, as a Mailman core sharing the volume would.
 
 Like the vectors' own serve_rest.py (a scratch copy of the site database, template
 URIs pointed at this copy of site/templates), but runs in the foreground in the
@@ -33,7 +36,7 @@ def main():
     with con:
         con.execute('UPDATE template SET uri = replace(uri, ?, ?)',
                     ('file://' + manifest['site_dir_at_build'] + '/',
-                     'file://' + os.path.realpath(site) + '/'))
+                     'file://' + os.environ.get('MQ_SITE_ROOT', os.path.realpath(site)) + '/'))
     con.close()
     mta = ''.join(f'{k}: {v}\n' for k, v in overlay.items())
     cfg = os.path.join(work, 'mailman.cfg')
