@@ -385,8 +385,10 @@ fn rust_builder_base(buildah: &Buildah, cache: &Path, reference: &str) -> Result
     }
     let toolchain_name = sysroot.file_name().and_then(|n| n.to_str()).unwrap_or("host").to_owned();
     let toolchain = format!("/usr/local/rustup/toolchains/{toolchain_name}");
+    // The toolchain without its 800 MB of HTML documentation, and the host's CA bundle (this
+    // network intercepts TLS; cargo in the build reaches the crate registry through it).
     crate::host::sh(&format!(
-        "rm -rf {r}{t} && mkdir -p {r}{t} {r}/usr/local/cargo/bin && cp -a {s}/. {r}{t}/ && \
+        "rm -rf {r}{t} && mkdir -p {r}{t} {r}/usr/local/cargo/bin && tar -C {s} --exclude=./share/doc -cf - . | tar -C {r}{t} -xf - && \
          cp /etc/ssl/certs/ca-certificates.crt {r}/etc/ssl/certs/ca-certificates.crt",
         r = rootfs.display(),
         t = toolchain,
