@@ -57,6 +57,8 @@ pub struct QueueEntry {
     bytes: Vec<u8>,
     parsed: mailqueue_pickle::Entry,
     version: Version,
+    /// The file's bytes were dropped ([`QueueEntry::release_bytes`]).
+    released: bool,
 }
 
 impl QueueEntry {
@@ -69,7 +71,7 @@ impl QueueEntry {
             Dialect::Mailman2 => Version::Mailman2,
             Dialect::Mailman3 => Version::Mailman3,
         };
-        Ok(QueueEntry { bytes, parsed, version })
+        Ok(QueueEntry { bytes, parsed, version, released: false })
     }
 
     /// Reads and parses the file at `path` (a regular file, not followed if a link,
@@ -104,9 +106,24 @@ impl QueueEntry {
         &self.bytes
     }
 
-    /// The message pickle's bytes, exactly as stored.
+    /// The message pickle's bytes, exactly as stored. Panics after
+    /// [`QueueEntry::release_bytes`]: read them again from the file instead.
     pub fn message_pickle(&self) -> &[u8] {
+        assert!(!self.released, "the entry's bytes were released; read its message pickle from the file");
         self.bytes.get(..self.parsed.message_len).unwrap_or(&self.bytes)
+    }
+
+    /// Length of the message pickle at the start of the file.
+    pub fn message_len(&self) -> usize {
+        self.parsed.message_len
+    }
+
+    /// Drops the file's bytes once the message is unpickled (a large entry is then
+    /// held once fewer while it is flattened and sent). Whoever writes the entry
+    /// elsewhere afterwards reads its message pickle from the file again.
+    pub fn release_bytes(&mut self) {
+        self.bytes = Vec::new();
+        self.released = true;
     }
 
     /// The unpickled message: an object, or the text of a `_parsemsg` entry.

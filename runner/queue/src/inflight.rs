@@ -50,6 +50,21 @@ impl Claimed {
         self.size
     }
 
+    /// The first `len` bytes of the claimed file (its message pickle), read through its
+    /// descriptor again.
+    pub fn read_message_pickle(&self, len: usize) -> Result<Vec<u8>> {
+        let mut bytes = open::read_limited(&self.lock, self.size, self.size, &self.path)?;
+        if bytes.len() < len {
+            return Err(Error::Io {
+                op: "reading the message pickle of",
+                path: self.path.clone(),
+                error: io::Error::from(io::ErrorKind::UnexpectedEof),
+            });
+        }
+        bytes.truncate(len);
+        Ok(bytes)
+    }
+
     /// Reads and parses the claimed file through its descriptor, at most `limit` bytes.
     pub fn read(&self, limit: u64) -> Result<QueueEntry> {
         let bytes = open::read_limited(&self.lock, self.size, limit, &self.path)?;

@@ -181,13 +181,26 @@ impl Switchboard {
     /// is unlinked, the entry exists in both queues; recovery then requeues the `.bak`
     /// and the message can be delivered twice. It is never lost.
     pub fn move_to(&self, bak: &EntryName, current: &QueueEntry, metadata: &Value, target: &Switchboard) -> Result<EntryName> {
+        self.move_to_with_pickle(bak, current.message_pickle(), current, metadata, target)
+    }
+
+    /// [`Switchboard::move_to`] with the message pickle given (read again from the
+    /// file when the entry's bytes were released).
+    pub fn move_to_with_pickle(
+        &self,
+        bak: &EntryName,
+        message_pickle: &[u8],
+        current: &QueueEntry,
+        metadata: &Value,
+        target: &Switchboard,
+    ) -> Result<EntryName> {
         let target_dev = fs::metadata(&target.dir).map_err(Error::io("opening queue", &target.dir))?.dev();
         let own_dev = fs::metadata(&self.dir).map_err(Error::io("opening queue", &self.dir))?.dev();
         if target_dev != own_dev {
             return Err(Error::CrossDevice { from: self.dir.clone(), to: target.dir.clone() });
         }
         let new = target.enqueue(NewEntry {
-            message_pickle: current.message_pickle(),
+            message_pickle,
             metadata,
             version: current.version(),
             text: current.is_text(),

@@ -434,6 +434,9 @@ impl Engine {
             }
         };
         let message_id = message_id_of(&message);
+        // The file's bytes are not needed to send: read again from the claimed
+        // descriptor if a retry or shunt entry must be written.
+        entry.release_bytes();
         let entry = Arc::new(entry);
         let planned = match (&self.mm3_lists, entry.version()) {
             (Some(rest), Version::Mailman3) => mm3_list::plan(&entry, message, rest, &self.policy).await,
@@ -464,7 +467,7 @@ impl Engine {
             }
             Err(PlanError::Unreproducible(reason)) => {
                 let me = self.clone();
-                blocking(move || me.shunt(&bak, &entry, &reason)).await;
+                blocking(move || me.shunt(&claimed, &entry, &reason)).await;
                 return Done::Handled;
             }
             Err(e @ PlanError::Corrupt(_)) => {
@@ -484,7 +487,12 @@ impl Engine {
         }
         let outcome = self.send_all(session, &plan).await;
         let (me, kept) = (self.clone(), entry.clone());
-        if let Some((target, metadata)) = blocking(move || me.dispose(&bak, &kept, message_id.as_deref(), &plan, outcome)).await {
+        let (claimed, unwritten) = blocking(move || {
+            let unwritten = me.dispose(&claimed, &kept, message_id.as_deref(), &plan, outcome);
+            (claimed, unwritten)
+        })
+        .await;
+        if let Some((target, metadata)) = unwritten {
             self.keep_unwritten(Unwritten { claimed, entry, target, metadata });
         }
         Done::Handled
@@ -513,7 +521,11 @@ impl Engine {
                 Target::Retry => &self.retry,
                 Target::Shunt => &self.shunt,
             };
-            match self.out.move_to(&bak, &u.entry, &u.metadata, target) {
+            let moved = u
+                .claimed
+                .read_message_pickle(u.entry.message_len())
+                .and_then(|pickle| self.out.move_to_with_pickle(&bak, &pickle, &u.entry, &u.metadata, target));
+            match moved {
                 Ok(new) => tracing::info!(entry = %bak, new_entry = %new, target = ?u.target, "space again: follow-up entry written"),
                 Err(e) if e.is_bad_entry() => self.set_aside_bad(&bak, &e.to_string()),
                 Err(e) => {
@@ -604,7 +616,8 @@ impl Engine {
     /// Records the outcome: finished, moved to retry, requeued in part. Returns the
     /// follow-up entry that could not be written for lack of space (the `.bak` is then
     /// kept, claimed, for [`Engine::write_unwritten`]).
-    fn dispose(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
+    fn dispose(&self, claimed: &Claimed, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
+        let bak = claimed.bak();
         let m = &self.metrics;
         m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
         m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
@@ -624,7 +637,10 @@ impl Engine {
             // Part was sent before the stop: the untried recipients go back to `out` as
             // their own entry, so the sent part is not sent again.
             let metadata = retry::with_recipients(entry, &outcome.not_attempted);
-            match self.out.enqueue(new_entry(entry, &metadata)) {
+            let requeued = claimed
+                .read_message_pickle(entry.message_len())
+                .and_then(|pickle| self.out.enqueue(new_entry(entry, &pickle, &metadata)));
+            match requeued {
                 Ok(new) => tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued"),
                 Err(e) if e.is_bad_entry() => {
                     let reason = format!("cannot write its metadata to requeue {} untried recipients: {e}", outcome.not_attempted.len());
@@ -648,7 +664,10 @@ impl Engine {
             return None;
         }
         match retry::decide(entry, &failed, &self.retry_policy, SystemTime::now()) {
-            RetryDecision::Retry(metadata) => match self.out.move_to(bak, entry, &metadata, &self.retry) {
+            RetryDecision::Retry(metadata) => match claimed
+                .read_message_pickle(entry.message_len())
+                .and_then(|pickle| self.out.move_to_with_pickle(bak, &pickle, entry, &metadata, &self.retry))
+            {
                 Ok(new) => {
                     tracing::info!(retry_entry = %new, recipients = failed.len(), "moved to retry");
                     m.entries_retried.fetch_add(1, Relaxed);
@@ -718,10 +737,14 @@ impl Engine {
 
     /// Mailman's shunt: the entry, with `whichq` naming where it came from, for an
     /// admin to look at and `unshunt`.
-    fn shunt(&self, bak: &EntryName, entry: &QueueEntry, reason: &str) {
+    fn shunt(&self, claimed: &Claimed, entry: &QueueEntry, reason: &str) {
+        let bak = claimed.bak();
         self.metrics.entries_shunted.fetch_add(1, Relaxed);
         let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
-        match self.out.move_to(bak, entry, &metadata, &self.shunt) {
+        let moved = claimed
+            .read_message_pickle(entry.message_len())
+            .and_then(|pickle| self.out.move_to_with_pickle(bak, &pickle, entry, &metadata, &self.shunt));
+        match moved {
             Ok(new) => tracing::warn!(shunt_entry = %new, reason, "set aside in shunt/"),
             Err(e) if e.is_bad_entry() => {
                 self.set_aside_bad(bak, &format!("{reason}; cannot write its metadata for shunt/: {e}"));
@@ -789,6 +812,6 @@ fn message_id_of(m: &mailqueue_message::Message) -> Option<String> {
         })
 }
 
-fn new_entry<'a>(entry: &'a QueueEntry, metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {
-    NewEntry { message_pickle: entry.message_pickle(), metadata, version: entry.version(), text: entry.is_text() }
+fn new_entry<'a>(entry: &'a QueueEntry, message_pickle: &'a [u8], metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {
+    NewEntry { message_pickle, metadata, version: entry.version(), text: entry.is_text() }
 }

@@ -27,15 +27,23 @@ pub fn flatten(
     // its Content-Type is rewritten before the headers are written.
     let mut body = Vec::new();
     let new_content_type = dispatch(msg, part, maxlen, &mut body)?.map(|v| HeaderValue::Text(Text::Str(PyStr::from(v))));
+    let mut head = Vec::new();
     for (name, value) in msg.headers.iter().filter(|(n, _)| !skip_header(n)) {
         let value = match &new_content_type {
             Some(ct) if params::name_is(name, "content-type") => ct,
             _ => value,
         };
-        fold_binary(name, value, maxlen, part, out)?;
+        fold_binary(name, value, maxlen, part, &mut head)?;
     }
-    out.extend_from_slice(NL);
-    out.extend_from_slice(&body);
+    head.extend_from_slice(NL);
+    if out.is_empty() {
+        // The headers go in front of the body in place: a large body is not copied.
+        body.splice(0..0, head);
+        *out = body;
+    } else {
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&body);
+    }
     Ok(())
 }
 
