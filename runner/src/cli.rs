@@ -18,6 +18,10 @@ pub enum Command {
     Show(cmd::show::Args),
     /// Count entries per queue and slice, with the age of the oldest and an age histogram.
     Status(cmd::status::Args),
+    /// List one queue's entries, oldest first: age, size, list, sender, recipient count.
+    List(cmd::list::Args),
+    /// Recipients (or senders) of one queue per domain and age, like Postfix's qshape.
+    Qshape(cmd::qshape::Args),
     /// Work a queue until stopped: deliver `out` over SMTP, or move due `retry` entries back.
     Run(Box<cmd::run::Args>),
     /// Set aside `.bak` entries stuck longer than --older-than (never one in flight).
@@ -40,6 +44,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Show(args) => cmd::show::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::List(args) => cmd::list::run(args),
+        Command::Qshape(args) => cmd::qshape::run(args),
         Command::Run(args) => cmd::run::run(*args),
         Command::Quarantine(args) => cmd::quarantine::run(args),
         Command::Hold(args) => cmd::hold::run(args),

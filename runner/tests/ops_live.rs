@@ -487,3 +487,28 @@ fn hold_selectors_read_both_mailman_versions() {
     assert_eq!(n(&held, "moved"), 5);
     census(q.path(), &[], 0..10);
 }
+
+#[test]
+fn a_misspelt_source_is_refused_even_where_a_directory_has_that_name() {
+    let q = support::qfiles();
+    // The worst case of taking a typo as a path: the working directory happens to hold a
+    // directory of that name, full of entries.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("quarantne")).unwrap();
+    fill(cwd.path(), "quarantne", 0..3);
+    let mut cmd = Command::new(support::runner_bin());
+    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args(["--from", "quarantne", "--queue", "out"]);
+    let out = support::run_to_end(cmd, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("unknown source 'quarantne'") && err.contains("./quarantne"), "{err}");
+    assert_eq!(mailqueue_queue::area::entries(&cwd.path().join("quarantne")).unwrap().len(), 3, "nothing moved");
+    assert!(support::files(q.path(), "out", "pck").is_empty());
+
+    // Written as a path, the same directory is a source.
+    let mut cmd = Command::new(support::runner_bin());
+    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args(["--from", "./quarantne", "--queue", "out"]);
+    let out = support::run_to_end(cmd, LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(support::files(q.path(), "out", "pck").len(), 3);
+}

@@ -5,6 +5,7 @@ pub mod area;
 pub mod entry;
 pub mod error;
 pub mod inflight;
+pub mod listing;
 pub mod lock;
 pub mod name;
 pub mod open;

@@ -46,12 +46,16 @@ impl Counts {
             Ext::Tmp => return,
         }
         self.oldest_age_seconds = Some(self.oldest_age_seconds.map_or(age_seconds, |a| a.max(age_seconds)));
-        let minutes = age_seconds / 60.0;
-        let bucket = BUCKET_LIMITS_MINUTES.iter().position(|&limit| minutes < limit as f64);
-        if let Some(n) = self.age_histogram.get_mut(bucket.unwrap_or(BUCKET_LIMITS_MINUTES.len())) {
+        if let Some(n) = self.age_histogram.get_mut(bucket_of(age_seconds)) {
             *n += 1;
         }
     }
+}
+
+/// The histogram bucket of an age: an index into [`bucket_labels`].
+pub fn bucket_of(age_seconds: f64) -> usize {
+    let minutes = age_seconds / 60.0;
+    BUCKET_LIMITS_MINUTES.iter().position(|&limit| minutes < limit as f64).unwrap_or(BUCKET_LIMITS_MINUTES.len())
 }
 
 /// Files of one reason that are not entries.

@@ -1,6 +1,9 @@
 //! One module per subcommand: argument struct plus `run`.
 pub mod show;
 pub mod status;
+pub mod list;
+pub mod qshape;
+pub mod table;
 pub mod run;
 pub mod compact;
 pub mod drain;

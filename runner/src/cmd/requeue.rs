@@ -10,9 +10,10 @@ pub struct Args {
     #[command(flatten)]
     pub target: QueueArgs,
     /// Where the entries are: quarantine, hold (this queue's areas), shunt, bad, or
-    /// the path of a directory on the same filesystem.
+    /// the path of a directory on the same filesystem, written with a '/' (./saved,
+    /// /srv/saved/out) so that a misspelt area name is refused rather than taken as a path.
     #[arg(long, value_name = "FROM")]
-    pub from: String,
+    pub from: Source,
     #[command(flatten)]
     pub batch: BatchArgs,
     /// Set `_bak_count` back to 0 (otherwise an entry recovered three times goes
@@ -29,9 +30,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
     let QueueArgs { qfiles, queue } = &args.target;
-    let from = Source::parse(&args.from);
+    let from = &args.from;
     let tally = with_feed("requeue", &args.batch, args.reset_count, &args.output, &interrupted(), |feed| {
-        requeue(qfiles, &from, queue, feed, args.dry_run)
+        requeue(qfiles, from, queue, feed, args.dry_run)
     })?;
     let dir = from.dir(qfiles, queue);
     let summary = format!("requeue {} -> {queue}: {tally}", dir.display());

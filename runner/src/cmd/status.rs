@@ -2,6 +2,7 @@
 //! its quarantine and hold areas, the oldest entry's age and a `qshape`-like age
 //! histogram, from file names only.
 use anyhow::Context;
+use super::table::{aligned, human_age};
 use mailqueue_queue::status::{bucket_labels, qfiles_status, Counts, QueueStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,18 +60,7 @@ fn table(queues: &[QueueStatus]) -> String {
             rows.push(row(&format!("  {}/{i}", q.name), counts, None));
         }
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| if c == 0 { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = aligned(&rows);
     for q in queues {
         for (reason, files) in &q.ignored {
             let more = if files.count > files.examples.len() as u64 { ", ..." } else { "" };
@@ -109,13 +99,3 @@ fn row(name: &str, c: &Counts, whole: Option<Whole>) -> Vec<String> {
     r
 }
 
-/// `45s`, `12m`, `3h05m`, `4d02h`.
-fn human_age(seconds: f64) -> String {
-    let s = seconds as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
-        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
-    }
-}

@@ -21,18 +21,33 @@ pub enum Source {
     Path(PathBuf),
 }
 
-impl Source {
-    /// `quarantine`, `hold`, `shunt`, `bad`, or a directory path.
-    pub fn parse(s: &str) -> Source {
+/// A `--from` that is neither an area name nor a path: most likely a misspelt area.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown source '{0}': name quarantine, hold, shunt or bad, or give a directory as a path \
+     with a '/' in it (for example ./{0} or /srv/saved/out)"
+)]
+pub struct UnknownSource(pub String);
+
+impl std::str::FromStr for Source {
+    type Err = UnknownSource;
+
+    /// `quarantine`, `hold`, `shunt`, `bad`, or a directory path. A path must contain a `/`:
+    /// a bare word that is not an area is refused, so `quarantne` is an error rather than
+    /// a relative directory that happens not to exist (or, worse, does).
+    fn from_str(s: &str) -> Result<Source, UnknownSource> {
         match s {
-            "quarantine" => Source::Quarantine,
-            "hold" => Source::Hold,
-            "shunt" => Source::Shunt,
-            "bad" => Source::Bad,
-            other => Source::Path(PathBuf::from(other)),
+            "quarantine" => Ok(Source::Quarantine),
+            "hold" => Ok(Source::Hold),
+            "shunt" => Ok(Source::Shunt),
+            "bad" => Ok(Source::Bad),
+            path if path.contains('/') => Ok(Source::Path(PathBuf::from(path))),
+            other => Err(UnknownSource(other.to_owned())),
         }
     }
+}
 
+impl Source {
     /// The directory holding the entries meant for `queue`.
     pub fn dir(&self, qfiles: &Path, queue: &str) -> PathBuf {
         match self {
