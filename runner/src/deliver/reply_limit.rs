@@ -33,7 +33,12 @@ pub struct BoundedReplies<S> {
     continued: bool,
     reply_len: usize,
     reply_lines: usize,
+    /// Read before `inner`: the greeting of a session resumed after STARTTLS ([`Self::resumed`]).
+    unread_greeting: &'static [u8],
 }
+
+/// What lettre reads as the greeting of a session resumed after STARTTLS.
+const RESUMED_GREETING: &[u8] = b"220 TLS session established\r\n";
 
 impl<S> BoundedReplies<S> {
     pub fn new(inner: S, peer: SocketAddr) -> (BoundedReplies<S>, Arc<AtomicBool>) {
@@ -46,7 +51,17 @@ impl<S> BoundedReplies<S> {
             continued: false,
             reply_len: 0,
             reply_lines: 0,
+            unread_greeting: b"",
         };
+        (stream, overflowed)
+    }
+
+    /// `new`, for a session that starts over after STARTTLS: lettre reads a greeting first,
+    /// and after STARTTLS the relay sends none (RFC 3207: the client speaks first, with
+    /// EHLO), so this stream gives it [`RESUMED_GREETING`], which never went over the wire.
+    pub fn resumed(inner: S, peer: SocketAddr) -> (BoundedReplies<S>, Arc<AtomicBool>) {
+        let (mut stream, overflowed) = BoundedReplies::new(inner, peer);
+        stream.unread_greeting = RESUMED_GREETING;
         (stream, overflowed)
     }
 
@@ -88,6 +103,12 @@ impl<S> BoundedReplies<S> {
 impl<S: AsyncRead + Unpin> AsyncRead for BoundedReplies<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread_greeting.is_empty() {
+            let n = this.unread_greeting.len().min(buf.remaining());
+            buf.put_slice(&this.unread_greeting[..n]);
+            this.unread_greeting = &this.unread_greeting[n..];
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let filled = buf.filled()[before..].to_vec();
@@ -127,6 +148,20 @@ mod tests {
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let peer = c.peer_addr().unwrap();
         BoundedReplies::new(c, peer)
+    }
+
+    #[tokio::test]
+    async fn a_resumed_session_reads_its_greeting_first() {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut server, b"250 ok\r\n").await.unwrap();
+        let peer = c.peer_addr().unwrap();
+        let (mut s, _) = BoundedReplies::resumed(c, peer);
+        let mut got = vec![0; RESUMED_GREETING.len() + 8];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [RESUMED_GREETING, b"250 ok\r\n"].concat());
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! `smtplib.sendmail` does for Mailman.
 use super::outcome::{Refusal, TxOutcome};
 use super::reply_limit::BoundedReplies;
-use super::tls::{self, Detachable, Greeted};
+use super::tls::{self, Detachable};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -479,8 +479,8 @@ async fn starttls_upgrade(
     })?;
     let peer = tcp.peer_addr().map_err(|source| ConnectError::Tcp { addr: addr.to_owned(), source })?;
     let encrypted = tls::encrypt(tcp, params).await.map_err(failed)?;
-    let (bounded, flag) = BoundedReplies::new(encrypted, peer);
-    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(Greeted::new(bounded)), hello)
+    let (bounded, flag) = BoundedReplies::resumed(encrypted, peer);
+    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), hello)
         .await
         .map_err(|source| if flag.load(Ordering::Relaxed) { ConnectError::Protocol { addr: addr.to_owned(), source } } else { failed(source) })?;
     Ok((conn, flag))

@@ -8,15 +8,15 @@
 //! For STARTTLS the plain part (greeting, EHLO, `STARTTLS`) runs on a [`Detachable`] stream
 //! the runner takes back once the relay said go ahead; the SMTP session then starts over on
 //! the encrypted stream. lettre always reads a greeting first, and after STARTTLS the relay
-//! sends none (RFC 3207: the client speaks first, with EHLO), so [`Greeted`] gives lettre
-//! a greeting of our own that never went over the wire.
+//! sends none (RFC 3207: the client speaks first, with EHLO), so the bounded stream gives
+//! lettre one of our own that never went over the wire (`BoundedReplies::resumed`).
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use futures::io::{AsyncRead as FuturesRead, AsyncWrite as FuturesWrite};
-use lettre::transport::smtp::client::{AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::TlsParameters;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -122,71 +122,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Detachable<S> {
     }
 }
 
-/// What lettre reads as the greeting of the session restarted after STARTTLS.
-const RESUMED_GREETING: &[u8] = b"220 TLS session established\r\n";
-
-/// `inner`, read after [`RESUMED_GREETING`].
-#[derive(Debug)]
-pub struct Greeted<S> {
-    inner: S,
-    unread: &'static [u8],
-}
-
-impl<S> Greeted<S> {
-    pub fn new(inner: S) -> Greeted<S> {
-        Greeted { inner, unread: RESUMED_GREETING }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Greeted<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.unread.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.unread.len().min(buf.remaining());
-        buf.put_slice(&this.unread[..n]);
-        this.unread = &this.unread[n..];
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Greeted<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: AsyncTokioStream> AsyncTokioStream for Greeted<S> {
-    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.inner.peer_addr()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
-    async fn the_greeting_comes_first_and_a_taken_stream_is_closed_to_lettre() {
+    async fn a_taken_stream_is_closed_to_lettre() {
         let (a, mut b) = tokio::io::duplex(64);
         let shared = Detachable::new(a);
-        let mut greeted = Greeted::new(shared.clone());
+        let mut lettre_side = shared.clone();
         b.write_all(b"250 ok\r\n").await.unwrap();
-        let mut got = vec![0; RESUMED_GREETING.len() + 8];
-        greeted.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, [RESUMED_GREETING, b"250 ok\r\n"].concat());
+        let mut got = [0; 8];
+        lettre_side.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"250 ok\r\n");
         assert!(shared.take_back().is_some());
-        assert_eq!(greeted.write(b"EHLO x\r\n").await.unwrap_err().kind(), io::ErrorKind::NotConnected);
+        assert_eq!(lettre_side.write(b"EHLO x\r\n").await.unwrap_err().kind(), io::ErrorKind::NotConnected);
         assert!(shared.take_back().is_none());
     }
 }

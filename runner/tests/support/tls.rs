@@ -6,13 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-/// `$MQ_PY3` as tests/tools/python-env.sh prints it.
-pub fn python3() -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh")).output().expect("run python-env.sh");
-    assert!(out.status.success(), "tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("export MQ_PY3=").map(str::to_owned)).expect("MQ_PY3")
-}
-
 /// `<dir>/cert.pem` and `<dir>/key.pem`: a self-signed certificate for `localhost`.
 pub fn certificate(dir: &Path) {
     let status = Command::new("openssl")
@@ -46,7 +39,7 @@ impl Drop for Peer {
 /// Starts `tests/support/<script>` with `args` (plus `--cert` and `--key` from `dir`) and
 /// waits for its `ready <port>` line.
 pub fn start<I: AsRef<OsStr>>(script: &str, dir: &Path, args: impl IntoIterator<Item = I>) -> Peer {
-    let mut child = Command::new(python3())
+    let mut child = Command::new(super::python_env("MQ_PY3"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script))
         .args(args)
         .arg("--cert")
