@@ -351,6 +351,14 @@ pub struct QueueStatus {
     pub delivered: i64,
     /// Age in seconds of the oldest waiting entry.
     pub oldest_pending_seconds: i64,
+    /// Queued entries the runners cannot claim (no permission for the runner's user, a
+    /// directory at the entry's `.bak` name): they stay queued for an admin.
+    // Defaulted: a status stored by an older operator lacks it and must still be read.
+    #[serde(default)]
+    pub unclaimable: i64,
+    /// Slices whose runner stopped claiming because the queue volume is full.
+    #[serde(default)]
+    pub disk_full_slices: i32,
 }
 
 /// State of one slice: its pod and its runner's last heartbeat.
@@ -379,6 +387,14 @@ pub struct SliceStatus {
     pub stale_bak: i64,
     /// Entries delivered by this slice's runner since it started.
     pub delivered: i64,
+    /// Queued entries of this slice its runner cannot claim.
+    // Defaulted: a status stored by an older operator lacks it and must still be read.
+    #[serde(default)]
+    pub unclaimable: i64,
+    /// The runner stopped claiming: a write the queue needs failed for lack of space. It
+    /// resumes by itself once the write succeeds.
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 /// Progress of the one-shot actions, by action name.

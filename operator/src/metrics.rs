@@ -35,6 +35,8 @@ pub struct Metrics {
     stale_bak: Family<QueueLabels, Gauge>,
     live_slices: Family<QueueLabels, Gauge>,
     slices: Family<QueueLabels, Gauge>,
+    unclaimable: Family<QueueLabels, Gauge>,
+    disk_full_slices: Family<QueueLabels, Gauge>,
     /// The queues last published per MailQueue, to drop the series of a queue that went.
     published: std::sync::Arc<std::sync::Mutex<Published>>,
 }
@@ -52,6 +54,8 @@ impl Metrics {
             stale_bak: Family::default(),
             live_slices: Family::default(),
             slices: Family::default(),
+            unclaimable: Family::default(),
+            disk_full_slices: Family::default(),
             published: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("mailqueue_operator");
@@ -66,6 +70,12 @@ impl Metrics {
         r.register("queue_stale_bak", ".bak entries of the queue with no live runner", metrics.stale_bak.clone());
         r.register("queue_live_slices", "Slices of the queue whose runner holds its Lease", metrics.live_slices.clone());
         r.register("queue_slices", "Slices the queue is split into", metrics.slices.clone());
+        r.register("queue_unclaimable", "Queued entries of the queue its runners cannot claim", metrics.unclaimable.clone());
+        r.register(
+            "queue_disk_full_slices",
+            "Slices of the queue whose runner stopped claiming because the queue volume is full",
+            metrics.disk_full_slices.clone(),
+        );
         metrics
     }
 
@@ -79,6 +89,8 @@ impl Metrics {
             self.stale_bak.get_or_create(&l).set(q.stale_bak);
             self.live_slices.get_or_create(&l).set(i64::from(q.live_slices));
             self.slices.get_or_create(&l).set(i64::from(q.slices));
+            self.unclaimable.get_or_create(&l).set(q.unclaimable);
+            self.disk_full_slices.get_or_create(&l).set(i64::from(q.disk_full_slices));
         }
         let now: Vec<String> = status.queues.iter().map(|q| q.name.clone()).collect();
         let Ok(mut published) = self.published.lock() else { return };
@@ -97,7 +109,15 @@ impl Metrics {
     }
 
     fn remove(&self, labels: &QueueLabels) {
-        for family in [&self.pending, &self.oldest_pending, &self.stale_bak, &self.live_slices, &self.slices] {
+        for family in [
+            &self.pending,
+            &self.oldest_pending,
+            &self.stale_bak,
+            &self.live_slices,
+            &self.slices,
+            &self.unclaimable,
+            &self.disk_full_slices,
+        ] {
             family.remove(labels);
         }
     }
@@ -134,13 +154,25 @@ mod tests {
     fn per_queue_gauges_follow_the_status_and_go_with_the_mailqueue() {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let queue = |name: &str, pending| QueueStatus { name: name.into(), slices: 2, live_slices: 1, pending, oldest_pending_seconds: 90, stale_bak: 3, ..QueueStatus::default() };
+        let queue = |name: &str, pending| QueueStatus {
+            name: name.into(),
+            slices: 2,
+            live_slices: 1,
+            pending,
+            oldest_pending_seconds: 90,
+            stale_bak: 3,
+            unclaimable: 4,
+            disk_full_slices: 1,
+            ..QueueStatus::default()
+        };
         let status = MailQueueStatus { queues: vec![queue("out", 7), queue("retry", 1)], ..MailQueueStatus::default() };
         metrics.observe_status("mail", "lists", &status);
         let out = text(&registry);
         assert!(out.contains(r#"mailqueue_operator_queue_pending{namespace="mail",mailqueue="lists",queue="out"} 7"#), "{out}");
         assert!(out.contains(r#"mailqueue_operator_queue_oldest_pending_seconds{namespace="mail",mailqueue="lists",queue="out"} 90"#), "{out}");
         assert!(out.contains(r#"mailqueue_operator_queue_live_slices{namespace="mail",mailqueue="lists",queue="retry"} 1"#), "{out}");
+        assert!(out.contains(r#"mailqueue_operator_queue_unclaimable{namespace="mail",mailqueue="lists",queue="out"} 4"#), "{out}");
+        assert!(out.contains(r#"mailqueue_operator_queue_disk_full_slices{namespace="mail",mailqueue="lists",queue="out"} 1"#), "{out}");
         // A queue removed from the spec loses its series; so does a deleted MailQueue.
         metrics.observe_status("mail", "lists", &MailQueueStatus { queues: vec![queue("out", 0)], ..MailQueueStatus::default() });
         assert!(!text(&registry).contains(r#"queue="retry""#));

@@ -94,6 +94,12 @@ pub struct Heartbeat {
     pub oldest_pending_seconds: i64,
     /// The runner saw the drain request and claims nothing new.
     pub draining: bool,
+    /// Queued entries of this slice the runner cannot claim (no permission, a directory at
+    /// the `.bak` name): backed off and left for an admin.
+    pub unclaimable: i64,
+    /// A write the queue needs (a delivered entry's `retry` or `shunt` entry) failed for lack
+    /// of space: the runner claims nothing until it succeeds, and resumes by itself.
+    pub disk_full: bool,
     /// Why the runner cannot use the SMTP relay right now (AUTH refused, no STARTTLS,
     /// unreachable); absent once a session opens.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,9 +169,12 @@ mod tests {
 
     #[test]
     fn heartbeat_round_trips_and_tolerates_garbage() {
-        let hb = Heartbeat { pending: 7, in_flight: 1, draining: true, ..Default::default() };
+        let hb = Heartbeat { pending: 7, in_flight: 1, draining: true, unclaimable: 2, disk_full: true, ..Default::default() };
         let annotations = BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), hb.to_annotation())]);
         assert_eq!(Heartbeat::from_annotations(&annotations), Some(hb));
+        // A runner that predates a field still reads as a heartbeat, the field at its default.
+        let older = BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), r#"{"pending":3,"draining":false}"#.to_owned())]);
+        assert_eq!(Heartbeat::from_annotations(&older), Some(Heartbeat { pending: 3, ..Default::default() }));
         let garbage = BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), "{nope".to_owned())]);
         assert_eq!(Heartbeat::from_annotations(&garbage), None);
     }

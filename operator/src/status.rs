@@ -20,6 +20,10 @@ pub const DEGRADED: &str = "Degraded";
 pub const LIST_SETTINGS: &str = "ListSettings";
 /// The `Degraded` reason while a re-slice waits for the old layout's Leases.
 pub const OLD_LAYOUT_STILL_HELD: &str = "OldLayoutStillHeld";
+/// The `Degraded` reason while runners stop claiming because the queue volume is full.
+pub const QUEUE_VOLUME_FULL: &str = "QueueVolumeFull";
+/// The `Degraded` reason while queued entries cannot be claimed by the runners.
+pub const UNCLAIMABLE_ENTRIES: &str = "UnclaimableEntries";
 
 /// How many names a condition message lists before it says "and N more".
 const NAMES_IN_MESSAGE: usize = 5;
@@ -66,6 +70,7 @@ pub fn status(
         .collect();
     let pending = queues.iter().map(|q| q.pending).sum();
     let stale_bak = queues.iter().map(|q| q.stale_bak).sum();
+    let unclaimable: i64 = queues.iter().map(|q| q.unclaimable).sum();
 
     let not_ready: Vec<&str> = views.iter().filter(|v| !v.status.ready).map(|v| v.status.name.as_str()).collect();
     let ready = if not_ready.is_empty() {
@@ -109,6 +114,8 @@ pub fn status(
     };
     let relay = problem(|h| h.relay_error.as_ref());
     let lists = problem(|h| h.list_settings_error.as_ref());
+    // `disk_full` in the slice status is already that of live holders only.
+    let full: Vec<&str> = views.iter().filter(|v| v.status.disk_full).map(|v| v.status.name.as_str()).collect();
     let degraded = if !blocked.is_empty() {
         Verdict::new(
             DEGRADED,
@@ -122,6 +129,18 @@ pub fn status(
             true,
             "RunnersRestarting",
             format!("{}; see `kubectl logs --previous` of those pods", list(&crashes)),
+        )
+    } else if !full.is_empty() {
+        // Before the relay and list problems: nothing at all is claimed meanwhile.
+        Verdict::new(
+            DEGRADED,
+            true,
+            QUEUE_VOLUME_FULL,
+            format!(
+                "{}: the queue volume is full; no entry is claimed until the runner can record what it delivered \
+                 (retry or shunt entries), and claiming resumes by itself once space is freed",
+                list(&full)
+            ),
         )
     } else if !relay.is_empty() {
         Verdict::new(DEGRADED, true, "RelayFailing", format!("{}; entries stay queued until the relay accepts the runners", list(&relay)))
@@ -138,6 +157,16 @@ pub fn status(
             true,
             "StaleBak",
             format!("{stale_bak} .bak entries have no live runner; set spec.quarantine or spec.bakPolicy to set them aside"),
+        )
+    } else if unclaimable > 0 {
+        Verdict::new(
+            DEGRADED,
+            true,
+            UNCLAIMABLE_ENTRIES,
+            format!(
+                "{unclaimable} queued entries cannot be claimed by the runners (no permission for the runner's user, a \
+                 directory at the entry's .bak name); they stay queued, and each runner's log names each one once"
+            ),
         )
     } else {
         Verdict::new(DEGRADED, false, "AsExpected", "nothing needs attention")
@@ -290,6 +319,10 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         in_flight: if holder.is_some() { heartbeat.in_flight } else { 0 },
         stale_bak: heartbeat.stale_bak,
         delivered: heartbeat.delivered,
+        // What the runner knows from its own attempts (not from counting the volume): it
+        // goes with the runner.
+        unclaimable: if holder.is_some() { heartbeat.unclaimable } else { 0 },
+        disk_full: holder.is_some() && heartbeat.disk_full,
     };
     SliceView { status, heartbeat, quiet, crash: pod.and_then(|p| recent_crash(p, now)) }
 }
@@ -341,6 +374,8 @@ fn queue_status<'a>(name: &str, slices: i32, of_queue: impl Iterator<Item = &'a 
         q.in_flight += s.in_flight;
         q.stale_bak += s.stale_bak;
         q.delivered += s.delivered;
+        q.unclaimable += s.unclaimable;
+        q.disk_full_slices += i32::from(s.disk_full);
         // Queue-wide directories: every slice reports the same count.
         q.quarantined = q.quarantined.max(hb.quarantined);
         q.bad = q.bad.max(hb.bad);
@@ -538,6 +573,46 @@ mod tests {
         let degraded = condition(&s, DEGRADED);
         assert_eq!(degraded.reason, "ListSettingsUnavailable");
         assert!(degraded.message.contains("none is sent undecorated"), "{}", degraded.message);
+    }
+
+    #[test]
+    fn a_full_queue_volume_and_unclaimable_entries_show_in_the_status() {
+        let now = jiff::Timestamp::now();
+        let (valid, desired) = slices(false);
+        let full = Heartbeat { pending: 4, disk_full: true, unclaimable: 1, ..Heartbeat::default() };
+        let stuck = Heartbeat { pending: 2, unclaimable: 2, ..Heartbeat::default() };
+        let observed = |a: &Heartbeat, b: &Heartbeat| Observed {
+            pods: desired.iter().map(running).collect(),
+            leases: vec![held(&desired[0], a, now), held(&desired[1], b, now)],
+        };
+
+        // A full volume comes before a failing relay: nothing is claimed at all meanwhile.
+        let relay = Heartbeat { relay_error: Some("connection refused".into()), ..stuck.clone() };
+        let s = status(&valid, &desired, &observed(&full, &relay), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", QUEUE_VOLUME_FULL));
+        assert!(degraded.message.starts_with("out-0of2: the queue volume is full;"), "{}", degraded.message);
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
+        let per_slice: Vec<(bool, i64)> = s.slices.iter().map(|v| (v.disk_full, v.unclaimable)).collect();
+        assert_eq!(per_slice, [(true, 1), (false, 2)]);
+        let q = &s.queues[0];
+        assert_eq!((q.disk_full_slices, q.unclaimable, q.pending), (1, 3, 6));
+
+        // Space again: only the entries no runner can claim are left to say.
+        let s = status(&valid, &desired, &observed(&Heartbeat { disk_full: false, ..full.clone() }, &stuck), &[], &[], Some(1), now);
+        let degraded = condition(&s, DEGRADED);
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", UNCLAIMABLE_ENTRIES));
+        assert!(degraded.message.starts_with("3 queued entries cannot be claimed"), "{}", degraded.message);
+        assert_eq!(s.queues[0].disk_full_slices, 0);
+
+        // A runner that stopped heartbeating says nothing about the volume any more.
+        let mut gone = held(&desired[0], &full, now);
+        if let Some(spec) = gone.spec.as_mut() {
+            spec.renew_time = Some(MicroTime(now - jiff::SignedDuration::from_secs(60)));
+        }
+        let s = status(&valid, &desired, &Observed { pods: desired.iter().map(running).collect(), leases: vec![gone] }, &[], &[], Some(1), now);
+        assert_eq!((s.queues[0].disk_full_slices, s.queues[0].unclaimable), (0, 0));
+        assert_ne!(condition(&s, DEGRADED).reason, QUEUE_VOLUME_FULL);
     }
 
     #[test]

@@ -267,19 +267,9 @@ impl SliceLease for ClusterLease {
                 held.publish(counters);
             }
         }
-        let next = Heartbeat {
-            pending: saturating(counters.pending),
-            in_flight: saturating(counters.in_flight),
-            delivered: saturating(counters.delivered),
-            oldest_pending_seconds: saturating(counters.oldest_pending_seconds),
-            draining,
-            relay_error: counters.relay_error.clone(),
-            list_settings_error: counters.list_settings_error.clone(),
-            ..Heartbeat::default()
-        };
+        let next = heartbeat(counters, draining);
         let Ok(mut current) = self.shared.heartbeat.lock() else { return };
-        // A drain acknowledged is news the operator waits for: send it now, not at the next renewal.
-        let urgent = current.draining != next.draining || current.relay_error != next.relay_error;
+        let urgent = urgent(&current, &next);
         *current = next;
         drop(current);
         if urgent {
@@ -391,6 +381,29 @@ async fn follow_drain(api: Api<Lease>, name: String, shared: Arc<Shared>) {
     }
 }
 
+/// The heartbeat of a runner that published `counters`; the disk's counts are put in at
+/// each renewal ([`with_disk`]).
+fn heartbeat(counters: &SliceCounters, draining: bool) -> Heartbeat {
+    Heartbeat {
+        pending: saturating(counters.pending),
+        in_flight: saturating(counters.in_flight),
+        delivered: saturating(counters.delivered),
+        oldest_pending_seconds: saturating(counters.oldest_pending_seconds),
+        draining,
+        unclaimable: saturating(counters.unclaimable),
+        disk_full: counters.disk_full,
+        relay_error: counters.relay_error.clone(),
+        list_settings_error: counters.list_settings_error.clone(),
+        ..Heartbeat::default()
+    }
+}
+
+/// Whether `next` is news the operator waits for (a drain acknowledged, the relay refusing
+/// us, the volume full or not any more): renew now rather than at the next period.
+fn urgent(current: &Heartbeat, next: &Heartbeat) -> bool {
+    current.draining != next.draining || current.relay_error != next.relay_error || current.disk_full != next.disk_full
+}
+
 /// The disk's counts replace the runner's own view of what waits.
 fn with_disk(heartbeat: &mut Heartbeat, disk: &DiskCounters) {
     heartbeat.pending = saturating(disk.pending);
@@ -453,6 +466,20 @@ mod tests {
         assert!(!fresh(Duration::from_secs(15), duration));
         // A short Lease keeps at least one second.
         assert!(!fresh(Duration::from_millis(2100), Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_full_volume_and_unclaimable_entries_go_into_the_heartbeat_at_once() {
+        let counters = SliceCounters { pending: 5, unclaimable: 2, disk_full: true, ..SliceCounters::default() };
+        let hb = heartbeat(&counters, false);
+        assert_eq!((hb.pending, hb.unclaimable, hb.disk_full), (5, 2, true));
+        // What the operator reads back from the Lease annotation.
+        let read = Heartbeat::from_annotations(&annotations(&hb)).expect("heartbeat");
+        assert_eq!((read.unclaimable, read.disk_full), (2, true));
+        let before = heartbeat(&SliceCounters { pending: 5, unclaimable: 2, ..SliceCounters::default() }, false);
+        assert!(urgent(&before, &hb), "a full volume is sent without waiting for the next renewal");
+        assert!(urgent(&hb, &before), "and so is its end");
+        assert!(!urgent(&hb, &heartbeat(&SliceCounters { pending: 9, ..counters }, false)), "counts alone wait");
     }
 
     #[test]

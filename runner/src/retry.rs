@@ -217,7 +217,7 @@ impl RetryMover {
                 // `draining` only once its runner was told): an idle slice must ask too, or
                 // a drain waits for the next pass.
                 let _ = lease.draining();
-                lease.publish(&crate::ownership::SliceCounters::default());
+                lease.publish(&self.counters(0));
             }
         }
     }
@@ -229,7 +229,7 @@ impl RetryMover {
     fn pass(&self, slice: Slice, lease: &dyn SliceLease) -> Result<(), mailqueue_queue::Error> {
         // Asked before listing, so an empty slice acknowledges a drain too.
         if !lease.still_owned() || lease.draining() {
-            lease.publish(&crate::ownership::SliceCounters::default());
+            lease.publish(&self.counters(0));
             return Ok(());
         }
         let names = self.retry.files(slice)?;
@@ -278,6 +278,7 @@ impl RetryMover {
                         self.retry.put_back(&bak)?;
                         if e.is_no_space() {
                             self.metrics.disk_full.store(true, Relaxed);
+                            lease.publish(&self.counters(moved));
                             return Ok(());
                         }
                         break;
@@ -298,8 +299,18 @@ impl RetryMover {
         self.metrics
             .entries_moved_from_retry
             .fetch_add(moved, Relaxed);
-        lease.publish(&crate::ownership::SliceCounters { delivered: moved, ..Default::default() });
+        lease.publish(&self.counters(moved));
         Ok(())
+    }
+
+    /// What the slice's heartbeat says: entries moved, and whether the last pass stopped
+    /// on a full volume (the operator shows it; the next pass tries again).
+    fn counters(&self, moved: u64) -> crate::ownership::SliceCounters {
+        crate::ownership::SliceCounters {
+            delivered: moved,
+            disk_full: self.metrics.disk_full.load(Relaxed),
+            ..Default::default()
+        }
     }
 }
 

@@ -2,11 +2,13 @@
 //! reply to MAIL), or a multi-line reply that goes on forever. The runner must drop the
 //! session after a bounded amount (smtplib's 8,192-byte line), long before its command
 //! timeout, and keep the entry: queued when no session could be had, in `retry` when
-//! the session broke mid-transaction.
+//! the session broke mid-transaction. The same over TLS, from the first byte and after
+//! STARTTLS: the bounds apply to the decrypted replies.
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +30,6 @@ struct Relay {
     written: Arc<AtomicU64>,
     /// Every connection so far was closed by the runner.
     closed: Arc<AtomicU64>,
-    connections: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -38,13 +39,11 @@ impl Relay {
         let port = listener.local_addr().expect("addr").port();
         let written = Arc::new(AtomicU64::new(0));
         let closed = Arc::new(AtomicU64::new(0));
-        let connections = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (w, c, n, s) = (written.clone(), closed.clone(), connections.clone(), stop.clone());
+        let (w, c, s) = (written.clone(), closed.clone(), stop.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                n.fetch_add(1, Ordering::Relaxed);
                 let (w, c, s) = (w.clone(), c.clone(), s.clone());
                 std::thread::spawn(move || {
                     let _ = session(conn, mode, &w, &s);
@@ -52,7 +51,7 @@ impl Relay {
                 });
             }
         });
-        Relay { port, written, closed, connections, stop }
+        Relay { port, written, closed, stop }
     }
 }
 
@@ -108,36 +107,76 @@ fn session(conn: TcpStream, mode: Endless, written: &AtomicU64, stop: &AtomicBoo
 fn endless(mode: Endless) {
     let relay = Relay::start(mode);
     let q = support::qfiles();
-    support::add_vector(q.path(), "out", M3_FIVE);
-    let smtp = format!("127.0.0.1:{}", relay.port);
+    let (closed, written) = (relay.closed.clone(), relay.written.clone());
+    let logs = cut_and_kept(q.path(), &format!("127.0.0.1:{}", relay.port), &[], &|| closed.load(Ordering::Relaxed), || {
+        written.load(Ordering::Relaxed)
+    });
+    assert!(logs.contains("broke the protocol"), "{logs}");
+}
+
+/// Runs the runner on one entry against a relay that never ends a reply (reached at
+/// `smtp`, with `extra` flags), until the relay saw two of its sessions `closed` (a retry);
+/// asserts the entry was kept. The runner's log.
+fn cut_and_kept(qfiles: &Path, smtp: &str, extra: &[&str], closed: &dyn Fn() -> u64, written: impl Fn() -> u64) -> String {
+    support::add_vector(qfiles, "out", M3_FIVE);
     // Timeouts far beyond the test's patience: only the bounds can end these sessions.
-    let mut cmd = support::run_cmd(
-        q.path(),
-        &smtp,
-        &["--command-timeout", "600", "--connect-timeout", "600", "--connections", "1", "--stop-grace", "3"],
-    );
-    let log_path = q.path().join("runner.log");
+    let mut args = vec!["--command-timeout", "600", "--connect-timeout", "600", "--connections", "1", "--stop-grace", "3"];
+    args.extend_from_slice(extra);
+    let mut cmd = support::run_cmd(qfiles, smtp, &args);
+    let log_path = qfiles.join("runner.log");
     cmd.stderr(std::process::Stdio::from(std::fs::File::create(&log_path).expect("log")))
         .stdout(std::process::Stdio::null());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawn");
     // The runner drops each session it opens; wait for two (a retry) to be dropped.
-    let dropped = support::wait_until(Duration::from_secs(20), || relay.closed.load(Ordering::Relaxed) >= 2);
+    let dropped = support::wait_until(Duration::from_secs(20), || closed() >= 2);
     let took = started.elapsed();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let status = support::wait_child(&mut child, Duration::from_secs(10));
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let written = relay.written.load(Ordering::Relaxed);
-    assert!(dropped, "sessions not dropped within {took:?} ({} opened, {written} bytes sent):\n{logs}", relay.connections.load(Ordering::Relaxed));
+    let written = written();
+    assert!(dropped, "sessions not dropped within {took:?} ({} closed, {written} bytes sent):\n{logs}", closed());
     // Socket buffers on loopback hold a few MiB; the runner itself reads at most 16 KiB.
     assert!(written < 64 << 20, "the relay got {written} bytes in");
     assert!(status.is_some(), "runner did not stop");
-    assert!(logs.contains("broke the protocol"), "{logs}");
     // Nothing lost, nothing set aside as broken.
-    assert!(support::files(q.path(), "bad", "psv").is_empty(), "{logs}");
-    let kept = support::files(q.path(), "out", "pck").len() + support::files(q.path(), "retry", "pck").len();
+    assert!(support::files(qfiles, "bad", "psv").is_empty(), "{logs}");
+    let kept = support::files(qfiles, "out", "pck").len() + support::files(qfiles, "retry", "pck").len();
     assert_eq!(kept, 1, "{logs}");
-    assert!(support::files(q.path(), "out", "bak").is_empty(), "{logs}");
+    assert!(support::files(qfiles, "out", "bak").is_empty(), "{logs}");
+    logs
+}
+
+/// The same relays over TLS (`endless_tls_smtp.py`, a real TLS server on loopback): the
+/// bounds apply to the decrypted replies, with TLS from the first byte and after STARTTLS,
+/// and name the bound that was passed.
+fn endless_tls(tls: &str, endless: &str, bound: &str) {
+    let q = support::qfiles();
+    support::tls::certificate(q.path());
+    let mut peer = support::tls::start("endless_tls_smtp.py", q.path(), ["--tls", tls, "--endless", endless]);
+    let (closed, written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut out = peer.stdout.take().expect("the peer's stdout");
+    let (c, w) = (closed.clone(), written.clone());
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(bytes) = line.trim().strip_prefix("closed ").and_then(|b| b.parse::<u64>().ok()) {
+                w.fetch_add(bytes, Ordering::Relaxed);
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            line.clear();
+        }
+    });
+    let security = if tls == "implicit" { "tls" } else { "starttls" };
+    let ca = q.path().join("cert.pem").display().to_string();
+    let logs = cut_and_kept(
+        q.path(),
+        &format!("localhost:{}", peer.port),
+        &["--smtp-security", security, "--smtp-tls-ca", &ca],
+        &|| closed.load(Ordering::Relaxed),
+        || written.load(Ordering::Relaxed),
+    );
+    assert!(logs.contains("broke the protocol") && logs.contains(bound), "{logs}");
 }
 
 #[test]
@@ -153,4 +192,24 @@ fn a_reply_line_that_never_ends_is_cut_and_the_entry_kept() {
 #[test]
 fn a_multiline_reply_that_never_ends_is_cut_and_the_entry_kept() {
     endless(Endless::MailMultiline);
+}
+
+#[test]
+fn over_implicit_tls_a_greeting_line_that_never_ends_is_cut() {
+    endless_tls("implicit", "greeting", "SMTP reply line longer than 8192 bytes");
+}
+
+#[test]
+fn over_implicit_tls_a_multiline_reply_that_never_ends_is_cut() {
+    endless_tls("implicit", "mail-multiline", "SMTP multi-line reply longer than");
+}
+
+#[test]
+fn after_starttls_an_ehlo_line_that_never_ends_is_cut() {
+    endless_tls("starttls", "ehlo-line", "SMTP reply line longer than 8192 bytes");
+}
+
+#[test]
+fn after_starttls_a_reply_line_that_never_ends_is_cut() {
+    endless_tls("starttls", "mail-line", "SMTP reply line longer than 8192 bytes");
 }

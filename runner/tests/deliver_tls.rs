@@ -4,103 +4,23 @@
 mod support;
 
 use base64::Engine as _;
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const M3_FIVE: &str = "mailman3/out/1704068156.639687+20692f622980731a84de028636047a51b1e589b2.pck";
 
-fn python3() -> String {
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/tools/python-env.sh"
-    ))
-    .output()
-    .expect("run python-env.sh");
-    assert!(
-        out.status.success(),
-        "tests/tools/python-env.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("export MQ_PY3=").map(str::to_owned))
-        .expect("MQ_PY3")
-}
-
-fn certificate(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl could not make a certificate");
-}
-
-struct TlsServer {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(mode: &str, dir: &Path) -> TlsServer {
-    let mut child = Command::new(python3())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/tls_smtp.py"
-        ))
-        .args(["--mode", mode, "--user", "mailman", "--password", "s3cret"])
-        .arg("--cert")
-        .arg(dir.join("cert.pem"))
-        .arg("--key")
-        .arg(dir.join("key.pem"))
-        .arg("--out")
-        .arg(dir.join("captured.jsonl"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start aiosmtpd");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let port = line
-        .trim()
-        .strip_prefix("ready ")
-        .and_then(|p| p.parse().ok())
-        .expect("ready <port>");
-    TlsServer { child, port }
+/// aiosmtpd with TLS and AUTH (`tls_smtp.py`), capturing into `<dir>/captured.jsonl`.
+fn start(mode: &str, dir: &Path) -> support::tls::Peer {
+    let out = dir.join("captured.jsonl");
+    let args = ["--mode", mode, "--user", "mailman", "--password", "s3cret", "--out"];
+    support::tls::start("tls_smtp.py", dir, args.iter().map(OsStr::new).chain([out.as_os_str()]))
 }
 
 fn deliver(mode: &str) {
     let q = support::qfiles();
-    certificate(q.path());
+    support::tls::certificate(q.path());
     let server = start(mode, q.path());
     let manifest = support::manifest();
     let vector = manifest["vectors"]
@@ -182,7 +102,7 @@ fn implicit_tls_and_auth() {
 #[test]
 fn a_wrong_password_leaves_the_entry_queued() {
     let q = support::qfiles();
-    certificate(q.path());
+    support::tls::certificate(q.path());
     let server = start("starttls", q.path());
     support::add_vector(q.path(), "out", M3_FIVE);
     let ca = q.path().join("cert.pem");

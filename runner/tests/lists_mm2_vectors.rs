@@ -57,19 +57,10 @@ fn mailman2_list_vectors_deliver_as_mailman_did() {
     eprintln!("{} Mailman 2.1 list transactions identical ({} vectors)", want.len(), vectors.len());
 }
 
-/// `$MQ_PY2` from tests/tools/python-env.sh.
-fn python2() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/python-env.sh");
-    let out = std::process::Command::new("bash").arg(&script).output().expect("run python-env.sh");
-    assert!(out.status.success(), "tests/tools/python-env.sh failed: these tests need Python 2.7");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().find_map(|l| l.strip_prefix("export MQ_PY2=")).map(str::to_owned).expect("python-env.sh printed no MQ_PY2")
-}
-
 /// Runs the replay script; its JSON lines, one per entry written into `out`.
 fn replay(args: &[&str]) -> Vec<Json> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lists_mm2_replay.py");
-    let out = std::process::Command::new(python2()).arg(&script).args(args).output().expect("run the replay");
+    let out = std::process::Command::new(support::python_env("MQ_PY2")).arg(&script).args(args).output().expect("run the replay");
     assert!(out.status.success(), "replay failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("replay json")).collect()
 }

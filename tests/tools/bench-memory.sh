@@ -4,9 +4,13 @@
 # written by the real picklers: Mailman 3 messages (mailman.email.message.Message,
 # protocol 5) with a plain-text body of the given size, and a Mailman 2.1 text entry
 # with per-recipient VERP copies (each copy differs in Errors-To) for a 2,000-member
-# list with a 46 KB body. Prints a Markdown table.
+# list with a 46 KB body, and the same entry for a fully personalized 2.1 list (each copy
+# decorated with the member's name, address, password and options URL, and `To` set to
+# the member) read from its config.pck. Prints a Markdown table.
 #
 #   tests/tools/bench-memory.sh            # release build; MQ_BENCH_DIR (default /tmp/mq-bench-mem)
+#   MQ_BENCH_RUNNER=path/to/mailqueue-runner MQ_BENCH_ONLY=personalized tests/tools/bench-memory.sh
+#       # another binary (no build), only the cases whose label matches the pattern
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -15,8 +19,12 @@ rm -rf "$work"
 mkdir -p "$work"
 eval "$(tests/tools/python-env.sh)"
 sink=$(tests/tools/smtp-sink.sh)
-cargo build --release --quiet -p mailqueue-runner
-runner=$PWD/target/release/mailqueue-runner
+if [ -n "${MQ_BENCH_RUNNER:-}" ]; then
+    runner=$(realpath "$MQ_BENCH_RUNNER")
+else
+    cargo build --release --quiet -p mailqueue-runner
+    runner=$PWD/target/release/mailqueue-runner
+fi
 
 port=$("$MQ_PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 sink_user=()
@@ -59,14 +67,44 @@ open("%s/1546304647.7135298+%s.pck" % (out, hashlib.sha1(data).hexdigest()), "wb
 PY
 }
 
+# The 2.1 list "personal" (personalize = 2) from tests/vectors-lists with $2 members added,
+# in $1/lists, the site's mm_cfg values in $1/mm_cfg.json, and a text entry to those
+# members with a $3-byte body in $1/q/out.
+mm2_personal_entry() {
+    mkdir -p "$1/lists/personal"
+    "$MQ_PY3" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["mailman2"]["site_settings"]))' \
+        tests/vectors-lists/manifest.json >"$1/mm_cfg.json"
+    "$MQ_PY2" - "$@" <<'PY'
+import cPickle, hashlib, sys
+root, members, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+config = cPickle.load(open("tests/vectors-lists/mailman2/lists/personal/config.pck", "rb"))
+recips = ["member%d@example.com" % i for i in range(members)]
+for i, a in enumerate(recips):
+    config["members"][a] = 0
+    config["passwords"][a] = "password%d" % i
+    config["usernames"][a] = u"Member Number %d" % i
+    config["language"][a] = "en"
+cPickle.dump(config, open("%s/lists/personal/config.pck" % root, "wb"), 1)
+f = open("tests/vectors/mailman2/out/1546304647.7135298+69a22343c48d96cf9174c5a6f5a941f2774a0288.pck", "rb")
+msg = cPickle.load(f); meta = cPickle.load(f)
+msg = msg + ("personalized list body line, seventy characters long or so.......\n" * (size // 70))
+meta["listname"] = "personal"
+meta["recips"] = recips
+del meta["envsender"]
+data = cPickle.dumps(msg, 0) + cPickle.dumps(meta, 1)
+open("%s/q/out/1546304647.7135298+%s.pck" % (root, hashlib.sha1(data).hexdigest()), "wb").write(data)
+PY
+}
+
 rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
 
-run_case() { # label; the entries are in $work/q/out
+run_case() { # label [runner flags]; the entries are in $work/q/out
     local label=$1 q=$work/q largest rss ratio secs left
+    shift
     largest=$(find "$q/out" -name '*.pck' -printf '%s\n' | sort -n | tail -1)
     largest=$(awk -v b="${largest:-0}" 'BEGIN { printf "%.2f", b / 1048576 }')
     /usr/bin/time -v -o "$work/time" "$runner" run --qfiles "$q" --smtp "127.0.0.1:$port" \
-        --exit-when-empty --connections 4 --data-timeout 600 --bounce-log /dev/null >/dev/null 2>"$work/log"
+        --exit-when-empty --connections 4 --data-timeout 600 --bounce-log /dev/null "$@" >/dev/null 2>"$work/log"
     left=$(find "$q/out" -name '*.pck' -o -name '*.bak' | wc -l)
     secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time")
     rss=$(rss_mib "$work/time")
@@ -76,15 +114,27 @@ run_case() { # label; the entries are in $work/q/out
 
 fresh() { rm -rf "$work/q"; mkdir -p "$work/q"/{out,retry,shunt,bad}; }
 
+# Whether the case labelled $1 is to be run (MQ_BENCH_ONLY, a regular expression).
+want() { [[ "$1" =~ ${MQ_BENCH_ONLY:-.} ]]; }
+
 echo "| entries | largest entry MiB | peak RSS MiB | RSS / largest | wall | left queued |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-fresh; run_case "empty queue (base)"
+label="empty queue (base)"
+if want "$label"; then fresh; run_case "$label"; fi
 for mib in 1 10 50 200; do
-    fresh; mm3_entry "$work/q/out" $((mib << 20)) 1700000000.5
-    run_case "1 x ${mib} MiB (Mailman 3)"
+    label="1 x ${mib} MiB (Mailman 3)"
+    if want "$label"; then fresh; mm3_entry "$work/q/out" $((mib << 20)) 1700000000.5; run_case "$label"; fi
 done
-fresh
-for i in 1 2 3 4; do mm3_entry "$work/q/out" $((50 << 20)) "170000000$i.5"; done
-run_case "4 x 50 MiB, 4 connections"
-fresh; mm2_verp_entry "$work/q/out" 2000 $((46 * 1024))
-run_case "2.1 VERP, 2,000 members x 46 KB"
+label="4 x 50 MiB, 4 connections"
+if want "$label"; then
+    fresh
+    for i in 1 2 3 4; do mm3_entry "$work/q/out" $((50 << 20)) "170000000$i.5"; done
+    run_case "$label"
+fi
+label="2.1 VERP, 2,000 members x 46 KB"
+if want "$label"; then fresh; mm2_verp_entry "$work/q/out" 2000 $((46 * 1024)); run_case "$label"; fi
+label="2.1 fully personalized list, 2,000 members x 46 KB"
+if want "$label"; then
+    fresh; mm2_personal_entry "$work" 2000 $((46 * 1024))
+    run_case "$label" --mailman2-site "$work/mm_cfg.json" --mailman2-lists "$work/lists"
+fi

@@ -543,14 +543,26 @@ impl Engine {
         clear
     }
 
-    /// Runs the entry's transactions in order on the worker's session. A hard stop
-    /// abandons the transaction in progress (its DATA was not accepted) and the rest.
+    /// Runs the entry's transactions in order on the worker's session, each copy built
+    /// just before its transaction and dropped after it. A hard stop abandons the
+    /// transaction in progress (its DATA was not accepted) and the rest.
     async fn send_all(&self, session: &mut Option<Session>, plan: &Plan) -> EntryOutcome {
         let mut outcome = EntryOutcome::default();
         let mut txs = plan.transactions.iter();
         while let Some(tx) = txs.next() {
+            let data = match tx.data.get() {
+                Ok(d) => d,
+                Err(e) => {
+                    // Only this copy failed (the first was built when planning): its
+                    // recipients go back as an entry of their own, where the same error
+                    // sets them aside (shunt or bad) without this entry's other recipients.
+                    tracing::error!(error = %e, recipients = tx.rcpts.len(), "cannot build this copy; its recipients are requeued on their own");
+                    outcome.not_attempted.extend(tx.rcpts.iter().cloned());
+                    continue;
+                }
+            };
             let sent = tokio::select! {
-                o = self.send_one(session, tx) => Some(o),
+                o = self.send_one(session, tx, &data) => Some(o),
                 _ = self.stop.aborted() => None,
             };
             match sent {
@@ -571,7 +583,7 @@ impl Engine {
 
     /// One transaction; if the session turns out dead before the message could have
     /// been accepted (a relay that closed an idle connection), once more on a new one.
-    async fn send_one(&self, session: &mut Option<Session>, tx: &Transaction) -> TxOutcome {
+    async fn send_one(&self, session: &mut Option<Session>, tx: &Transaction, data: &[u8]) -> TxOutcome {
         let mut last_error = String::new();
         for _attempt in 0..2 {
             if session.is_none() {
@@ -581,15 +593,7 @@ impl Engine {
                 last_error = "SMTP relay unreachable".into();
                 break;
             };
-            let data = match tx.data.get() {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build this recipient's copy; retried later");
-                    last_error = e.to_string();
-                    break;
-                }
-            };
-            match s.transaction(&tx.mail_from, &tx.rcpts, &data).await {
+            match s.transaction(&tx.mail_from, &tx.rcpts, data).await {
                 Ok(o) => {
                     self.metrics.observe_transaction(o.elapsed);
                     return o;

@@ -3,8 +3,9 @@
 //! (`bulkdeliver`), or, when the entry asks for VERP or the list personalizes, one
 //! decorated copy per recipient (`verpdeliver`: VERP sender, personalized variables,
 //! full personalization's `To`, duplicate flag); `Errors-To` and `Sender` in every one.
+//! Per-recipient copies are built as their transactions are sent (`plan::Data::Lazy`).
 use super::chunk;
-use super::plan::{self, Plan, PlanError, Policy, Transaction, VerpMode};
+use super::plan::{self, Data, Plan, PlanError, Policy, Transaction, VerpMode};
 use crate::lists::mm2::{List, Mm2Lists, Site};
 use mailqueue_message::py2::decorate::{self, Decoration, Vars};
 use mailqueue_message::{Message, Text, Version};
@@ -40,7 +41,7 @@ pub fn plan(entry: &QueueEntry, message: mailqueue_message::Message, lists: &Mm2
         VerpMode::Never => false,
     };
     let personalize_ok = meta.get("personalize").is_none_or(Value::is_truthy);
-    let d = Decorator::new(&list, site, meta)?;
+    let d = Decorator::new(list.clone(), site, meta)?;
     let sender_name = list.include_sender_header.then(|| py2_str(&list.real_name, "the list's real_name")).transpose()?;
     if !(personalize_ok && (verp || list.personalize != 0)) {
         let mut m = message;
@@ -63,11 +64,15 @@ pub fn plan(entry: &QueueEntry, message: mailqueue_message::Message, lists: &Mm2
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
     let dups = add_dup_header(meta);
+    let copies = Arc::new(Copies {
+        message,
+        decorator: d,
+        rcpt_header: site.RCPT_BASE64_HEADER_NAME.clone(),
+        sender_name,
+    });
     let mut plan = Plan::default();
     // Chunks are popped from the end of the list.
     for rcpt in recipients.into_iter().rev() {
-        let mut m = message.clone();
-        d.decorate(&mut m, Some(&rcpt))?;
         let mail_from = if verp {
             match decorate::verp_sender(&site.VERP_FORMAT, &envsender, &rcpt).map_err(decorate_error)? {
                 Some(s) => s,
@@ -79,26 +84,72 @@ pub fn plan(entry: &QueueEntry, message: mailqueue_message::Message, lists: &Mm2
         } else {
             envsender.clone()
         };
-        if list.personalize == 2 {
+        let to = if list.personalize == 2 {
             let lc = rcpt.to_lowercase();
             let name = list.member_cp_address(&lc).and_then(|_| list.member_name(&lc));
-            let charset = site.charset(&list.member_language(&lc, site))?;
-            decorate::personalize_to(&mut m, name.as_ref(), charset, &rcpt).map_err(decorate_error)?;
-        }
-        decorate::avoid_duplicates(&mut m, dups.contains(&rcpt));
-        if !site.RCPT_BASE64_HEADER_NAME.is_empty() {
-            decorate::recipient_header(&mut m, &site.RCPT_BASE64_HEADER_NAME, &rcpt);
-        }
-        decorate::errors_to_and_sender(&mut m, &mail_from, sender_name.as_deref());
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: Arc::new(flatten(&m)?).into() });
+            Some((name, site.charset(&list.member_language(&lc, site))?.to_owned()))
+        } else {
+            None
+        };
+        let copy = PersonalCopy { dup: dups.contains(&rcpt), rcpt, mail_from, to };
+        let tx = (copy.mail_from.clone(), vec![copy.rcpt.clone()]);
+        // Each copy is built just before its transaction and dropped after it, so a big
+        // list's copies are never all in memory. The first is built now: a message that
+        // cannot be decorated or flattened at all is found before anything is sent.
+        let data = if plan.transactions.is_empty() {
+            Data::Ready(Arc::new(copies.build(&copy)?))
+        } else {
+            let copies = copies.clone();
+            Data::Lazy(Arc::new(move || copies.build(&copy)))
+        };
+        plan.transactions.push(Transaction { mail_from: tx.0, rcpts: tx.1, data });
     }
     Ok(plan)
 }
 
+/// What every personalized copy of one entry is made from.
+struct Copies {
+    message: Message,
+    decorator: Decorator,
+    /// `RCPT_BASE64_HEADER_NAME` (empty: none).
+    rcpt_header: String,
+    /// The list's real name for `Sender`, when the list includes it.
+    sender_name: Option<Vec<u8>>,
+}
+
+/// One recipient's copy: what differs from the others.
+struct PersonalCopy {
+    rcpt: String,
+    mail_from: String,
+    /// The recipient asked to know when a copy reached them twice.
+    dup: bool,
+    /// Full personalization: the member's name and its charset for `To`.
+    to: Option<(Option<Text>, String)>,
+}
+
+impl Copies {
+    /// `verpdeliver`'s steps for one recipient, in its order.
+    fn build(&self, copy: &PersonalCopy) -> Result<Vec<u8>, PlanError> {
+        let mut m = self.message.clone();
+        self.decorator.decorate(&mut m, Some(&copy.rcpt))?;
+        if let Some((name, charset)) = &copy.to {
+            decorate::personalize_to(&mut m, name.as_ref(), charset, &copy.rcpt).map_err(decorate_error)?;
+        }
+        decorate::avoid_duplicates(&mut m, copy.dup);
+        if !self.rcpt_header.is_empty() {
+            decorate::recipient_header(&mut m, &self.rcpt_header, &copy.rcpt);
+        }
+        decorate::errors_to_and_sender(&mut m, &copy.mail_from, self.sender_name.as_deref());
+        flatten(&m)
+    }
+}
+
 /// What `Decorate.process` needs besides the message and the recipient.
-struct Decorator<'a> {
-    list: &'a List,
-    site: &'a Site,
+struct Decorator {
+    list: Arc<List>,
+    /// Owned: copies are built after the planning, when the site settings lent to it are
+    /// no longer at hand.
+    site: Site,
     /// `isdigest` / `nodecorate`: no decoration.
     skip: bool,
     list_vars: Vars,
@@ -107,8 +158,8 @@ struct Decorator<'a> {
     list_charset: String,
 }
 
-impl<'a> Decorator<'a> {
-    fn new(list: &'a List, site: &'a Site, meta: &Value) -> Result<Self, PlanError> {
+impl Decorator {
+    fn new(list: Arc<List>, site: &Site, meta: &Value) -> Result<Self, PlanError> {
         let skip = ["isdigest", "nodecorate"].iter().any(|k| meta.get(k).is_some_and(Value::is_truthy));
         let mut list_vars = Vars::new();
         for (k, v) in [
@@ -135,7 +186,7 @@ impl<'a> Decorator<'a> {
             Some(_) => return Err(unreproducible("metadata 'decoration-data' is not a dict")),
         };
         let list_charset = site.charset(&list.preferred_language)?.to_owned();
-        Ok(Decorator { list, site, skip, list_vars, extra, list_charset })
+        Ok(Decorator { list, site: site.clone(), skip, list_vars, extra, list_charset })
     }
 
     fn decorate(&self, msg: &mut Message, member: Option<&str>) -> Result<(), PlanError> {
@@ -171,12 +222,12 @@ impl<'a> Decorator<'a> {
         v.insert("user_delivered_to".into(), py2_str(&cp, "a member address")?);
         let Some(password) = self.list.member_password(&lc) else { return Ok(v) };
         v.insert("user_password".into(), py2_str(&password, "a member password")?);
-        let lang = self.list.member_language(&lc, self.site);
+        let lang = self.list.member_language(&lc, &self.site);
         v.insert("user_language".into(), lang.as_bytes().to_vec());
         let charset = self.site.charset(&lang)?;
         let name = user_name(self.list.member_name(&lc).as_ref(), charset).map_err(unreproducible)?;
         v.insert("user_name".into(), name.unwrap_or_else(|| lc.as_bytes().to_vec()));
-        v.insert("user_optionsurl".into(), options_url(self.list, &self.site.CGIEXT, &lc)?);
+        v.insert("user_optionsurl".into(), options_url(&self.list, &self.site.CGIEXT, &lc)?);
         Ok(v)
     }
 }

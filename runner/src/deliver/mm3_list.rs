@@ -1,9 +1,10 @@
 //! From a Mailman 3 entry and its list's settings (`crate::lists::mm3`) to the SMTP
 //! transactions Mailman 3's `deliver()` makes: one decorated copy for everyone
 //! (`BulkDelivery`), or one copy per recipient (`Deliver`: VERP, duplicate flag,
-//! personalized decoration, full personalization's `To`).
+//! personalized decoration, full personalization's `To`). Personalized copies are built
+//! as their transactions are sent (`plan::Data::Lazy`).
 use super::chunk;
-use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use super::plan::{self, Data, Plan, PlanError, Policy, Transaction};
 use crate::lists::mm3::{List, Mm3Rest, Personalize, Site};
 use crate::lists::ListError;
 use futures::{StreamExt, TryStreamExt};
@@ -69,28 +70,67 @@ pub async fn plan(entry: &QueueEntry, message: mailqueue_message::Message, rest:
     // Without member data or personal `To`, copies differ only by the duplicate flag:
     // those two are flattened once each and shared.
     let personal = needs_member || full;
+    let copies = Arc::new(Copies { message, templates, list });
     let mut shared: [Option<Arc<Vec<u8>>>; 2] = [None, None];
     let mut plan = Plan::default();
     for (rcpt, member, user) in lookups {
         let dup = dups.contains(&rcpt);
+        let list = &copies.list;
         let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
-        if let Some(data) = shared[usize::from(dup)].as_ref().filter(|_| !personal) {
-            plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.clone().into() });
-            continue;
-        }
-        let mut m = message.clone();
-        personalize::avoid_duplicates(&mut m, dup);
-        templates.decorate(&mut m, &list, member.as_ref().map(|mm| (mm, rcpt.as_str())))?;
-        if let Some(user) = &user {
-            personalize::personalize_to(&mut m, user.as_deref(), &rcpt).map_err(decorate_error)?;
-        }
-        let data = Arc::new(flatten(&m)?);
-        if !personal {
+        let rcpts = vec![rcpt.clone()];
+        let copy = PersonalCopy { rcpt, dup, member, user };
+        let data = if !personal {
+            let data = match &shared[usize::from(dup)] {
+                Some(data) => data.clone(),
+                None => Arc::new(copies.build(&copy)?),
+            };
             shared[usize::from(dup)] = Some(data.clone());
-        }
-        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data: data.into() });
+            Data::Ready(data)
+        } else if plan.transactions.is_empty() {
+            // The first copy now: a message that cannot be decorated or flattened at all is
+            // found before anything is sent.
+            Data::Ready(Arc::new(copies.build(&copy)?))
+        } else {
+            // Built just before its transaction and dropped after it: a big list's copies
+            // are never all in memory.
+            let copies = copies.clone();
+            Data::Lazy(Arc::new(move || copies.build(&copy)))
+        };
+        plan.transactions.push(Transaction { mail_from, rcpts, data });
     }
     Ok(plan)
+}
+
+/// What every copy of one entry is made from.
+struct Copies {
+    message: Message,
+    templates: Templates,
+    list: List,
+}
+
+/// One recipient's copy: what differs from the others.
+struct PersonalCopy {
+    rcpt: String,
+    /// The recipient asked to know when a copy reached them twice.
+    dup: bool,
+    /// The member, when the templates use member variables.
+    member: Option<MemberVars>,
+    /// Full personalization: the display name of the user owning the address (`None`
+    /// inside: no user).
+    user: Option<Option<String>>,
+}
+
+impl Copies {
+    /// `Deliver`'s steps for one recipient, in its order.
+    fn build(&self, copy: &PersonalCopy) -> Result<Vec<u8>, PlanError> {
+        let mut m = self.message.clone();
+        personalize::avoid_duplicates(&mut m, copy.dup);
+        self.templates.decorate(&mut m, &self.list, copy.member.as_ref().map(|mm| (mm, copy.rcpt.as_str())))?;
+        if let Some(user) = &copy.user {
+            personalize::personalize_to(&mut m, user.as_deref(), &copy.rcpt).map_err(decorate_error)?;
+        }
+        flatten(&m)
+    }
 }
 
 /// The out-runner's choice: the metadata's `verp` if set; else personalized lists

@@ -11,4 +11,5 @@ pub mod outcome;
 pub mod plan;
 pub mod reply_limit;
 pub mod smtp;
+pub mod tls;
 pub mod verp;

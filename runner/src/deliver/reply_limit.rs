@@ -3,8 +3,8 @@
 //! buffered until the command timeout (gigabytes on loopback). This stream sits under
 //! lettre and fails the read as soon as a reply line passes [`MAX_REPLY_LINE`] bytes
 //! (Python's smtplib, which Mailman uses, stops at the same 8,192) or one multi-line
-//! reply passes [`MAX_REPLY_BYTES`]. After STARTTLS the bytes are ciphertext: then at
-//! most [`MAX_OPAQUE_BYTES`] may arrive between two writes of ours.
+//! reply passes [`MAX_REPLY_BYTES`]. It always sees the plain SMTP text: with TLS it sits
+//! above the encryption (`tls.rs` opens TLS sessions so that it can).
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// Longest reply line, CRLF included (smtplib's `_MAXLINE`).
 pub const MAX_REPLY_LINE: usize = 8192;
@@ -21,12 +20,12 @@ pub const MAX_REPLY_LINE: usize = 8192;
 pub const MAX_REPLY_BYTES: usize = 16 * 1024;
 /// Most lines in one reply.
 pub const MAX_REPLY_LINES: usize = 200;
-/// Most bytes read between two writes once the session is encrypted.
-pub const MAX_OPAQUE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
-pub struct BoundedReplies {
-    inner: TcpStream,
+pub struct BoundedReplies<S> {
+    inner: S,
+    /// The relay's address, for lettre (the inner stream may be a TLS session).
+    peer: SocketAddr,
     /// Set when a bound was passed: the session's error is a protocol error.
     overflowed: Arc<AtomicBool>,
     line_len: usize,
@@ -34,37 +33,39 @@ pub struct BoundedReplies {
     continued: bool,
     reply_len: usize,
     reply_lines: usize,
-    /// STARTTLS was sent: after its reply the stream carries TLS records.
-    starttls_sent: bool,
-    opaque: bool,
-    since_write: usize,
+    /// Read before `inner`: the greeting of a session resumed after STARTTLS ([`Self::resumed`]).
+    unread_greeting: &'static [u8],
 }
 
-impl BoundedReplies {
-    pub fn new(inner: TcpStream) -> (BoundedReplies, Arc<AtomicBool>) {
+/// What lettre reads as the greeting of a session resumed after STARTTLS.
+const RESUMED_GREETING: &[u8] = b"220 TLS session established\r\n";
+
+impl<S> BoundedReplies<S> {
+    pub fn new(inner: S, peer: SocketAddr) -> (BoundedReplies<S>, Arc<AtomicBool>) {
         let overflowed = Arc::new(AtomicBool::new(false));
         let stream = BoundedReplies {
             inner,
+            peer,
             overflowed: overflowed.clone(),
             line_len: 0,
             continued: false,
             reply_len: 0,
             reply_lines: 0,
-            starttls_sent: false,
-            opaque: false,
-            since_write: 0,
+            unread_greeting: b"",
         };
         (stream, overflowed)
     }
 
+    /// `new`, for a session that starts over after STARTTLS: lettre reads a greeting first,
+    /// and after STARTTLS the relay sends none (RFC 3207: the client speaks first, with
+    /// EHLO), so this stream gives it [`RESUMED_GREETING`], which never went over the wire.
+    pub fn resumed(inner: S, peer: SocketAddr) -> (BoundedReplies<S>, Arc<AtomicBool>) {
+        let (mut stream, overflowed) = BoundedReplies::new(inner, peer);
+        stream.unread_greeting = RESUMED_GREETING;
+        (stream, overflowed)
+    }
+
     fn account(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.opaque {
-            self.since_write += bytes.len();
-            if self.since_write > MAX_OPAQUE_BYTES {
-                return Err(self.overflow(format!("SMTP relay sent more than {MAX_OPAQUE_BYTES} bytes without being asked")));
-            }
-            return Ok(());
-        }
         for &b in bytes {
             if self.line_len == 3 {
                 self.continued = b == b'-';
@@ -85,9 +86,6 @@ impl BoundedReplies {
                 if !self.continued {
                     self.reply_len = 0;
                     self.reply_lines = 0;
-                    if self.starttls_sent {
-                        self.opaque = true;
-                    }
                 }
                 self.line_len = 0;
                 self.continued = false;
@@ -102,9 +100,15 @@ impl BoundedReplies {
     }
 }
 
-impl AsyncRead for BoundedReplies {
+impl<S: AsyncRead + Unpin> AsyncRead for BoundedReplies<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread_greeting.is_empty() {
+            let n = this.unread_greeting.len().min(buf.remaining());
+            buf.put_slice(&this.unread_greeting[..n]);
+            this.unread_greeting = &this.unread_greeting[n..];
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let filled = buf.filled()[before..].to_vec();
@@ -112,14 +116,9 @@ impl AsyncRead for BoundedReplies {
     }
 }
 
-impl AsyncWrite for BoundedReplies {
+impl<S: AsyncWrite + Unpin> AsyncWrite for BoundedReplies<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.since_write = 0;
-        if buf.len() >= 8 && buf[..8].eq_ignore_ascii_case(b"STARTTLS") {
-            this.starttls_sent = true;
-        }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -131,9 +130,12 @@ impl AsyncWrite for BoundedReplies {
     }
 }
 
-impl lettre::transport::smtp::client::AsyncTokioStream for BoundedReplies {
+impl<S> lettre::transport::smtp::client::AsyncTokioStream for BoundedReplies<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Sync + Unpin + std::fmt::Debug,
+{
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.peer_addr()
+        Ok(self.peer)
     }
 }
 
@@ -141,10 +143,25 @@ impl lettre::transport::smtp::client::AsyncTokioStream for BoundedReplies {
 mod tests {
     use super::*;
 
-    async fn pair() -> (BoundedReplies, Arc<AtomicBool>) {
+    async fn pair() -> (BoundedReplies<tokio::net::TcpStream>, Arc<AtomicBool>) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        BoundedReplies::new(c)
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let peer = c.peer_addr().unwrap();
+        BoundedReplies::new(c, peer)
+    }
+
+    #[tokio::test]
+    async fn a_resumed_session_reads_its_greeting_first() {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut server, b"250 ok\r\n").await.unwrap();
+        let peer = c.peer_addr().unwrap();
+        let (mut s, _) = BoundedReplies::resumed(c, peer);
+        let mut got = vec![0; RESUMED_GREETING.len() + 8];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [RESUMED_GREETING, b"250 ok\r\n"].concat());
     }
 
     #[tokio::test]

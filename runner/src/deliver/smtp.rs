@@ -3,6 +3,7 @@
 //! `smtplib.sendmail` does for Mailman.
 use super::outcome::{Refusal, TxOutcome};
 use super::reply_limit::BoundedReplies;
+use super::tls::{self, Detachable};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -141,7 +142,7 @@ impl Settings {
 pub struct Session {
     conn: AsyncSmtpConnection,
     /// Set by the transport when the relay passed a reply bound (see `reply_limit`).
-    overflow: Option<Arc<AtomicBool>>,
+    overflow: Arc<AtomicBool>,
     command_timeout: Duration,
     data_timeout: Duration,
     /// The message and its final dot went out in the current transaction: from here
@@ -159,56 +160,45 @@ impl Session {
             _ => None,
         };
         let hello = settings.client_id();
-        // The bound-exceeded flag of the plain-TCP transport (lettre owns the socket of
-        // implicit TLS: there only lettre's own checks apply).
-        let overflow: std::sync::Mutex<Option<Arc<AtomicBool>>> = std::sync::Mutex::new(None);
         // The greeting and EHLO are bounded here too, so a relay that accepts and then
         // says nothing cannot hang us.
         let connect = async {
+            let tcp_err = |source| ConnectError::Tcp {
+                addr: addr.clone(),
+                source,
+            };
+            let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
+                .await
+                .map_err(tcp_err)?;
+            // lettre writes the message and its final dot separately; with Nagle on, the
+            // dot waits for the peer's delayed ACK (40 ms per message).
+            tcp.set_nodelay(true).map_err(tcp_err)?;
+            let peer = tcp.peer_addr().map_err(tcp_err)?;
+            // Either way the reply bounds see the plain SMTP text (see `tls`).
             match implicit_tls {
-                // lettre must own the socket to wrap it in TLS before the greeting.
                 Some(tls) => {
-                    let to = (settings.host.as_str(), settings.port);
-                    AsyncSmtpConnection::connect_tokio1(
-                        to,
-                        Some(settings.connect_timeout),
-                        &hello,
-                        Some(tls),
-                        None,
-                    )
-                    .await
-                    .map_err(|source| ConnectError::Connect {
+                    let encrypted = tls::encrypt(tcp, tls).await.map_err(|source| ConnectError::Connect {
                         addr: addr.clone(),
                         source,
-                    })
+                    })?;
+                    let (bounded, flag) = BoundedReplies::new(encrypted, peer);
+                    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello)
+                        .await
+                        .map_err(|source| connect_error(&addr, &flag, source))?;
+                    Ok((conn, flag, None))
                 }
                 None => {
-                    let tcp_err = |source| ConnectError::Tcp {
-                        addr: addr.clone(),
-                        source,
-                    };
-                    let tcp =
-                        tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
-                            .await
-                            .map_err(tcp_err)?;
-                    // lettre writes the message and its final dot separately; with Nagle
-                    // on, the dot waits for the peer's delayed ACK (40 ms per message).
-                    tcp.set_nodelay(true).map_err(tcp_err)?;
-                    let (bounded_tcp, flag) = BoundedReplies::new(tcp);
-                    *overflow.lock().unwrap_or_else(|e| e.into_inner()) = Some(flag.clone());
-                    AsyncSmtpConnection::connect_with_transport(Box::new(bounded_tcp), &hello)
+                    // Kept so that STARTTLS can take the connection back from lettre.
+                    let plain = Detachable::new(tcp);
+                    let (bounded, flag) = BoundedReplies::new(plain.clone(), peer);
+                    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello)
                         .await
-                        .map_err(|source| {
-                            if flag.load(Ordering::Relaxed) {
-                                ConnectError::Protocol { addr: addr.clone(), source }
-                            } else {
-                                ConnectError::Connect { addr: addr.clone(), source }
-                            }
-                        })
+                        .map_err(|source| connect_error(&addr, &flag, source))?;
+                    Ok((conn, flag, Some(plain)))
                 }
             }
         };
-        let mut conn =
+        let (conn, overflow, plain) =
             bounded(settings.connect_timeout, connect)
                 .await
                 .ok_or(ConnectError::Timeout {
@@ -216,6 +206,7 @@ impl Session {
                     stage: "the greeting and EHLO",
                     secs: settings.connect_timeout.as_secs(),
                 })??;
+        let mut conn = conn;
         let starttls = match settings.security {
             Security::Starttls if !conn.can_starttls() => {
                 conn.abort().await;
@@ -229,20 +220,20 @@ impl Session {
             conn.abort().await;
             return Err(ConnectError::AuthInClear { addr });
         }
-        if starttls {
-            let params = settings.tls_parameters()?;
-            bounded(settings.connect_timeout, conn.starttls(params, &hello))
-                .await
-                .ok_or(ConnectError::Timeout {
-                    addr: addr.clone(),
-                    stage: "STARTTLS",
-                    secs: settings.connect_timeout.as_secs(),
-                })?
-                .map_err(|source| ConnectError::Starttls {
-                    addr: addr.clone(),
-                    source,
-                })?;
-        }
+        // `plain` is there for every mode but implicit TLS, the one mode without STARTTLS.
+        let (mut conn, overflow) = match (starttls, plain) {
+            (true, Some(plain)) => {
+                let params = settings.tls_parameters()?;
+                bounded(settings.connect_timeout, starttls_upgrade(conn, plain, params, &hello, &addr))
+                    .await
+                    .ok_or(ConnectError::Timeout {
+                        addr: addr.clone(),
+                        stage: "STARTTLS",
+                        secs: settings.connect_timeout.as_secs(),
+                    })??
+            }
+            _ => (conn, overflow),
+        };
         if let Some((user, pass)) = &settings.credentials {
             let creds = Credentials::new(user.clone(), pass.clone());
             bounded(
@@ -276,7 +267,6 @@ impl Session {
             r.message()
                 .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"))
         });
-        let overflow = overflow.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok(Session {
             conn,
             overflow,
@@ -440,10 +430,8 @@ impl Session {
         reply: Result<Response, lettre::transport::smtp::Error>,
         stage: &'static str,
     ) -> Result<Option<Refusal>, SessionBroken> {
-        classify(reply, stage).map_err(|e| match (&e, &self.overflow) {
-            (SessionBroken::Network(m), Some(flag)) if flag.load(Ordering::Relaxed) => {
-                SessionBroken::Protocol(m.clone())
-            }
+        classify(reply, stage).map_err(|e| match e {
+            SessionBroken::Network(m) if self.overflow.load(Ordering::Relaxed) => SessionBroken::Protocol(m),
             _ => e,
         })
     }
@@ -458,6 +446,44 @@ impl Session {
             ))),
         }
     }
+}
+
+/// A session that failed before it was ready: a protocol error if the relay passed a
+/// reply bound (`flag`), else a failure to connect.
+fn connect_error(addr: &str, flag: &AtomicBool, source: lettre::transport::smtp::Error) -> ConnectError {
+    if flag.load(Ordering::Relaxed) {
+        ConnectError::Protocol { addr: addr.to_owned(), source }
+    } else {
+        ConnectError::Connect { addr: addr.to_owned(), source }
+    }
+}
+
+/// STARTTLS on the plain session `conn`, whose connection is `plain`: once the relay says
+/// go ahead, the connection is taken back from lettre, encrypted, and the session starts
+/// over on it (EHLO again, as RFC 3207 asks), bounded like the plain one.
+async fn starttls_upgrade(
+    mut conn: AsyncSmtpConnection,
+    plain: Detachable<tokio::net::TcpStream>,
+    params: TlsParameters,
+    hello: &ClientId,
+    addr: &str,
+) -> Result<(AsyncSmtpConnection, Arc<AtomicBool>), ConnectError> {
+    let failed = |source| ConnectError::Starttls { addr: addr.to_owned(), source };
+    conn.command("STARTTLS\r\n").await.map_err(failed)?;
+    // Whatever the relay sent after its go-ahead is dropped with lettre's buffer, unread:
+    // nothing said in the clear may pass for part of the encrypted session.
+    drop(conn);
+    let tcp = plain.take_back().ok_or_else(|| ConnectError::Tcp {
+        addr: addr.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection was already taken for TLS"),
+    })?;
+    let peer = tcp.peer_addr().map_err(|source| ConnectError::Tcp { addr: addr.to_owned(), source })?;
+    let encrypted = tls::encrypt(tcp, params).await.map_err(failed)?;
+    let (bounded, flag) = BoundedReplies::resumed(encrypted, peer);
+    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), hello)
+        .await
+        .map_err(|source| if flag.load(Ordering::Relaxed) { ConnectError::Protocol { addr: addr.to_owned(), source } } else { failed(source) })?;
+    Ok((conn, flag))
 }
 
 /// The replies to a transaction's envelope. `data` is `None` when DATA was not sent

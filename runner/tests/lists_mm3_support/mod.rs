@@ -30,14 +30,7 @@ pub fn mm3_vectors(manifest: &Json) -> Vec<Json> {
 
 /// `$MQ_PY3` from tests/tools/python-env.sh (a venv with mailman 3.3.10 from PyPI).
 pub fn mailman_python() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/python-env.sh");
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run python-env.sh");
-    assert!(out.status.success(), "tests/tools/python-env.sh failed: these tests need the real Mailman 3 from PyPI");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("export MQ_PY3="))
-        .map(str::to_owned)
-        .expect("python-env.sh printed no MQ_PY3")
+    support::python_env("MQ_PY3")
 }
 
 /// Mailman's built-in templates directory in that installation.

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod smtp;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -114,6 +115,17 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::Ex
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A Python from tests/tools/python-env.sh: `MQ_PY2` (Python 2.7) or `MQ_PY3` (the venv with
+/// Mailman 3 from PyPI).
+pub fn python_env(var: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/python-env.sh");
+    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run python-env.sh");
+    assert!(out.status.success(), "tests/tools/python-env.sh failed: these tests need its Pythons");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("export {var}=");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::to_owned).unwrap_or_else(|| panic!("python-env.sh printed no {var}"))
 }
 
 /// Polls `cond` until it holds or `limit` passes.
