@@ -13,8 +13,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
-use crate::lease::live_holder;
-use crate::slice::SliceId;
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::SliceId;
 use crate::status::Observed;
 use crate::FIELD_MANAGER;
 

@@ -17,15 +17,16 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
+use mailqueue_contract::crd::MailQueue;
+use mailqueue_contract::lease::LeaseLock;
+use mailqueue_contract::telemetry;
 use prometheus_client::registry::Registry;
 
 use mailqueue_operator::desired::RunnerTemplate;
 use mailqueue_operator::leader::Candidate;
-use mailqueue_operator::lease::LeaseLock;
 use mailqueue_operator::metrics::Metrics;
 use mailqueue_operator::reconcile::{self, Context};
-use mailqueue_operator::telemetry;
-use mailqueue_operator::{MailQueue, FIELD_MANAGER};
+use mailqueue_operator::FIELD_MANAGER;
 
 /// Keeps one mailqueue-runner pod per slice of every MailQueue and reports their state.
 #[derive(Debug, Parser)]

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use crate::slice::MAILQUEUE_LABEL;
+use mailqueue_contract::slice::MAILQUEUE_LABEL;
 use crate::status::Observed;
 
 /// The pods or Leases could not be listed.

@@ -6,11 +6,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions::{merge, Verdict};
-use crate::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
+use mailqueue_contract::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
 use crate::references::Missing;
 use crate::desired::DesiredSlice;
-use crate::lease::live_holder;
-use crate::slice::{holder_pod, Heartbeat};
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::{holder_pod, Heartbeat};
 use crate::validate::{InvalidSpec, ValidSpec};
 
 pub const READY: &str = "Ready";
@@ -362,7 +362,7 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
 mod tests {
     use super::*;
     use crate::desired::{desired_slices, RunnerTemplate};
-    use crate::slice::HEARTBEAT_ANNOTATION;
+    use mailqueue_contract::slice::HEARTBEAT_ANNOTATION;
     use crate::validate::{tests::spec, validate};
     use k8s_openapi::api::coordination::v1::LeaseSpec;
     use k8s_openapi::api::core::v1::PodStatus;
@@ -390,7 +390,7 @@ mod tests {
         let mut lease = d.lease.clone();
         lease.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
         lease.spec = Some(LeaseSpec {
-            holder_identity: Some(crate::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
+            holder_identity: Some(mailqueue_contract::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
             renew_time: Some(MicroTime(now)),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()

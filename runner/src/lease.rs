@@ -24,8 +24,8 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use mailqueue_operator::lease::{Attempt, LeaseLock};
-use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
+use mailqueue_contract::lease::{Attempt, LeaseLock};
+use mailqueue_contract::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
 use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
@@ -67,7 +67,7 @@ pub enum LeaseOwnershipError {
     #[error("slice Lease {lease} is held by {holder}; that runner must stop (or its Lease expire) first")]
     HeldByOther { lease: String, holder: String },
     #[error(transparent)]
-    Api(#[from] mailqueue_operator::lease::LeaseError),
+    Api(#[from] mailqueue_contract::lease::LeaseError),
     #[error("cannot configure the Kubernetes client for cluster mode: {0}")]
     Client(#[source] kube::Error),
 }
@@ -418,9 +418,9 @@ fn safety_margin(duration: Duration) -> Duration {
 }
 
 /// `<pod name>_<pod uid>_<random>`: unique per container start. Pod names and UIDs hold no
-/// `_`, so the operator can read the pod back (`mailqueue_operator::slice::holder_pod`).
+/// `_`, so the operator can read the pod back (`mailqueue_contract::slice::holder_pod`).
 fn holder_identity(pod: &str, uid: &str, nonce: &str) -> String {
-    mailqueue_operator::slice::holder_identity(pod, uid, nonce)
+    mailqueue_contract::slice::holder_identity(pod, uid, nonce)
 }
 
 /// A random part for the holder identity: the kernel's UUID source, else a hash seeded by
@@ -459,6 +459,6 @@ mod tests {
     fn each_start_is_a_new_holder_of_the_same_pod() {
         let (a, b) = (holder_identity("lists-out-0of1", "uid-1", &nonce()), holder_identity("lists-out-0of1", "uid-1", &nonce()));
         assert_ne!(a, b, "two starts share an identity");
-        assert_eq!(mailqueue_operator::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
+        assert_eq!(mailqueue_contract::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
     }
 }
