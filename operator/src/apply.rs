@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
 use mailqueue_contract::lease::live_holder;
 use mailqueue_contract::slice::SliceId;
-use crate::status::Observed;
+use crate::observe::Observed;
 use crate::FIELD_MANAGER;
 
 /// A write to the API server failed.

@@ -1,7 +1,6 @@
 //! Step 5 of the reconcile: the `MailQueue` status, computed from the runner pods and the
 //! heartbeats in the slice Leases. Pure; `reconcile.rs` writes it.
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -9,6 +8,7 @@ use crate::conditions::{merge, Verdict};
 use mailqueue_contract::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
 use crate::references::Missing;
 use crate::desired::DesiredSlice;
+use crate::observe::Observed;
 use mailqueue_contract::lease::live_holder;
 use mailqueue_contract::slice::{holder_pod, Heartbeat};
 use crate::validate::{InvalidSpec, ValidSpec};
@@ -25,23 +25,6 @@ pub const OLD_LAYOUT_STILL_HELD: &str = "OldLayoutStillHeld";
 const NAMES_IN_MESSAGE: usize = 5;
 /// How long a runner's failed exit keeps the MailQueue `Degraded`.
 const CRASH_MEMORY: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
-
-/// The pods and Leases of one `MailQueue`, as read from the API server.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub pods: Vec<Pod>,
-    pub leases: Vec<Lease>,
-}
-
-impl Observed {
-    fn pod(&self, name: &str) -> Option<&Pod> {
-        self.pods.iter().find(|p| p.metadata.name.as_deref() == Some(name))
-    }
-
-    fn lease(&self, name: &str) -> Option<&Lease> {
-        self.leases.iter().find(|l| l.metadata.name.as_deref() == Some(name))
-    }
-}
 
 /// Status of a `MailQueue` whose spec is valid. `blocked` names the queues whose new layout
 /// waits for the old layout's Leases to be released.
@@ -364,7 +347,7 @@ mod tests {
     use crate::desired::{desired_slices, RunnerTemplate};
     use mailqueue_contract::slice::HEARTBEAT_ANNOTATION;
     use crate::validate::{tests::spec, validate};
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
     use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
     use std::collections::BTreeMap;
