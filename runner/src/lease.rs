@@ -24,12 +24,12 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
+use mailqueue_contract::duration;
 use mailqueue_contract::lease::{Attempt, LeaseLock};
 use mailqueue_contract::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
 use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
-use crate::cmd::queue_ops::parse_duration;
 use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease, Standalone};
 use crate::slice_counters::{DiskCounters, SliceScan};
 
@@ -52,12 +52,12 @@ pub struct LeaseArgs {
     /// another holder, not this one.
     #[arg(long, env = "POD_UID")]
     pub lease_pod_uid: Option<String>,
-    /// Seconds the Lease stays ours without renewal.
-    #[arg(long, default_value_t = 15)]
-    pub lease_duration: u64,
+    /// How long the Lease stays ours without renewal (at least 3s).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "15s")]
+    pub lease_duration: Duration,
     /// A `.bak` entry of the slice claimed longer ago than this counts as stale in the
     /// heartbeat (the operator passes spec.bakPolicy.quarantineAfter).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30m")]
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "30m")]
     pub stale_bak_after: Duration,
 }
 
@@ -94,7 +94,7 @@ impl ClusterOwnership {
         let holder = holder_identity(&pod, args.lease_pod_uid.as_deref().unwrap_or_default(), &nonce());
         tracing::info!(%holder, "slice Lease identity");
         let api = Api::<Lease>::namespaced(client, namespace);
-        let lock = LeaseLock::new(api.clone(), name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
+        let lock = LeaseLock::new(api.clone(), name, &holder, args.lease_duration.max(Duration::from_secs(3)), FIELD_MANAGER);
         Ok(Some(Self {
             api,
             lock,
