@@ -30,7 +30,7 @@ use mailqueue_contract::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION
 use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
-use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease, Standalone};
+use crate::ownership::{Ownership, OwnershipError, SliceCounters, HeldSlice, Standalone};
 use crate::slice_counters::{DiskCounters, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
@@ -127,7 +127,7 @@ impl ClusterOwnership {
 }
 
 impl Ownership for ClusterOwnership {
-    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn HeldSlice>, OwnershipError> {
         let (lease, sent) = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
         // The Lease keeps other pods out; the standalone ownership keeps out what runs beside
@@ -206,7 +206,7 @@ impl Shared {
 struct ClusterLease {
     /// The slice as a standalone runner owns it, while the runner may claim (see the module
     /// doc); released when the runner drops the lease, after the Lease itself.
-    local: Mutex<Option<Box<dyn SliceLease>>>,
+    local: Mutex<Option<Box<dyn HeldSlice>>>,
     qfiles: PathBuf,
     queue: String,
     slice: Slice,
@@ -218,7 +218,7 @@ struct ClusterLease {
     runtime: tokio::runtime::Handle,
 }
 
-impl SliceLease for ClusterLease {
+impl HeldSlice for ClusterLease {
     fn still_owned(&self) -> bool {
         // Checked against the clock too, so a stuck renewal task cannot keep us claiming past
         // the point where another runner may take over.

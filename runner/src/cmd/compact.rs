@@ -5,7 +5,7 @@
 //! and it finishes the job.
 use super::drain;
 use mailqueue_contract::duration;
-use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
 use anyhow::bail;
 use mailqueue_queue::ops::compact::{Compact, Stage};
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 //! of them has acknowledged it in its heartbeat, which it publishes only between
 //! batches: from then on it has nothing in flight. `--resume` removes the flag.
 use mailqueue_contract::duration;
-use super::queue_ops::{emit, interrupted, start_logs, OutputArgs, QueueArgs};
+use super::common::{emit, interrupted, start_logs, OutputArgs, QueueArgs};
 use crate::ownership::Standalone;
 use anyhow::Context;
 use mailqueue_queue::inflight::{recorded_holders, Holder};

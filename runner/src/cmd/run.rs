@@ -5,7 +5,7 @@ use crate::deliver::engine::Engine;
 use crate::deliver::plan::{Policy, VerpMode};
 use crate::deliver::smtp::{Security, Settings};
 use crate::metrics::Metrics;
-use crate::ownership::{Ownership, SliceLease, Standalone};
+use crate::ownership::{Ownership, HeldSlice, Standalone};
 use crate::retry::{RetryMover, RetryPolicy};
 use crate::shutdown::{self, Stop};
 use crate::{http, logging};
@@ -173,7 +173,7 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         None => Box::new(Standalone::new(&args.qfiles)),
     };
     // Ownership first: nothing is recovered or claimed in a slice we do not own.
-    let mut leases: Vec<(Slice, Arc<dyn SliceLease>)> = Vec::new();
+    let mut leases: Vec<(Slice, Arc<dyn HeldSlice>)> = Vec::new();
     for &slice in &slices {
         let lease = ownership.acquire(&args.queue, slice)?;
         leases.push((slice, Arc::from(lease)));
