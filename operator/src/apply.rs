@@ -13,9 +13,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
-use crate::lease::live_holder;
-use crate::slice::SliceId;
-use crate::status::Observed;
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::SliceId;
+use crate::observe::Observed;
 use crate::FIELD_MANAGER;
 
 /// A write to the API server failed.

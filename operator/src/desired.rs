@@ -21,9 +21,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
-use crate::crd::MailQueueSpec;
+use mailqueue_contract::crd::MailQueueSpec;
 use crate::runner_pod::runner_config;
-use crate::slice::{SliceId, DRAIN_ANNOTATION};
+use mailqueue_contract::slice::{SliceId, DRAIN_ANNOTATION};
 use crate::validate::ValidSpec;
 
 /// Annotation on a runner pod: digest of its spec, to spot pods built from an older spec.
@@ -298,7 +298,7 @@ fn spec_hash(spec: &PodSpec, labels: &Option<BTreeMap<String, String>>, annotati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::RunnerSettings;
+    use mailqueue_contract::crd::RunnerSettings;
     use crate::validate::{tests::spec, validate};
 
     fn owner() -> OwnerReference {
@@ -381,7 +381,7 @@ mod tests {
             node_selector: Some(BTreeMap::from([("mail".to_owned(), "yes".to_owned())])),
             tolerations: Some(vec![Toleration { key: Some("mail".into()), operator: Some("Exists".into()), ..Toleration::default() }]),
             priority_class_name: Some("mail-critical".into()),
-            labels: Some(BTreeMap::from([("team".to_owned(), "lists".to_owned()), (crate::slice::QUEUE_LABEL.to_owned(), "spoof".to_owned())])),
+            labels: Some(BTreeMap::from([("team".to_owned(), "lists".to_owned()), (mailqueue_contract::slice::QUEUE_LABEL.to_owned(), "spoof".to_owned())])),
             annotations: Some(BTreeMap::from([("note".to_owned(), "x".to_owned())])),
             ..RunnerSettings::default()
         });
@@ -396,7 +396,7 @@ mod tests {
         assert!(spec.tolerations.is_some() && c.resources.is_some());
         let labels = pod.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels.get("team").map(String::as_str), Some("lists"));
-        assert_eq!(labels.get(crate::slice::QUEUE_LABEL).map(String::as_str), Some("out"), "the operator's labels win");
+        assert_eq!(labels.get(mailqueue_contract::slice::QUEUE_LABEL).map(String::as_str), Some("out"), "the operator's labels win");
         assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("lists"));
         assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("mailqueue-operator"));
         let annotations = pod.metadata.annotations.as_ref().expect("annotations");
@@ -417,8 +417,8 @@ mod tests {
     #[test]
     fn credentials_are_mounted_files_never_args_or_env() {
         let mut s = spec(&[("out", 1)]);
-        s.smtp.tls = Some(crate::crd::SmtpTls { mode: crate::crd::TlsMode::Tls, ca: None });
-        s.smtp.auth = Some(crate::crd::SmtpAuth { secret_name: "relay-auth".into(), username_key: "u".into(), password_key: "p".into() });
+        s.smtp.tls = Some(mailqueue_contract::crd::SmtpTls { mode: mailqueue_contract::crd::TlsMode::Tls, ca: None });
+        s.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth { secret_name: "relay-auth".into(), username_key: "u".into(), password_key: "p".into() });
         let valid = validate("lists", &s).expect("valid");
         let pod = &desired_slices("lists", "mail", &owner(), &valid, &template())[0].pod;
         let spec = pod.spec.as_ref().expect("spec");
@@ -442,7 +442,7 @@ mod tests {
             pod.spec.map(|p| p.containers[0].args.clone().unwrap_or_default().join(" ")).unwrap_or_default()
         };
         assert!(args(&s).starts_with("run --qfiles /var/lib/mailman/var/queue "), "{}", args(&s));
-        s.layout = crate::crd::Layout::Mailman2;
+        s.layout = mailqueue_contract::crd::Layout::Mailman2;
         assert!(args(&s).starts_with("run --qfiles /var/lib/mailman/qfiles "), "{}", args(&s));
     }
 
@@ -452,7 +452,7 @@ mod tests {
         let default = slices_of(&[("out", 1)]);
         assert!(args(&default[0]).is_some_and(|a| a.contains("--stale-bak-after 1800")), "{:?}", args(&default[0]));
         let mut policy = spec(&[("out", 1)]);
-        policy.bak_policy = Some(crate::crd::BakPolicy { quarantine_after: "2m".into() });
+        policy.bak_policy = Some(mailqueue_contract::crd::BakPolicy { quarantine_after: "2m".into() });
         let valid = validate("lists", &policy).expect("valid");
         let set = desired_slices("lists", "mail", &owner(), &valid, &template());
         assert!(args(&set[0]).is_some_and(|a| a.contains("--stale-bak-after 120")), "{:?}", args(&set[0]));

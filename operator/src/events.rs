@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use crate::crd::{MailQueue, MailQueueStatus};
+use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 use crate::status::{DEGRADED, DRAINED, DRAINING, LIST_SETTINGS, OLD_LAYOUT_STILL_HELD as RESLICING, READY};
 use crate::FIELD_MANAGER;
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lease::{Attempt, LeaseError, LeaseLock};
+use mailqueue_contract::lease::{Attempt, LeaseError, LeaseLock};
 
 /// This replica stopped being the leader; it must stop writing at once.
 #[derive(Debug, thiserror::Error)]

@@ -17,19 +17,21 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
+use mailqueue_contract::crd::MailQueue;
+use mailqueue_contract::duration;
+use mailqueue_contract::lease::LeaseLock;
+use mailqueue_contract::telemetry;
 use prometheus_client::registry::Registry;
 
 use mailqueue_operator::desired::RunnerTemplate;
 use mailqueue_operator::leader::Candidate;
-use mailqueue_operator::lease::LeaseLock;
 use mailqueue_operator::metrics::Metrics;
 use mailqueue_operator::reconcile::{self, Context};
-use mailqueue_operator::telemetry;
-use mailqueue_operator::{MailQueue, FIELD_MANAGER};
+use mailqueue_operator::FIELD_MANAGER;
 
 /// Keeps one mailqueue-runner pod per slice of every MailQueue and reports their state.
 #[derive(Debug, Parser)]
-#[command(name = "mailqueue-operator", version)]
+#[command(name = "mailqueue-operator", version, after_help = duration::HELP)]
 struct Args {
     /// Container image of the runner pods.
     #[arg(long, env = "RUNNER_IMAGE", default_value = concat!("mailqueue-runner:", env!("CARGO_PKG_VERSION")))]
@@ -37,12 +39,12 @@ struct Args {
     /// ServiceAccount of the runner pods (needs get/create/update on Leases).
     #[arg(long, env = "RUNNER_SERVICE_ACCOUNT", default_value = "mailqueue-runner")]
     runner_service_account: String,
-    /// Seconds a runner gets after SIGTERM to finish the entry it is sending.
-    #[arg(long, default_value_t = 60)]
-    runner_grace_period: i64,
-    /// Seconds a runner's slice Lease stays valid without renewal.
-    #[arg(long, default_value_t = 15)]
-    slice_lease_duration: u32,
+    /// Time a runner gets after SIGTERM to finish the entry it is sending (whole seconds).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "60s")]
+    runner_grace_period: Duration,
+    /// How long a runner's slice Lease stays valid without renewal (whole seconds).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "15s")]
+    slice_lease_duration: Duration,
     /// Only watch MailQueues in this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -52,9 +54,9 @@ struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "mailqueue-operator")]
     leader_lease_name: String,
-    /// Seconds the leader Lease stays valid without renewal.
-    #[arg(long, default_value_t = 15)]
-    leader_lease_duration: u64,
+    /// How long the leader Lease stays valid without renewal.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "15s")]
+    leader_lease_duration: Duration,
     /// This replica's identity in the leader Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -133,7 +135,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Api::<Lease>::namespaced(client.clone(), &args.leader_lease_namespace),
         &args.leader_lease_name,
         &identity,
-        Duration::from_secs(args.leader_lease_duration),
+        args.leader_lease_duration,
         FIELD_MANAGER,
     ));
     tokio::select! {
@@ -157,8 +159,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         template: RunnerTemplate {
             image: args.runner_image,
             service_account: args.runner_service_account,
-            grace_period_seconds: args.runner_grace_period,
-            lease_duration_seconds: args.slice_lease_duration,
+            // The pod spec and the runner's flags count in whole seconds; no real setting
+            // comes near the limits the conversions saturate at.
+            grace_period_seconds: i64::try_from(args.runner_grace_period.as_secs()).unwrap_or(i64::MAX),
+            lease_duration_seconds: u32::try_from(args.slice_lease_duration.as_secs()).unwrap_or(u32::MAX),
         },
         metrics: metrics.clone(),
     });

@@ -80,7 +80,7 @@ impl Metrics {
     }
 
     /// Publishes the per-queue gauges of the MailQueue `namespace/name`.
-    pub fn observe_status(&self, namespace: &str, name: &str, status: &crate::crd::MailQueueStatus) {
+    pub fn observe_status(&self, namespace: &str, name: &str, status: &mailqueue_contract::crd::MailQueueStatus) {
         let labels = |queue: &str| QueueLabels { namespace: namespace.to_owned(), mailqueue: name.to_owned(), queue: queue.to_owned() };
         for q in &status.queues {
             let l = labels(&q.name);
@@ -142,7 +142,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{MailQueueStatus, QueueStatus};
+    use mailqueue_contract::crd::{MailQueueStatus, QueueStatus};
 
     fn text(registry: &Registry) -> String {
         let mut out = String::new();

@@ -1,12 +1,30 @@
-//! Step 1 of the reconcile: read the runner pods and slice Leases of one `MailQueue`.
+//! Step 1 of the reconcile: read the runner pods and slice Leases of one `MailQueue`. What it
+//! reads, [`Observed`], is the input of both the status (`status.rs`) and the changes
+//! (`apply.rs`), so it lives here rather than with either.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use crate::slice::MAILQUEUE_LABEL;
-use crate::status::Observed;
+use mailqueue_contract::slice::MAILQUEUE_LABEL;
+
+/// The pods and Leases of one `MailQueue`, as read from the API server.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub pods: Vec<Pod>,
+    pub leases: Vec<Lease>,
+}
+
+impl Observed {
+    pub(crate) fn pod(&self, name: &str) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.metadata.name.as_deref() == Some(name))
+    }
+
+    pub(crate) fn lease(&self, name: &str) -> Option<&Lease> {
+        self.leases.iter().find(|l| l.metadata.name.as_deref() == Some(name))
+    }
+}
 
 /// The pods or Leases could not be listed.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::actions::{self, ActionError};
 use crate::apply::{self, ApplyError};
-use crate::crd::{MailQueue, MailQueueStatus};
+use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 use crate::desired::{desired_slices, RunnerTemplate};
 use crate::events::{self, Events};
 use crate::metrics::Metrics;
@@ -174,7 +174,7 @@ pub async fn run(
     leases: Api<Lease>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let owned = watcher::Config::default().labels(crate::slice::MAILQUEUE_LABEL);
+    let owned = watcher::Config::default().labels(mailqueue_contract::slice::MAILQUEUE_LABEL);
     // A renewal that only moves renewTime is no news; a new holder or heartbeat is.
     let lease_news = watcher(leases, owned.clone())
         .default_backoff()

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
-use crate::crd::MailQueueSpec;
+use mailqueue_contract::crd::MailQueueSpec;
 
 /// The kind of object a reference names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ pub async fn check(client: &Client, namespace: &str, references: &[Reference]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{SmtpAuth, SmtpTls, TlsMode};
+    use mailqueue_contract::crd::{SmtpAuth, SmtpTls, TlsMode};
     use crate::validate::tests::spec;
 
     #[test]

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use crate::crd::TlsMode;
+use mailqueue_contract::crd::TlsMode;
 use crate::desired::MOUNT_PATH;
 use crate::validate::ValidSpec;
 
@@ -141,10 +141,10 @@ fn finish(mut config: RunnerConfig, valid: &ValidSpec) -> RunnerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CaBundle, Credentials, KeyRef, Mailman, Mailman2, Mailman3, SiteConfig, SmtpAuth, SmtpTimeouts, SmtpTls, Verp};
+    use mailqueue_contract::crd::{CaBundle, Credentials, KeyRef, Mailman, Mailman2, Mailman3, SiteConfig, SmtpAuth, SmtpTimeouts, SmtpTls, Verp};
     use crate::validate::{tests::spec, validate};
 
-    fn config_of(edit: impl FnOnce(&mut crate::crd::MailQueueSpec)) -> RunnerConfig {
+    fn config_of(edit: impl FnOnce(&mut mailqueue_contract::crd::MailQueueSpec)) -> RunnerConfig {
         let mut s = spec(&[("out", 1)]);
         edit(&mut s);
         runner_config(&validate("lists", &s).expect("valid"))

@@ -1,16 +1,16 @@
 //! Step 5 of the reconcile: the `MailQueue` status, computed from the runner pods and the
 //! heartbeats in the slice Leases. Pure; `reconcile.rs` writes it.
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions::{merge, Verdict};
-use crate::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
+use mailqueue_contract::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
 use crate::references::Missing;
 use crate::desired::DesiredSlice;
-use crate::lease::live_holder;
-use crate::slice::{holder_pod, Heartbeat};
+use crate::observe::Observed;
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::{holder_pod, Heartbeat};
 use crate::validate::{InvalidSpec, ValidSpec};
 
 pub const READY: &str = "Ready";
@@ -29,23 +29,6 @@ pub const UNCLAIMABLE_ENTRIES: &str = "UnclaimableEntries";
 const NAMES_IN_MESSAGE: usize = 5;
 /// How long a runner's failed exit keeps the MailQueue `Degraded`.
 const CRASH_MEMORY: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
-
-/// The pods and Leases of one `MailQueue`, as read from the API server.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub pods: Vec<Pod>,
-    pub leases: Vec<Lease>,
-}
-
-impl Observed {
-    fn pod(&self, name: &str) -> Option<&Pod> {
-        self.pods.iter().find(|p| p.metadata.name.as_deref() == Some(name))
-    }
-
-    fn lease(&self, name: &str) -> Option<&Lease> {
-        self.leases.iter().find(|l| l.metadata.name.as_deref() == Some(name))
-    }
-}
 
 /// Status of a `MailQueue` whose spec is valid. `blocked` names the queues whose new layout
 /// waits for the old layout's Leases to be released.
@@ -397,9 +380,9 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
 mod tests {
     use super::*;
     use crate::desired::{desired_slices, RunnerTemplate};
-    use crate::slice::HEARTBEAT_ANNOTATION;
+    use mailqueue_contract::slice::HEARTBEAT_ANNOTATION;
     use crate::validate::{tests::spec, validate};
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
     use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
     use std::collections::BTreeMap;
@@ -425,7 +408,7 @@ mod tests {
         let mut lease = d.lease.clone();
         lease.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
         lease.spec = Some(LeaseSpec {
-            holder_identity: Some(crate::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
+            holder_identity: Some(mailqueue_contract::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
             renew_time: Some(MicroTime(now)),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()

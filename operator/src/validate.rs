@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::crd::{MailQueueSpec, TlsMode, SLICE_COUNTS};
-use crate::duration;
+use mailqueue_contract::crd::{MailQueueSpec, TlsMode, SLICE_COUNTS};
+use mailqueue_contract::duration;
 
 /// Why a `MailQueue` cannot be acted on. Shown in the `Degraded` condition.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +98,7 @@ pub fn validate(name: &str, spec: &MailQueueSpec) -> Result<ValidSpec, InvalidSp
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::crd::{Layout, QueueSpec, Smtp, Storage};
+    use mailqueue_contract::crd::{Layout, QueueSpec, Smtp, Storage};
 
     pub(crate) fn spec(queues: &[(&str, i32)]) -> MailQueueSpec {
         MailQueueSpec {
@@ -147,12 +147,12 @@ pub(crate) mod tests {
         no_claim.storage.claim_name = None;
         assert_eq!(validate("lists", &no_claim), Err(InvalidSpec::MissingClaim));
         let mut clear = spec(&[("out", 1)]);
-        clear.smtp.auth = Some(crate::crd::SmtpAuth { secret_name: "s".into(), username_key: "u".into(), password_key: "p".into() });
+        clear.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth { secret_name: "s".into(), username_key: "u".into(), password_key: "p".into() });
         assert_eq!(validate("lists", &clear), Err(InvalidSpec::AuthWithoutTls));
         let mut slow = spec(&[("out", 1)]);
-        slow.smtp.timeouts = Some(crate::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("later".into()) });
+        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("later".into()) });
         assert!(matches!(validate("lists", &slow), Err(InvalidSpec::Duration { field: "smtp.timeouts.data", .. })));
-        slow.smtp.timeouts = Some(crate::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("3m".into()) });
+        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("3m".into()) });
         let valid = validate("lists", &slow).expect("valid");
         assert_eq!(valid.smtp_timeouts.connect, Some(Duration::from_secs(5)));
         assert_eq!(valid.smtp_timeouts.data, Some(Duration::from_secs(180)));
@@ -172,7 +172,7 @@ pub(crate) mod tests {
     fn refuses_duplicate_queues_and_bad_durations() {
         assert_eq!(validate("lists", &spec(&[("out", 1), ("out", 2)])), Err(InvalidSpec::DuplicateQueue("out".into())));
         let mut bad = spec(&[("out", 1)]);
-        bad.bak_policy = Some(crate::crd::BakPolicy { quarantine_after: "soon".into() });
+        bad.bak_policy = Some(mailqueue_contract::crd::BakPolicy { quarantine_after: "soon".into() });
         assert!(matches!(validate("lists", &bad), Err(InvalidSpec::Duration { field: "bakPolicy.quarantineAfter", .. })));
     }
 }

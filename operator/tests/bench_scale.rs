@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use mailqueue_operator::MailQueue;
+use mailqueue_contract::crd::MailQueue;
 use support::smtp::Sink;
 use support::{apply, eventually, make_queue_dirs, spec_yaml, wait_condition, Setup};
 

@@ -10,14 +10,14 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::Api;
-use mailqueue_operator::crd::{ActionPhase, ActionStatus, CompactRequest, RequeueRequest, RequeueSource};
+use mailqueue_contract::crd::{ActionPhase, ActionStatus, CompactRequest, RequeueRequest, RequeueSource};
 use support::smtp::Sink;
 use support::{
     apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml,
     wait_condition, Setup,
 };
 
-async fn action(setup: &Setup, pick: fn(&mailqueue_operator::crd::ActionsStatus) -> Option<&ActionStatus>) -> Option<ActionStatus> {
+async fn action(setup: &Setup, pick: fn(&mailqueue_contract::crd::ActionsStatus) -> Option<&ActionStatus>) -> Option<ActionStatus> {
     let mq = setup.mailqueues().get("lists").await.ok()?;
     pick(mq.status?.actions.as_ref()?).cloned()
 }
@@ -123,7 +123,7 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
     let _operator = setup.operator("operator-bakpolicy");
 
     let mut mq = spec_yaml("lists", 2, sink.port);
-    mq.spec.bak_policy = Some(mailqueue_operator::crd::BakPolicy { quarantine_after: "2s".into() });
+    mq.spec.bak_policy = Some(mailqueue_contract::crd::BakPolicy { quarantine_after: "2s".into() });
     apply(&setup, &mq).await;
     wait_condition(&setup, "lists", "Ready", "True").await;
     // `.bak` entries left behind as by a runner that died: the live runners never claimed

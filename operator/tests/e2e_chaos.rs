@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
-use mailqueue_operator::crd::{ActionPhase, RequeueRequest, RequeueSource};
+use mailqueue_contract::crd::{ActionPhase, RequeueRequest, RequeueSource};
 use support::smtp::Sink;
 use support::{
     apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,

@@ -16,7 +16,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::conditions::is_crd_established;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
-use mailqueue_operator::MailQueue;
+use mailqueue_contract::crd::MailQueue;
 use mailqueue_testenv::{Cluster, ControlPlane};
 use support::smtp::Sink;
 use support::{entries, eventually, hand_to_runner, make_queue_dirs, shared_cluster, spec_yaml, CLAIM, PATIENCE, RUNNER_UID};
@@ -274,7 +274,7 @@ impl Installed {
         let queued = queue_mailman3_vectors(&qfiles.join("out"));
         let sink = Sink::start().await;
         let mut mq = spec_yaml("lists", 2, sink.port);
-        mq.spec.queues.push(mailqueue_operator::crd::QueueSpec { name: "retry".into(), slices: 1 });
+        mq.spec.queues.push(mailqueue_contract::crd::QueueSpec { name: "retry".into(), slices: 1 });
         self.apply(&mq).await;
         let (ok, out) = self.kubectl(&["wait", "--for=condition=Ready", "mq/lists", "--timeout=120s"]).await;
         assert!(ok, "kubectl wait Ready: {out}");
@@ -290,7 +290,7 @@ impl Installed {
         // Every entry is at least one SMTP transaction (personalized ones are one per recipient).
         let delivered = sink.deliveries().len();
         assert!(delivered >= queued, "{queued} entries left the queue but the sink saw {delivered} transactions");
-        let runner_selector = format!("{}=lists", mailqueue_operator::slice::MAILQUEUE_LABEL);
+        let runner_selector = format!("{}=lists", mailqueue_contract::slice::MAILQUEUE_LABEL);
         let runners =
             self.pods().list(&ListParams::default().labels(&runner_selector)).await.expect("pods are listed").items;
         assert_eq!(runners.len(), 3);

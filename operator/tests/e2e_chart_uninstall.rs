@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use mailqueue_operator::lease::live_holder;
+use mailqueue_contract::lease::live_holder;
 use mailqueue_testenv::ControlPlane;
 use support::smtp::Sink;
 use support::{
@@ -78,7 +78,7 @@ async fn kept_mailqueues_go_on_delivering_after_helm_uninstall_and_a_reinstall_a
     let all = mailman3_vectors();
     let sink = Sink::start().await;
     let mq = spec_yaml("lists", 2, sink.port);
-    let mailqueues: Api<mailqueue_operator::MailQueue> = Api::namespaced(client.clone(), NAMESPACE);
+    let mailqueues: Api<mailqueue_contract::crd::MailQueue> = Api::namespaced(client.clone(), NAMESPACE);
     mailqueues.patch("lists", &PatchParams::apply("e2e").force(), &Patch::Apply(&mq)).await.expect("MailQueue is applied");
     let (ok, out) = tool(plane, home.path(), "kubectl", &["-n", NAMESPACE, "wait", "--for=condition=Ready", "mq/lists", "--timeout=120s"]).await;
     assert!(ok, "kubectl wait Ready: {out}");

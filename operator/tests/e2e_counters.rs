@@ -21,7 +21,7 @@ async fn queue_field(setup: &Setup, field: &str) -> Option<i64> {
     mq.get("status")?.get("queues")?.get(0)?.get(field)?.as_i64()
 }
 
-fn spec(drain: bool, smtp_port: u16) -> mailqueue_operator::MailQueue {
+fn spec(drain: bool, smtp_port: u16) -> mailqueue_contract::crd::MailQueue {
     mailqueue(&format!(
         "apiVersion: mailqueue.dev/v1alpha1
 kind: MailQueue

@@ -7,7 +7,7 @@ mod support;
 
 use kube::api::PostParams;
 use kube::Api;
-use mailqueue_operator::MailQueue;
+use mailqueue_contract::crd::MailQueue;
 use mailqueue_testenv::control_plane;
 use support::{install_crd, mailqueue};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
-use mailqueue_operator::crd::{ActionPhase, CompactRequest, QueueSpec};
+use mailqueue_contract::crd::{ActionPhase, CompactRequest, QueueSpec};
 use support::smtp::Sink;
 use support::{
     apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, runner_pods,

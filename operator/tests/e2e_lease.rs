@@ -90,6 +90,6 @@ async fn a_runner_that_loses_its_lease_stops_delivering_until_it_holds_it_again(
     .await;
     assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
     let holder = leases.get(LEASE).await.expect("Lease").spec.and_then(|s| s.holder_identity);
-    let pod = holder.as_deref().and_then(mailqueue_operator::slice::holder_pod).map(|(pod, _uid)| pod);
+    let pod = holder.as_deref().and_then(mailqueue_contract::slice::holder_pod).map(|(pod, _uid)| pod);
     assert_eq!(pod, Some(LEASE), "the runner pod holds its Lease again: {holder:?}");
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
-use mailqueue_operator::slice::holder_pod;
+use mailqueue_contract::slice::holder_pod;
 use support::smtp::Sink;
 use support::{apply, entries, eventually, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, wait_condition, Setup};
 

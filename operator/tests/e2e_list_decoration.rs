@@ -20,7 +20,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::PostParams;
 use kube::Api;
-use mailqueue_operator::crd::{Credentials, Layout, Mailman, Mailman2, Mailman3, SiteConfig};
+use mailqueue_contract::crd::{Credentials, Layout, Mailman, Mailman2, Mailman3, SiteConfig};
 use serde_json::Value as Json;
 use support::smtp::Sink;
 use support::{apply, entries, eventually, make_queue_dirs, spec_yaml, Setup, HOST_IP};

@@ -7,7 +7,7 @@ mod support;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::Api;
-use mailqueue_operator::crd::{Credentials, Mailman, Mailman3};
+use mailqueue_contract::crd::{Credentials, Mailman, Mailman3};
 use support::smtp::Sink;
 use support::{apply, entries, eventually, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup, HOST_IP};
 

@@ -42,8 +42,8 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     // Status: every slice's runner holds its Lease and heartbeats.
     let s = status(&mq);
     assert_eq!(s.slices.len(), 4);
-    let holder_pod = |sl: &mailqueue_operator::crd::SliceStatus| {
-        sl.holder.as_deref().and_then(mailqueue_operator::slice::holder_pod).map(|(pod, _uid)| pod.to_owned())
+    let holder_pod = |sl: &mailqueue_contract::crd::SliceStatus| {
+        sl.holder.as_deref().and_then(mailqueue_contract::slice::holder_pod).map(|(pod, _uid)| pod.to_owned())
     };
     assert!(s.slices.iter().all(|sl| sl.ready && holder_pod(sl).as_deref() == Some(sl.pod.as_str())), "{:#?}", s.slices);
     assert_eq!((s.queues[0].name.as_str(), s.queues[0].live_slices), ("out", 4));
@@ -213,7 +213,7 @@ async fn queues_added_and_removed() {
     wait_condition(&setup, "lists", "Ready", "True").await;
 
     // Adding `retry` adds its runner.
-    mq.spec.queues.push(mailqueue_operator::crd::QueueSpec { name: "retry".into(), slices: 1 });
+    mq.spec.queues.push(mailqueue_contract::crd::QueueSpec { name: "retry".into(), slices: 1 });
     apply(&setup, &mq).await;
     let ready = wait_condition(&setup, "lists", "Ready", "True").await;
     let queues: Vec<&str> = status(&ready).queues.iter().map(|q| q.name.as_str()).collect();

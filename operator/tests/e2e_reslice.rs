@@ -13,8 +13,8 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, ResourceExt};
-use mailqueue_operator::lease::live_holder;
-use mailqueue_operator::slice::SliceId;
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::SliceId;
 use support::smtp::Sink;
 use support::{
     apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,

@@ -11,7 +11,7 @@ use support::smtp::Sink;
 use support::{apply, eventually, mailqueue, wait_condition, Setup, CLAIM, HOST_IP};
 
 /// `runner` is the spec's `runner:` settings.
-fn spec(name: &str, claim: &str, runner: &str, smtp_port: u16) -> mailqueue_operator::MailQueue {
+fn spec(name: &str, claim: &str, runner: &str, smtp_port: u16) -> mailqueue_contract::crd::MailQueue {
     mailqueue(&format!(
         "apiVersion: mailqueue.dev/v1alpha1
 kind: MailQueue

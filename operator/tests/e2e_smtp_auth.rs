@@ -15,7 +15,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use mailqueue_operator::crd::{CaBundle, KeyRef, SmtpAuth, SmtpTimeouts, SmtpTls, TlsMode};
+use mailqueue_contract::crd::{CaBundle, KeyRef, SmtpAuth, SmtpTimeouts, SmtpTls, TlsMode};
 use support::{
     apply, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, runner_pods, spec_yaml,
     wait_condition, Setup, HOST_IP,

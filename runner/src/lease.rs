@@ -24,13 +24,13 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use mailqueue_operator::lease::{Attempt, LeaseLock};
-use mailqueue_operator::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
+use mailqueue_contract::duration;
+use mailqueue_contract::lease::{Attempt, LeaseLock};
+use mailqueue_contract::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION};
 use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
-use crate::cmd::queue_ops::parse_duration;
-use crate::ownership::{Ownership, OwnershipError, SliceCounters, SliceLease, Standalone};
+use crate::ownership::{Ownership, OwnershipError, SliceCounters, HeldSlice, Standalone};
 use crate::slice_counters::{DiskCounters, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
@@ -52,12 +52,12 @@ pub struct LeaseArgs {
     /// another holder, not this one.
     #[arg(long, env = "POD_UID")]
     pub lease_pod_uid: Option<String>,
-    /// Seconds the Lease stays ours without renewal.
-    #[arg(long, default_value_t = 15)]
-    pub lease_duration: u64,
+    /// How long the Lease stays ours without renewal (at least 3s).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "15s")]
+    pub lease_duration: Duration,
     /// A `.bak` entry of the slice claimed longer ago than this counts as stale in the
     /// heartbeat (the operator passes spec.bakPolicy.quarantineAfter).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30m")]
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "30m")]
     pub stale_bak_after: Duration,
 }
 
@@ -67,7 +67,7 @@ pub enum LeaseOwnershipError {
     #[error("slice Lease {lease} is held by {holder}; that runner must stop (or its Lease expire) first")]
     HeldByOther { lease: String, holder: String },
     #[error(transparent)]
-    Api(#[from] mailqueue_operator::lease::LeaseError),
+    Api(#[from] mailqueue_contract::lease::LeaseError),
     #[error("cannot configure the Kubernetes client for cluster mode: {0}")]
     Client(#[source] kube::Error),
 }
@@ -94,7 +94,7 @@ impl ClusterOwnership {
         let holder = holder_identity(&pod, args.lease_pod_uid.as_deref().unwrap_or_default(), &nonce());
         tracing::info!(%holder, "slice Lease identity");
         let api = Api::<Lease>::namespaced(client, namespace);
-        let lock = LeaseLock::new(api.clone(), name, &holder, Duration::from_secs(args.lease_duration.max(3)), FIELD_MANAGER);
+        let lock = LeaseLock::new(api.clone(), name, &holder, args.lease_duration.max(Duration::from_secs(3)), FIELD_MANAGER);
         Ok(Some(Self {
             api,
             lock,
@@ -127,7 +127,7 @@ impl ClusterOwnership {
 }
 
 impl Ownership for ClusterOwnership {
-    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn HeldSlice>, OwnershipError> {
         let (lease, sent) = tokio::task::block_in_place(|| self.runtime.block_on(self.take()))
             .map_err(|e| OwnershipError::Cluster(Box::new(e)))?;
         // The Lease keeps other pods out; the standalone ownership keeps out what runs beside
@@ -206,7 +206,7 @@ impl Shared {
 struct ClusterLease {
     /// The slice as a standalone runner owns it, while the runner may claim (see the module
     /// doc); released when the runner drops the lease, after the Lease itself.
-    local: Mutex<Option<Box<dyn SliceLease>>>,
+    local: Mutex<Option<Box<dyn HeldSlice>>>,
     qfiles: PathBuf,
     queue: String,
     slice: Slice,
@@ -218,7 +218,7 @@ struct ClusterLease {
     runtime: tokio::runtime::Handle,
 }
 
-impl SliceLease for ClusterLease {
+impl HeldSlice for ClusterLease {
     fn still_owned(&self) -> bool {
         // Checked against the clock too, so a stuck renewal task cannot keep us claiming past
         // the point where another runner may take over.
@@ -431,9 +431,9 @@ fn safety_margin(duration: Duration) -> Duration {
 }
 
 /// `<pod name>_<pod uid>_<random>`: unique per container start. Pod names and UIDs hold no
-/// `_`, so the operator can read the pod back (`mailqueue_operator::slice::holder_pod`).
+/// `_`, so the operator can read the pod back (`mailqueue_contract::slice::holder_pod`).
 fn holder_identity(pod: &str, uid: &str, nonce: &str) -> String {
-    mailqueue_operator::slice::holder_identity(pod, uid, nonce)
+    mailqueue_contract::slice::holder_identity(pod, uid, nonce)
 }
 
 /// A random part for the holder identity: the kernel's UUID source, else a hash seeded by
@@ -486,6 +486,6 @@ mod tests {
     fn each_start_is_a_new_holder_of_the_same_pod() {
         let (a, b) = (holder_identity("lists-out-0of1", "uid-1", &nonce()), holder_identity("lists-out-0of1", "uid-1", &nonce()));
         assert_ne!(a, b, "two starts share an identity");
-        assert_eq!(mailqueue_operator::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
+        assert_eq!(mailqueue_contract::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
     }
 }

@@ -1,7 +1,7 @@
 //! Structured logs on stderr: readable text, or one JSON object per line with the
 //! span fields (slice, entry) on every line. Spans also go to an OTLP endpoint when
-//! one is configured (see `mailqueue_operator::telemetry`).
-use mailqueue_operator::telemetry;
+//! one is configured (see `mailqueue_contract::telemetry`).
+use mailqueue_contract::telemetry;
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;

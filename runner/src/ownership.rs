@@ -36,11 +36,12 @@ pub struct SliceCounters {
 /// Hands out slices.
 pub trait Ownership: Send + Sync {
     /// Takes `slice` of `queue`, or says clearly who holds it.
-    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError>;
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn HeldSlice>, OwnershipError>;
 }
 
-/// A held slice. Checks are cheap: they are made before every claim.
-pub trait SliceLease: Send + Sync {
+/// A slice this runner holds, whether by its lock files (standalone, `LockedSlice`) or by
+/// its Lease (cluster mode, `lease.rs`). Checks are cheap: they are made before every claim.
+pub trait HeldSlice: Send + Sync {
     /// False as soon as ownership is lost (a Lease taken over, an expired renewal):
     /// the runner must stop claiming at once.
     fn still_owned(&self) -> bool;
@@ -97,12 +98,12 @@ impl Standalone {
 }
 
 impl Ownership for Standalone {
-    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn SliceLease>, OwnershipError> {
+    fn acquire(&self, queue: &str, slice: Slice) -> Result<Box<dyn HeldSlice>, OwnershipError> {
         let lock = SliceLock::acquire(&self.qfiles, queue, slice).map_err(|e| match e {
             e @ LockError::Held { .. } => OwnershipError::Held(e),
             e => OwnershipError::Lock(e),
         })?;
-        Ok(Box::new(StandaloneLease {
+        Ok(Box::new(LockedSlice {
             lock,
             lost: std::sync::atomic::AtomicBool::new(false),
             owned_cache: Mutex::new(None),
@@ -117,7 +118,8 @@ impl Ownership for Standalone {
 /// claim itself, and half a second is well inside any drain's expectations.
 const DRAIN_RECHECK: Duration = Duration::from_millis(500);
 
-struct StandaloneLease {
+/// A slice held by its lock files and drain flag file: standalone ownership.
+struct LockedSlice {
     lock: SliceLock,
     /// Once lost, lost for good.
     lost: std::sync::atomic::AtomicBool,
@@ -127,7 +129,7 @@ struct StandaloneLease {
     drain_cache: Mutex<Option<(Instant, bool)>>,
 }
 
-impl SliceLease for StandaloneLease {
+impl HeldSlice for LockedSlice {
     fn still_owned(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         // A flock is held until our process closes it, but it only excludes others

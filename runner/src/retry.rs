@@ -3,7 +3,7 @@
 //! writes; it is dropped once the retry period has passed without progress; the retry
 //! runner moves due entries back to `out`.
 use crate::metrics::Metrics;
-use crate::ownership::SliceLease;
+use crate::ownership::HeldSlice;
 use crate::shutdown::Stop;
 use mailqueue_message::Version;
 use mailqueue_pickle::{DateTime, Value};
@@ -184,7 +184,7 @@ impl RetryMover {
     pub async fn run_slice(
         self: Arc<Self>,
         slice: Slice,
-        lease: Arc<dyn SliceLease>,
+        lease: Arc<dyn HeldSlice>,
     ) -> Result<(), RetryError> {
         loop {
             let me = self.clone();
@@ -226,7 +226,7 @@ impl RetryMover {
     /// entry that cannot be read or moved for a reason that is not its content (an I/O
     /// error, a full disk) stays where it is for the next pass; only undecodable ones go
     /// to `bad/`.
-    fn pass(&self, slice: Slice, lease: &dyn SliceLease) -> Result<(), mailqueue_queue::Error> {
+    fn pass(&self, slice: Slice, lease: &dyn HeldSlice) -> Result<(), mailqueue_queue::Error> {
         // Asked before listing, so an empty slice acknowledges a drain too.
         if !lease.still_owned() || lease.draining() {
             lease.publish(&self.counters(0));
@@ -347,7 +347,7 @@ mod tests {
         published: std::sync::atomic::AtomicUsize,
     }
 
-    impl SliceLease for DrainRequested {
+    impl HeldSlice for DrainRequested {
         fn still_owned(&self) -> bool {
             true
         }

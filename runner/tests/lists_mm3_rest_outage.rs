@@ -53,7 +53,7 @@ fn api_down_at_start_leaves_entries_queued_until_it_is_back() {
         want.extend(mm3::expected_transactions(&vector(&manifest, path)));
     }
     let args = mm3::rest_args(q.path(), &url, &templates);
-    let mut extra: Vec<&str> = vec!["--exit-when-empty", "--mailman-rest-retry-secs", "1"];
+    let mut extra: Vec<&str> = vec!["--exit-when-empty", "--mailman-rest-retry", "1s"];
     extra.extend(args.iter().map(String::as_str));
 
     // Nothing listens on the API port: entries are left as they are.
@@ -89,7 +89,7 @@ fn api_gone_mid_run_delivers_from_the_cache() {
     let args = mm3::rest_args(q.path(), &api.url(), &templates);
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     // Cache answers expire at once: every later question goes to the (gone) API.
-    let mut extra: Vec<&str> = vec!["--metrics-addr", &metrics_addr, "--mailman-rest-cache-secs", "0"];
+    let mut extra: Vec<&str> = vec!["--metrics-addr", &metrics_addr, "--mailman-rest-cache", "0s"];
     extra.extend(args.iter().map(String::as_str));
     let log_path = q.path().join("runner.log");
     let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &extra);

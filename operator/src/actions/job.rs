@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
-use crate::crd::MailQueue;
+use mailqueue_contract::crd::MailQueue;
 use crate::desired::{app_labels, queue_pod_spec, runner_image, RunnerTemplate};
 
 use super::plan::{Counts, Request};
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn every_action_container_mounts_the_claim_and_runs_locked_down() {
         let mut spec = crate::validate::tests::spec(&[("out", 1)]);
-        spec.runner = Some(crate::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001), ..Default::default() });
+        spec.runner = Some(mailqueue_contract::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001), ..Default::default() });
         let mq = MailQueue::new("lists", spec);
         let commands = vec![vec!["compact".to_owned()], vec!["compact".to_owned()]];
         let request = Request { kind: ActionKind::Compact, request_id: "a".to_owned(), commands };

@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 
-use crate::crd::{ActionsStatus, MailQueue, MailQueueStatus};
+use mailqueue_contract::crd::{ActionsStatus, MailQueue, MailQueueStatus};
 use crate::events::Note;
 use crate::reconcile::Context;
 use crate::FIELD_MANAGER;

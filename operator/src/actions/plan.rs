@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 
-use crate::crd::{ActionPhase, ActionStatus, ActionsStatus, MailQueue, RequeueSource};
+use mailqueue_contract::crd::{ActionPhase, ActionStatus, ActionsStatus, MailQueue, RequeueSource};
 use crate::desired::MOUNT_PATH;
 
 use super::job::JobOutcome;
@@ -330,7 +330,7 @@ spec:
         assert_eq!(run.commands[0].join(" "), "quarantine --qfiles /var/lib/mailman/var/queue --queue out --older-than 10m --json");
         // Under way: the same run, whatever the count says now.
         let running = step(run, None, None, Counts::default(), false, "j", now()).status;
-        let status = crate::crd::MailQueueStatus {
+        let status = mailqueue_contract::crd::MailQueueStatus {
             actions: Some(ActionsStatus { bak_policy: Some(running.clone()), ..ActionsStatus::default() }),
             ..Default::default()
         };

@@ -1,10 +1,13 @@
 //! The email message model Mailman pickles, and its flattening to wire bytes.
 
+mod body_codec;
 pub mod model;
 pub mod py2;
 pub mod py3;
+pub mod unpickle;
 
-pub use model::{message_from_value, Charset, Error, HeaderObj, HeaderValue, Message, PartPath, Payload, Text, Version};
+pub use model::{Charset, Error, HeaderObj, HeaderValue, Message, PartPath, Payload, Text, Version};
+pub use unpickle::message_from_value;
 
 /// The exact DATA bytes Mailman's delivery sends for `msg` (before dot-stuffing), for a
 /// list that makes no list-specific change. `envsender` is the `MAIL FROM` address

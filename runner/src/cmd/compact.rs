@@ -4,7 +4,8 @@
 //! feeds the old entries back in batches. Run it again after any interruption or crash
 //! and it finishes the job.
 use super::drain;
-use super::queue_ops::{finish, interrupted, parse_duration, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use mailqueue_contract::duration;
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
 use anyhow::bail;
 use mailqueue_queue::ops::compact::{Compact, Stage};
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     pub wait_drain: bool,
     /// How long --wait-drain waits for the runners to go idle.
-    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration::parse)]
     pub drain_timeout: Duration,
     #[command(flatten)]
     pub batch: BatchArgs,

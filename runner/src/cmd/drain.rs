@@ -2,7 +2,8 @@
 //! claiming (the drain flag file, see `ownership::Standalone`), and wait until every one
 //! of them has acknowledged it in its heartbeat, which it publishes only between
 //! batches: from then on it has nothing in flight. `--resume` removes the flag.
-use super::queue_ops::{emit, interrupted, parse_duration, start_logs, OutputArgs, QueueArgs};
+use mailqueue_contract::duration;
+use super::common::{emit, interrupted, start_logs, OutputArgs, QueueArgs};
 use crate::ownership::Standalone;
 use anyhow::Context;
 use mailqueue_queue::inflight::{recorded_holders, Holder};
@@ -22,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
     /// Give up waiting after this long (the drain stays requested).
-    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration::parse)]
     pub timeout: Duration,
     /// Ask for the drain and return at once, without waiting.
     #[arg(long)]

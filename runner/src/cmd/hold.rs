@@ -1,6 +1,6 @@
 //! `mailqueue-runner hold`: move chosen queued entries out of the live queue into its
 //! hold area, where they are neither delivered nor expired until released.
-use super::queue_ops::{finish, start_logs, OutputArgs, QueueArgs, SelectArgs};
+use super::common::{finish, start_logs, OutputArgs, QueueArgs, SelectArgs};
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::hold;
 use std::process::ExitCode;

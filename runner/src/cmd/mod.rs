@@ -9,7 +9,7 @@ pub mod compact;
 pub mod drain;
 pub mod hold;
 pub mod quarantine;
-pub mod queue_ops;
+pub mod common;
 pub mod release;
 pub mod requeue;
 pub mod unshunt;

@@ -1,6 +1,7 @@
 //! `mailqueue-runner quarantine`: set aside `.bak` entries stuck longer than a
 //! threshold, never one a live runner has in flight.
-use super::queue_ops::{finish, parse_duration, start_logs, OutputArgs, QueueArgs};
+use mailqueue_contract::duration;
+use super::common::{finish, start_logs, OutputArgs, QueueArgs};
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::quarantine::Quarantine;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ pub struct Args {
     pub target: QueueArgs,
     /// Only entries that have been `.bak` for longer than this (by the time they
     /// became `.bak`, not their enqueue time), e.g. 30m.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub older_than: Duration,
     /// Count what would be moved; move nothing.
     #[arg(long)]

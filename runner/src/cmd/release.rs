@@ -1,5 +1,5 @@
 //! `mailqueue-runner release`: feed held entries back into their queue, in batches.
-use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs, SelectArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs, SelectArgs};
 use mailqueue_queue::ops::hold;
 use std::process::ExitCode;
 

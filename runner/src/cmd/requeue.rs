@@ -1,6 +1,6 @@
 //! `mailqueue-runner requeue`: feed entries back into a live queue from quarantine,
 //! hold, shunt, bad or a directory, in batches, never over `--max-depth`.
-use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
 use mailqueue_queue::ops::requeue::{requeue, Source};
 use std::process::ExitCode;
 

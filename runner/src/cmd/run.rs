@@ -5,11 +5,12 @@ use crate::deliver::engine::Engine;
 use crate::deliver::plan::{Policy, VerpMode};
 use crate::deliver::smtp::{Security, Settings};
 use crate::metrics::Metrics;
-use crate::ownership::{Ownership, SliceLease, Standalone};
+use crate::ownership::{Ownership, HeldSlice, Standalone};
 use crate::retry::{RetryMover, RetryPolicy};
 use crate::shutdown::{self, Stop};
 use crate::{http, logging};
 use anyhow::{bail, Context};
+use mailqueue_contract::duration;
 use mailqueue_queue::lock::STATE_DIR;
 use mailqueue_queue::switchboard::Switchboard;
 use mailqueue_queue::Slice;
@@ -59,15 +60,15 @@ pub struct Args {
     /// Name sent in EHLO (default: this host's name).
     #[arg(long)]
     pub helo: Option<String>,
-    /// Seconds to wait for the relay to accept a connection and greet.
-    #[arg(long, default_value_t = 10)]
-    pub connect_timeout: u64,
-    /// Seconds to wait for each reply (MAIL, RCPT, DATA).
-    #[arg(long, default_value_t = 30)]
-    pub command_timeout: u64,
-    /// Seconds to send a message and get the reply to its final dot.
-    #[arg(long, default_value_t = 120)]
-    pub data_timeout: u64,
+    /// How long to wait for the relay to accept a connection and greet.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// How long to wait for each reply (MAIL, RCPT, DATA).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "30s")]
+    pub command_timeout: Duration,
+    /// How long sending a message and getting the reply to its final dot may take.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "2m")]
+    pub data_timeout: Duration,
     /// Concurrent SMTP sessions per slice (each reused across entries).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -78,18 +79,22 @@ pub struct Args {
     /// When to send one VERP transaction per recipient.
     #[arg(long, value_enum, default_value_t = VerpMode::Metadata)]
     pub verp: VerpMode,
-    /// Seconds a message keeps being retried while it makes no progress (Mailman: 5 days).
-    #[arg(long, default_value_t = 5 * 24 * 3600)]
-    pub retry_period: u64,
-    /// Seconds before a retried 2.1 entry is due again (`deliver_after`; Mailman: 1 hour).
-    #[arg(long, default_value_t = 3600)]
-    pub retry_wait: u64,
-    /// Seconds between passes of the retry queue (Mailman: 15 minutes).
-    #[arg(long, default_value_t = 900)]
-    pub retry_interval: u64,
-    /// Milliseconds between listings of an empty queue.
-    #[arg(long, default_value_t = 1000)]
-    pub poll_interval_ms: u64,
+    /// How long a message keeps being retried while it makes no progress (Mailman: 5 days).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "5d")]
+    pub retry_period: Duration,
+    /// How long before a retried 2.1 entry is due again (`deliver_after`; Mailman: 1 hour).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "1h")]
+    pub retry_wait: Duration,
+    /// Time between passes of the retry queue (Mailman: 15 minutes).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "15m")]
+    pub retry_interval: Duration,
+    /// Time between listings of an empty queue.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "1s")]
+    pub poll_interval: Duration,
+    /// The same in milliseconds, as earlier versions took it: kept, hidden, for the scripts
+    /// that pass it (a bare number here is milliseconds, which --poll-interval cannot mean).
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "poll_interval")]
+    pub poll_interval_ms: Option<u64>,
     /// JSON-lines file of permanent failures (default `<qfiles>/.mailqueue/bounces.jsonl`).
     #[arg(long, value_name = "FILE")]
     pub bounce_log: Option<PathBuf>,
@@ -103,10 +108,10 @@ pub struct Args {
     /// The address --metrics-port listens on.
     #[arg(long, env = "POD_IP", default_value = "0.0.0.0", value_name = "IP")]
     pub metrics_ip: std::net::IpAddr,
-    /// Seconds from SIGTERM/SIGINT to exit: claiming stops at once, in-flight
+    /// Time from SIGTERM/SIGINT to exit: claiming stops at once, in-flight
     /// transactions are aborted shortly before the end, unfinished entries put back.
-    #[arg(long, default_value_t = 30)]
-    pub stop_grace: u64,
+    #[arg(long, value_name = "DUR", value_parser = duration::parse, default_value = "30s")]
+    pub stop_grace: Duration,
     /// Largest queue entry read, in MiB; a larger file is set aside in bad/ unread.
     #[arg(long, default_value_t = mailqueue_queue::open::DEFAULT_MAX_ENTRY_SIZE >> 20)]
     pub max_entry_mib: u64,
@@ -168,7 +173,7 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         None => Box::new(Standalone::new(&args.qfiles)),
     };
     // Ownership first: nothing is recovered or claimed in a slice we do not own.
-    let mut leases: Vec<(Slice, Arc<dyn SliceLease>)> = Vec::new();
+    let mut leases: Vec<(Slice, Arc<dyn HeldSlice>)> = Vec::new();
     for &slice in &slices {
         let lease = ownership.acquire(&args.queue, slice)?;
         leases.push((slice, Arc::from(lease)));
@@ -188,7 +193,7 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let (switch, stop) = shutdown::channel();
-    let grace = Duration::from_secs(args.stop_grace);
+    let grace = args.stop_grace;
     tokio::spawn(async move {
         if let Err(e) = switch.on_signals(grace).await {
             tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
@@ -200,7 +205,7 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         let mover = Arc::new(RetryMover {
             retry: sb,
             out: queue_dir(&args.qfiles, "out")?,
-            interval: Duration::from_secs(args.retry_interval),
+            interval: args.retry_interval,
             exit_when_empty: args.exit_when_empty,
             metrics: metrics.clone(),
             stop: stop.clone(),
@@ -318,21 +323,21 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
             tls_accept_invalid_certs: args.smtp_tls_insecure,
             credentials,
             helo: args.helo.clone().unwrap_or_else(host_name),
-            connect_timeout: Duration::from_secs(args.connect_timeout),
-            command_timeout: Duration::from_secs(args.command_timeout),
-            data_timeout: Duration::from_secs(args.data_timeout),
+            connect_timeout: args.connect_timeout,
+            command_timeout: args.command_timeout,
+            data_timeout: args.data_timeout,
         },
         connections: args.connections,
         policy: Policy { rcpt_limit: args.rcpts_per_transaction, verp: args.verp },
-        retry_policy: RetryPolicy { period: Duration::from_secs(args.retry_period), wait: Duration::from_secs(args.retry_wait) },
+        retry_policy: RetryPolicy { period: args.retry_period, wait: args.retry_wait },
         exit_when_empty: args.exit_when_empty,
-        idle: Duration::from_millis(args.poll_interval_ms),
+        idle: args.poll_interval_ms.map_or(args.poll_interval, Duration::from_millis),
         metrics,
         bounces: BounceLog::open(&bounce_path).with_context(|| format!("opening the bounce log {}", bounce_path.display()))?,
         stop,
         mm3_lists,
         mm2_lists,
-        list_retry: Duration::from_secs(args.mailman3.mailman_rest_retry_secs),
+        list_retry: args.mailman3.mailman_rest_retry,
         unwritten: Default::default(),
         large_entries: tokio::sync::Semaphore::new(1),
     })

@@ -1,6 +1,6 @@
 //! `mailqueue-runner unshunt`: shunted entries back to the queue in their metadata
 //! (`whichq`), as Mailman's `unshunt` does, in batches.
-use super::queue_ops::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs};
 use mailqueue_queue::ops::unshunt::unshunt;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use crate::lists::mm2::Mm2Lists;
 use crate::lists::mm3::Mm3Rest;
 use super::smtp::{Session, SessionBroken, Settings};
 use crate::metrics::Metrics;
-use crate::ownership::{SliceCounters, SliceLease};
+use crate::ownership::{SliceCounters, HeldSlice};
 use crate::retry::{self, RetryDecision, RetryPolicy};
 use crate::shutdown::Stop;
 use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
@@ -126,7 +126,7 @@ const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
 impl Engine {
     /// Drains `slice` until stopped (or empty, with `exit_when_empty`). The caller has
     /// acquired the slice and recovered its `.bak` entries.
-    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn SliceLease>) -> Result<(), SliceError> {
+    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn HeldSlice>) -> Result<(), SliceError> {
         let (jobs_tx, jobs_rx) = mpsc::channel::<EntryName>(self.connections * 2);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -254,7 +254,7 @@ impl Engine {
         }
     }
 
-    fn publish(&self, lease: &dyn SliceLease, pending: u64, oldest_pending_seconds: u64) {
+    fn publish(&self, lease: &dyn HeldSlice, pending: u64, oldest_pending_seconds: u64) {
         let read = |m: &std::sync::Mutex<Option<String>>| m.lock().ok().and_then(|v| v.clone());
         lease.publish(&SliceCounters {
             pending,
@@ -270,7 +270,7 @@ impl Engine {
 
     async fn worker(
         self: Arc<Self>,
-        lease: Arc<dyn SliceLease>,
+        lease: Arc<dyn HeldSlice>,
         jobs: Arc<Mutex<mpsc::Receiver<EntryName>>>,
         done: mpsc::UnboundedSender<Done>,
     ) {
@@ -291,7 +291,7 @@ impl Engine {
         }
     }
 
-    async fn process(self: Arc<Self>, lease: &dyn SliceLease, session: &mut Option<Session>, name: EntryName) -> Done {
+    async fn process(self: Arc<Self>, lease: &dyn HeldSlice, session: &mut Option<Session>, name: EntryName) -> Done {
         if self.stop.stopping() || !lease.still_owned() || lease.draining() || self.disk_full() {
             return Done::Handled;
         }

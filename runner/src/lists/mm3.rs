@@ -1,9 +1,10 @@
 //! A Mailman 3 site's list settings, read from its REST API (`--mailman-rest`) and its
 //! template files, cached for a bounded time. When the API cannot be reached, answers
-//! come from the cache up to a day old (`--mailman-rest-max-stale-secs`; logged and
+//! come from the cache up to a day old (`--mailman-rest-max-stale`; logged and
 //! counted); with nothing usable cached the caller is told to try later.
 use super::ListError;
 use crate::metrics::Metrics;
+use mailqueue_contract::duration;
 use mailqueue_message::py3::decorate::{ListVars, MemberVars};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -463,16 +464,16 @@ pub struct Mm3Args {
     /// The site's `$template_dir` (`var/templates`), searched before the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub mailman_site_templates: Option<PathBuf>,
-    /// Seconds an answer from the API is reused before it is asked again.
-    #[arg(long, default_value_t = 300)]
-    pub mailman_rest_cache_secs: u64,
-    /// Seconds a cached answer may stand in while the API is down.
-    #[arg(long, default_value_t = 24 * 3600)]
-    pub mailman_rest_max_stale_secs: u64,
-    /// Seconds an entry waits when its list's settings cannot be had (API down,
+    /// How long an answer from the API is reused before it is asked again.
+    #[arg(long, alias = "mailman-rest-cache-secs", value_name = "DUR", value_parser = duration::parse, default_value = "5m")]
+    pub mailman_rest_cache: Duration,
+    /// How long a cached answer may stand in while the API is down.
+    #[arg(long, alias = "mailman-rest-max-stale-secs", value_name = "DUR", value_parser = duration::parse, default_value = "1d")]
+    pub mailman_rest_max_stale: Duration,
+    /// How long an entry waits when its list's settings cannot be had (API down,
     /// nothing cached).
-    #[arg(long, default_value_t = 60)]
-    pub mailman_rest_retry_secs: u64,
+    #[arg(long, alias = "mailman-rest-retry-secs", value_name = "DUR", value_parser = duration::parse, default_value = "1m")]
+    pub mailman_rest_retry: Duration,
 }
 
 impl Mm3Args {
@@ -509,8 +510,8 @@ impl Mm3Args {
             root,
             user,
             password,
-            cache_ttl: Duration::from_secs(self.mailman_rest_cache_secs),
-            max_stale: Duration::from_secs(self.mailman_rest_max_stale_secs.max(self.mailman_rest_cache_secs)),
+            cache_ttl: self.mailman_rest_cache,
+            max_stale: self.mailman_rest_max_stale.max(self.mailman_rest_cache),
             timeout: Duration::from_secs(10),
             builtin_templates: builtin,
             site_templates: self.mailman_site_templates.clone(),

@@ -66,7 +66,7 @@ pub fn run_cmd(qfiles: &Path, smtp: &str, extra: &[&str]) -> Command {
         .arg(qfiles)
         .arg("--smtp")
         .arg(smtp)
-        .args(["--poll-interval-ms", "50"])
+        .args(["--poll-interval", "50ms"])
         .args(extra);
     c.stdin(Stdio::null());
     c

@@ -392,7 +392,7 @@ fn payload_decoded(msg: &Message) -> Result<Vec<u8>, DecorateError> {
         }
     };
     Ok(match cte.as_slice() {
-        b"quoted-printable" => crate::py3::transfer::qp_decode(&payload),
+        b"quoted-printable" => crate::body_codec::qp_decode(&payload),
         b"base64" => base64_decode(&payload).unwrap_or(payload),
         b"x-uuencode" | b"uuencode" | b"uue" | b"x-uue" => {
             return Err(unsupported("a uuencoded text/plain body"))
@@ -505,7 +505,7 @@ fn set_payload(msg: &mut Message, payload: &[u8], cs: &BodyCharset) {
     push(msg, b"Content-Type", &ct);
     let (body, cte): (Vec<u8>, &[u8]) = match cs.encoding {
         BodyEncoding::Base64 => (
-            crate::py3::transfer::base64_body(payload).into_bytes(),
+            crate::body_codec::base64_body(payload).into_bytes(),
             b"base64",
         ),
         BodyEncoding::QuotedPrintable => (qp_body(payload), b"quoted-printable"),
@@ -717,7 +717,7 @@ fn mime_text(text: &[u8], lcset: &str) -> Result<Message, DecorateError> {
     push(&mut m, b"MIME-Version", b"1.0");
     let (body, cte): (Vec<u8>, &[u8]) = match cs.encoding {
         BodyEncoding::Base64 => (
-            crate::py3::transfer::base64_body(text).into_bytes(),
+            crate::body_codec::base64_body(text).into_bytes(),
             b"base64",
         ),
         BodyEncoding::QuotedPrintable => (qp_body(text), b"quoted-printable"),

@@ -3,6 +3,7 @@
 //! encodings (`email.base64mime.body_encode`, `email.quoprimime.body_encode`).
 
 use super::pystr;
+use crate::body_codec::{base64_body, qp_decode};
 use base64::Engine;
 use mailqueue_pickle::PyStr;
 
@@ -160,37 +161,6 @@ fn base64_decode(b: &[u8]) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(&padded).ok()
 }
 
-/// `binascii.a2b_qp(data, header=False)`.
-pub(crate) fn qp_decode(b: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'=' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        let Some(&c) = b.get(i) else { break };
-        if c == b'\n' || c == b'\r' {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-            i += 1;
-        } else if c == b'=' {
-            out.push(b'=');
-            i += 1;
-        } else if let (Some(h), Some(l)) = (hex(c), b.get(i + 1).copied().and_then(hex)) {
-            out.push(h << 4 | l);
-            i += 2;
-        } else {
-            out.push(b'=');
-        }
-    }
-    out
-}
-
 /// `set_payload(bytes, charset)` for a charset whose body encoding is base64 or
 /// quoted-printable: the encoded text (the new payload) and the transfer encoding.
 /// For 7bit/8bit charsets the octets stay as they are.
@@ -203,16 +173,6 @@ pub fn body_encode(bytes: &[u8], cs: BodyCharset) -> (PyStr, &'static str) {
             (PyStr::decode_surrogateescape(bytes), if bytes.is_ascii() { "7bit" } else { "8bit" })
         }
     }
-}
-
-/// `base64mime.body_encode`: 57 octets a line, every line ending in `\n`.
-pub(crate) fn base64_body(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(57) {
-        out.push_str(&base64::engine::general_purpose::STANDARD.encode(chunk));
-        out.push('\n');
-    }
-    out
 }
 
 /// `quoprimime.body_encode(body.decode('latin1'))` with maxlinelen 76 and `\n`.
@@ -275,19 +235,5 @@ mod tests {
         assert_eq!(qp_body(b"caf\xe9 = ok \n\tx\n"), "caf=E9 =3D ok=20\n\tx\n");
         let long = "a".repeat(80);
         assert_eq!(qp_body(long.as_bytes()), format!("{}=\n{}", "a".repeat(75), "a".repeat(5)));
-    }
-
-    #[test]
-    fn base64_body_wraps_at_76() {
-        let text = base64_body(&[0u8; 60]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].len(), 76);
-        assert!(text.ends_with('\n'));
-    }
-
-    #[test]
-    fn qp_decoding() {
-        assert_eq!(qp_decode(b"a=3Db=\nc=\r\nd=zz="), b"a=bcd=zz".to_vec());
     }
 }

@@ -1,8 +1,9 @@
 //! What the queue-operation commands (quarantine, hold, release, requeue, compact,
-//! unshunt, drain) share: durations on the command line, batching switches, progress
+//! unshunt, drain) share: the queue and selection switches, batching switches, progress
 //! on a terminal or in the log, Ctrl-C that stops between two moves, and the result
 //! printed as numbers or JSON.
 use crate::logging;
+use mailqueue_contract::duration;
 use mailqueue_queue::ops::{Batching, Feed, Progress, Select, Tally};
 use mailqueue_queue::Slice;
 use serde::Serialize;
@@ -12,38 +13,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A duration: `500ms`, `30s`, `5m`, `2h`, `1d`, combined (`1h30m`), or bare seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (examples: 30s, 5m, 1h30m, 2d, 500ms)");
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = rest.get(..digits).and_then(|d| d.parse().ok()).ok_or_else(bad)?;
-        let tail = rest.get(digits..).unwrap_or("");
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let unit = tail.get(..unit_len).unwrap_or("");
-        let one = match unit {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(bad()),
-        };
-        total += one.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
-        rest = tail.get(unit_len..).unwrap_or("");
-    }
-    Ok(total)
-}
 
 /// The queue an operation works on.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +35,7 @@ pub struct SelectArgs {
     #[arg(long, value_name = "N")]
     pub slices: Option<u32>,
     /// Entries queued longer ago than this (by the time in their name), e.g. 2h.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub older_than: Option<Duration>,
     /// Entries of this list (2.1 list name or Mailman 3 list id).
     #[arg(long)]
@@ -110,7 +79,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub batch: usize,
     /// Pause between batches (e.g. 5s).
-    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration::parse)]
     pub interval: Duration,
     /// Never let the queue directory hold more than M entries: wait for the runners
     /// to drain it below that before each batch.
@@ -271,21 +240,4 @@ pub fn emit(output: &OutputArgs, text: &str, details: &impl Serialize) -> anyhow
         println!("{text}");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        for bad in ["", "m", "5x", "1.5h", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }
