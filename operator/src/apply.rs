@@ -20,13 +20,12 @@ use crate::FIELD_MANAGER;
 
 /// A write to the API server failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {verb} {kind} {name}: {source}")]
+#[error("cannot {verb} {kind} {name}: {error}")]
 pub struct ApplyError {
     verb: &'static str,
     kind: &'static str,
     name: String,
-    #[source]
-    source: kube::Error,
+    error: kube::Error,
 }
 
 /// One pod as seen: deleting by name and uid never removes a newer pod of the same name.
@@ -157,7 +156,7 @@ fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> 
 }
 
 fn error<'a>(verb: &'static str, kind: &'static str, name: &'a str) -> impl FnOnce(kube::Error) -> ApplyError + 'a {
-    move |source| ApplyError { verb, kind, name: name.to_owned(), source }
+    move |error| ApplyError { verb, kind, name: name.to_owned(), error }
 }
 
 /// A pod whose containers will not run again.

@@ -28,13 +28,12 @@ impl Observed {
 
 /// The pods or Leases could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list the {kind} of MailQueue {namespace}/{name}: {source}")]
+#[error("cannot list the {kind} of MailQueue {namespace}/{name}: {error}")]
 pub struct ReadError {
     kind: &'static str,
     namespace: String,
     name: String,
-    #[source]
-    source: kube::Error,
+    error: kube::Error,
 }
 
 /// Lists the objects labelled as belonging to the `MailQueue` `namespace/name`.
@@ -42,7 +41,7 @@ pub async fn observe(client: &Client, namespace: &str, name: &str) -> Result<Obs
     // Served from the API server's watch cache: a reconcile runs on every heartbeat that
     // changes, and the apply step tolerates a read that is a moment old.
     let params = ListParams::default().labels(&format!("{MAILQUEUE_LABEL}={name}")).match_any();
-    let error = |kind, source| ReadError { kind, namespace: namespace.to_owned(), name: name.to_owned(), source };
+    let error = |kind, error| ReadError { kind, namespace: namespace.to_owned(), name: name.to_owned(), error };
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&params)
         .await

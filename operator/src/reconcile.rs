@@ -44,19 +44,18 @@ pub struct Context {
 pub enum ReconcileError {
     #[error("MailQueue {0} has no namespace or uid yet")]
     Incomplete(String),
-    #[error("read: {0}")]
+    #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("references: {0}")]
+    #[error(transparent)]
     References(#[from] ReferenceError),
-    #[error("apply: {0}")]
+    #[error(transparent)]
     Apply(#[from] ApplyError),
-    #[error("action: {0}")]
+    #[error(transparent)]
     Action(#[from] ActionError),
-    #[error("status: cannot write the status of MailQueue {name}: {source}")]
+    #[error("status: cannot write the status of MailQueue {name}: {error}")]
     Status {
         name: String,
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
     },
 }
 
@@ -144,7 +143,7 @@ async fn write_status(
     Api::<MailQueue>::namespaced(client.clone(), namespace)
         .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(|source| ReconcileError::Status { name, source })?;
+        .map_err(|error| ReconcileError::Status { name, error })?;
     for note in notes {
         ctx.events.publish(mq, note).await;
     }

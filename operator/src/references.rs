@@ -49,12 +49,11 @@ pub enum Missing {
 
 /// A Secret or ConfigMap could not be read (other than not existing).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {kind} {name}: {source}")]
+#[error("cannot read {kind} {name}: {error}")]
 pub struct ReferenceError {
     kind: Kind,
     name: String,
-    #[source]
-    source: kube::Error,
+    error: kube::Error,
 }
 
 /// Every Secret and ConfigMap `spec` names.
@@ -114,7 +113,7 @@ pub fn missing(reference: &Reference, keys: Option<&BTreeSet<String>>) -> Vec<Mi
 pub async fn check(client: &Client, namespace: &str, references: &[Reference]) -> Result<Vec<Missing>, ReferenceError> {
     let mut out = Vec::new();
     for reference in references {
-        let error = |source| ReferenceError { kind: reference.kind, name: reference.name.clone(), source };
+        let error = |error| ReferenceError { kind: reference.kind, name: reference.name.clone(), error };
         let keys: Option<BTreeSet<String>> = match reference.kind {
             Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(&reference.name)

@@ -23,11 +23,10 @@ pub enum InvalidSpec {
     MissingClaim,
     #[error("spec.smtp.auth needs spec.smtp.tls.mode starttls, starttls-opportunistic or tls: a password is never sent in the clear")]
     AuthWithoutTls,
-    #[error("spec.{field}: {source}")]
+    #[error("spec.{field}: {error}")]
     Duration {
         field: &'static str,
-        #[source]
-        source: duration::DurationError,
+        error: duration::DurationError,
     },
 }
 
@@ -73,7 +72,7 @@ pub fn validate(name: &str, spec: &MailQueueSpec) -> Result<ValidSpec, InvalidSp
     if spec.smtp.auth.is_some() && tls == TlsMode::None {
         return Err(InvalidSpec::AuthWithoutTls);
     }
-    let parse = |field, value: &str| duration::parse(value).map_err(|source| InvalidSpec::Duration { field, source });
+    let parse = |field, value: &str| duration::parse(value).map_err(|error| InvalidSpec::Duration { field, error });
     let timeouts = spec.smtp.timeouts.clone().unwrap_or_default();
     let optional = |field, value: &Option<String>| value.as_deref().map(|v| parse(field, v)).transpose();
     let smtp_timeouts = Timeouts {

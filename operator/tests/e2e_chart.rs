@@ -216,7 +216,7 @@ impl Installed {
     async fn kubectl(&self, args: &[&str]) -> (bool, String) {
         let mut all = vec!["--namespace", self.namespace.as_str()];
         all.extend_from_slice(args);
-        let (ok, out, err) = tool(&self.plane, self.helm_home.path(), "kubectl", &all, None).await;
+        let (ok, out, err) = tool(self.plane, self.helm_home.path(), "kubectl", &all, None).await;
         (ok, out + &err)
     }
 

@@ -69,7 +69,7 @@ pub enum LeaseOwnershipError {
     #[error(transparent)]
     Api(#[from] mailqueue_contract::lease::LeaseError),
     #[error("cannot configure the Kubernetes client for cluster mode: {0}")]
-    Client(#[source] kube::Error),
+    Client(kube::Error),
 }
 
 /// Hands out the one slice named by `--lease-name`.

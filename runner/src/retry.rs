@@ -172,8 +172,8 @@ pub struct RetryMover {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
-    #[error("retry slice {slice}: {source}")]
-    Queue { slice: Slice, source: mailqueue_queue::Error },
+    #[error("retry slice {slice}: {error}")]
+    Queue { slice: Slice, error: mailqueue_queue::Error },
     /// The slice's Lease was lost: the process exits so that it restarts and queues up for
     /// the Lease again, as the out runner does.
     #[error("retry slice {0}: ownership lost; claiming stopped")]
@@ -191,7 +191,7 @@ impl RetryMover {
             let lease2 = lease.clone();
             let pass = tokio::task::spawn_blocking(move || me.pass(slice, lease2.as_ref()));
             match pass.await {
-                Ok(r) => r.map_err(|source| RetryError::Queue { slice, source })?,
+                Ok(r) => r.map_err(|error| RetryError::Queue { slice, error })?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => return Ok(()),
             }

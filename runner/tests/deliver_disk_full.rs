@@ -24,8 +24,7 @@ struct SmallFs {
 
 impl SmallFs {
     fn mount() -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { nix::libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             eprintln!("not root: cannot mount a tmpfs; skipped");
             return None;
         }

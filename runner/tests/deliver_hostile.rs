@@ -64,8 +64,7 @@ impl Drop for Running {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { nix::libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[test]
@@ -153,7 +152,9 @@ fn idle_metrics_connections_cannot_exhaust_the_runners_descriptors() {
     let log_path = q.path().join("runner.log");
     let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--metrics-addr", &addr]);
     cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log"))).stdout(Stdio::null());
-    // 256 slice-lock descriptors, the runtime's few, and not much more.
+    // 256 slice-lock descriptors, the runtime's few, and not much more. `pre_exec` is
+    // unsafe by nature (it runs between fork and exec); the closure only calls setrlimit.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
             let lim = nix::libc::rlimit { rlim_cur: 330, rlim_max: 330 };

@@ -100,8 +100,7 @@ fn smtp_sink(port: u16) -> Option<Child> {
         Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
     })?;
     let mut cmd = Command::new(path);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { nix::libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         cmd.args(["-u", "nobody"]);
     }
     cmd.arg(format!("127.0.0.1:{port}")).arg("1000").stdout(Stdio::null()).stderr(Stdio::null());

@@ -15,12 +15,11 @@ use kube::Api;
 
 /// A Lease could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} Lease {name}: {source}")]
+#[error("cannot {action} Lease {name}: {error}")]
 pub struct LeaseError {
     action: &'static str,
     name: String,
-    #[source]
-    source: kube::Error,
+    error: kube::Error,
 }
 
 /// Outcome of one attempt to take or renew a Lease.
@@ -149,8 +148,8 @@ impl LeaseLock {
         i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX)
     }
 
-    fn error(&self, action: &'static str, source: kube::Error) -> LeaseError {
-        LeaseError { action, name: self.name.clone(), source }
+    fn error(&self, action: &'static str, error: kube::Error) -> LeaseError {
+        LeaseError { action, name: self.name.clone(), error }
     }
 }
 

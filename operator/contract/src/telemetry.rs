@@ -23,7 +23,7 @@ static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("cannot set up trace export to the OTLP endpoint (OTEL_EXPORTER_OTLP_*): {0}")]
-    Exporter(#[from] ExporterBuildError),
+    Exporter(ExporterBuildError),
 }
 
 /// True when an OTLP endpoint is configured in the environment.
@@ -49,7 +49,7 @@ where
         return Ok(None);
     }
     // Endpoint, headers and timeout come from the standard OTEL_EXPORTER_OTLP_* variables.
-    let exporter = SpanExporter::builder().with_http().build()?;
+    let exporter = SpanExporter::builder().with_http().build().map_err(TelemetryError::Exporter)?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name(service).build())

@@ -38,13 +38,12 @@ pub use plan::{needs_drain, requests, step, ActionKind, Counts, Request, Step};
 
 /// A Job could not be read or created.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {verb} the {action} Job {job}: {source}")]
+#[error("cannot {verb} the {action} Job {job}: {error}")]
 pub struct ActionError {
     verb: &'static str,
     action: &'static str,
     job: String,
-    #[source]
-    source: kube::Error,
+    error: kube::Error,
 }
 
 /// Advances every action of `mq` by one step and returns their progress for the status.
@@ -65,19 +64,19 @@ pub async fn advance(
     for request in requests(mq, current.stale_bak, now) {
         let kind = request.kind;
         let job_name = job::name(&mq.metadata.name.clone().unwrap_or_default(), &request);
-        let seen = jobs.get_opt(&job_name).await.map_err(|source| ActionError {
+        let seen = jobs.get_opt(&job_name).await.map_err(|error| ActionError {
             verb: "read",
             action: kind.as_str(),
             job: job_name.clone(),
-            source,
+            error,
         })?;
         let outcome = seen.as_ref().map(job::outcome);
         let counts = match &seen {
-            Some(_) => job::counts(&job_pods(client, namespace, &job_name).await.map_err(|source| ActionError {
+            Some(_) => job::counts(&job_pods(client, namespace, &job_name).await.map_err(|error| ActionError {
                 verb: "list the pods of",
                 action: kind.as_str(),
                 job: job_name.clone(),
-                source,
+                error,
             })?),
             None => Counts::default(),
         };
@@ -88,7 +87,7 @@ pub async fn advance(
                 Ok(_) => tracing::info!(mailqueue = ?mq.metadata.name, job = %job_name, "{} started", kind.as_str()),
                 // Created by an earlier pass whose status write did not land: it is the same work.
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(source) => return Err(ActionError { verb: "create", action: kind.as_str(), job: job_name, source }),
+                Err(error) => return Err(ActionError { verb: "create", action: kind.as_str(), job: job_name, error }),
             }
         }
         if let Some((type_, reason, note)) = step.event {

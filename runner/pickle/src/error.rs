@@ -39,8 +39,8 @@ pub enum Error {
     #[error("pickle needs more than {limit} steps to read (hostile or corrupt input)")]
     TooMuchWork { limit: usize },
     /// An error inside one of the two pickles of a queue entry.
-    #[error("{part} pickle: {source}")]
-    InEntry { part: Part, source: Box<Error> },
+    #[error("{part} pickle: {error}")]
+    InEntry { part: Part, error: Box<Error> },
     #[error("{count} unexpected bytes after the metadata pickle at byte {at}")]
     TrailingBytes { count: usize, at: usize },
 }

@@ -254,7 +254,7 @@ impl Arena {
     /// A large string or byte string that appears exactly once in the tree (referred to
     /// once, by a container that appears once, up to the root) is moved into it rather
     /// than copied, so a message body is held once, not twice, while an entry is read.
-    pub fn to_value(&mut self, root: Id, input_len: usize) -> Result<Value, Error> {
+    pub fn take_value(&mut self, root: Id, input_len: usize) -> Result<Value, Error> {
         let owned = self.take_unique_large_leaves(root);
         let mut expander = Expander {
             arena: self,
@@ -267,7 +267,7 @@ impl Arena {
     }
 
     /// Takes out of the arena the large leaves that the expansion of `root` visits
-    /// exactly once (see [`Arena::to_value`]).
+    /// exactly once (see [`Arena::take_value`]).
     fn take_unique_large_leaves(&mut self, root: Id) -> Vec<Option<Value>> {
         const LARGE: usize = 4096;
         let n = self.nodes.len();
@@ -302,7 +302,7 @@ impl Arena {
         };
         let mut owned: Vec<Option<Value>> = Vec::new();
         owned.resize_with(n, || None);
-        for id in 0..n {
+        for (id, slot) in owned.iter_mut().enumerate() {
             let large = match &self.nodes[id].0 {
                 Node::Leaf(Value::Str(s)) => s.as_wtf8().len() >= LARGE,
                 Node::Leaf(Value::Bytes(b)) => b.len() >= LARGE,
@@ -310,7 +310,7 @@ impl Arena {
             };
             if large && unique(id) {
                 if let Node::Leaf(v) = &mut self.nodes[id].0 {
-                    owned[id] = Some(std::mem::replace(v, Value::None));
+                    *slot = Some(std::mem::replace(v, Value::None));
                 }
             }
         }
@@ -329,7 +329,7 @@ fn as_number(v: &Value) -> Option<f64> {
 
 struct Expander<'a> {
     arena: &'a Arena,
-    /// Leaves moved out of the arena, visited once (see `Arena::to_value`).
+    /// Leaves moved out of the arena, visited once (see `Arena::take_value`).
     owned: Vec<Option<Value>>,
     /// Nodes being expanded (the current path from the root): seeing one again is a cycle.
     on_path: Vec<bool>,

@@ -80,7 +80,7 @@ pub fn read_entry(data: &[u8]) -> Result<Entry, Error> {
     let in_part = |part| {
         move |e| Error::InEntry {
             part,
-            source: Box::new(e),
+            error: Box::new(e),
         }
     };
     let message = read_at(data, 0).map_err(in_part(Part::Message))?;
@@ -117,7 +117,7 @@ fn read_at(data: &[u8], base: usize) -> Result<Pickle, Error> {
     let root = reader.run()?;
     let value = reader
         .arena
-        .to_value(root, data.len())
+        .take_value(root, data.len())
         .map_err(|e| reader.rebase(e))?;
     Ok(Pickle {
         value,

@@ -43,7 +43,7 @@ pub enum Error {
     #[error(transparent)]
     Name(#[from] crate::name::NameError),
 
-    #[error("{0}")]
+    #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
 }
 

@@ -102,7 +102,7 @@ pub struct OutputArgs {
     /// Also write the JSON result to this file: in a Kubernetes Job, the container's
     /// termination message (`/dev/termination-log`), where the operator reads the counts.
     #[arg(long, value_name = "FILE")]
-    pub result_file: Option<std::path::PathBuf>,
+    pub result_file: Option<PathBuf>,
 }
 
 /// Starts the log (on stderr) for an operation.

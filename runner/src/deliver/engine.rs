@@ -84,8 +84,8 @@ pub struct Unwritten {
 pub enum SliceError {
     #[error("slice {0}: ownership lost; stopped claiming")]
     OwnershipLost(Slice),
-    #[error("slice {slice}: listing the queue failed: {source}")]
-    List { slice: Slice, source: mailqueue_queue::Error },
+    #[error("slice {slice}: listing the queue failed: {error}")]
+    List { slice: Slice, error: mailqueue_queue::Error },
     #[error("slice {0}: a delivery worker failed: {1}")]
     Worker(Slice, String),
     #[error("stopped with {0} delivered entries still claimed: their retry or shunt entries could not be written (filesystem full); recovery will send them again in full")]
@@ -163,7 +163,7 @@ impl Engine {
             }
             let names = match self.list(slice).await {
                 Ok(n) => n,
-                Err(source) => break Err(SliceError::List { slice, source }),
+                Err(error) => break Err(SliceError::List { slice, error }),
             };
             self.metrics.set_depth(slice.index(), names.len() as u64);
             let now = retry::unix_secs(SystemTime::now());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// The plan for a Mailman 2.1 entry of a list; entries without a list name are
 /// planned as before.
-pub fn plan(entry: &QueueEntry, message: mailqueue_message::Message, lists: &Mm2Lists, policy: &Policy) -> Result<Plan, PlanError> {
+pub fn plan(entry: &QueueEntry, message: Message, lists: &Mm2Lists, policy: &Policy) -> Result<Plan, PlanError> {
     let meta = entry.metadata();
     let Some(listname) = entry.list_key() else { return plan::plan(entry, message, policy) };
     let recipients = entry.recipients()?;

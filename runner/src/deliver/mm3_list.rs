@@ -20,7 +20,7 @@ const LOOKUPS_AT_ONCE: usize = 8;
 
 /// The plan for a Mailman 3 entry of a list; entries without a list id (site mail) are
 /// planned as before.
-pub async fn plan(entry: &QueueEntry, message: mailqueue_message::Message, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
+pub async fn plan(entry: &QueueEntry, message: Message, rest: &Mm3Rest, policy: &Policy) -> Result<Plan, PlanError> {
     let meta = entry.metadata();
     let Some(list_id) = entry.list_key() else { return plan::plan(entry, message, policy) };
     let recipients = entry.recipients()?;

@@ -87,7 +87,7 @@ pub enum PlanError {
     #[error("{0}")]
     Unavailable(String),
     /// The entry's content is broken: it goes to `bad/`.
-    #[error("{0}")]
+    #[error(transparent)]
     Corrupt(#[from] mailqueue_queue::entry::EntryError),
 }
 
@@ -167,13 +167,13 @@ fn verp_plan(
 ) -> Result<Plan, PlanError> {
     let dup_wanted = add_dup_header(meta);
     let mut base = message.clone();
-    let base_shared: Arc<Message>;
+    
     base.headers.retain(|(name, _)| {
         !name
             .to_string_lossy()
             .eq_ignore_ascii_case("x-mailman-copy")
     });
-    base_shared = Arc::new(base);
+    let base_shared: Arc<Message> = Arc::new(base);
     let base = base_shared.as_ref();
     let mut plan = Plan::default();
     // Mailman 3's bytes do not depend on the envelope, 2.1's do (Errors-To), so

@@ -48,15 +48,15 @@ pub struct Settings {
 /// Failure to get a session ready for mail.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot connect to the SMTP relay {addr}: {source}")]
+    #[error("cannot connect to the SMTP relay {addr}: {error}")]
     Tcp {
         addr: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot connect to the SMTP relay {addr}: {source}")]
+    #[error("cannot connect to the SMTP relay {addr}: {error}")]
     Connect {
         addr: String,
-        source: lettre::transport::smtp::Error,
+        error: lettre::transport::smtp::Error,
     },
     #[error("SMTP relay {addr} did not answer {stage} within {secs} s")]
     Timeout {
@@ -64,32 +64,32 @@ pub enum ConnectError {
         stage: &'static str,
         secs: u64,
     },
-    #[error("STARTTLS with the SMTP relay {addr} failed: {source}")]
+    #[error("STARTTLS with the SMTP relay {addr} failed: {error}")]
     Starttls {
         addr: String,
-        source: lettre::transport::smtp::Error,
+        error: lettre::transport::smtp::Error,
     },
     #[error(
         "the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it"
     )]
     NoStarttls { addr: String },
-    #[error("TLS settings for {addr} are unusable: {source}")]
+    #[error("TLS settings for {addr} are unusable: {error}")]
     TlsSettings {
         addr: String,
-        source: lettre::transport::smtp::Error,
+        error: lettre::transport::smtp::Error,
     },
     /// The relay broke the protocol: a reply line or reply over the bounds.
-    #[error("SMTP relay {addr} broke the protocol: {source}")]
+    #[error("SMTP relay {addr} broke the protocol: {error}")]
     Protocol {
         addr: String,
-        source: lettre::transport::smtp::Error,
+        error: lettre::transport::smtp::Error,
     },
     #[error("the SMTP relay {addr} does not offer STARTTLS, and SMTP AUTH is never sent in the clear: use --smtp-security starttls or tls")]
     AuthInClear { addr: String },
-    #[error("SMTP authentication with {addr} failed: {source}")]
+    #[error("SMTP authentication with {addr} failed: {error}")]
     Auth {
         addr: String,
-        source: lettre::transport::smtp::Error,
+        error: lettre::transport::smtp::Error,
     },
 }
 
@@ -117,9 +117,9 @@ impl Settings {
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, ConnectError> {
-        let tls_err = |source| ConnectError::TlsSettings {
+        let tls_err = |error| ConnectError::TlsSettings {
             addr: self.addr(),
-            source,
+            error,
         };
         let mut builder = TlsParameters::builder(self.host.clone())
             .dangerous_accept_invalid_certs(self.tls_accept_invalid_certs);
@@ -163,9 +163,9 @@ impl Session {
         // The greeting and EHLO are bounded here too, so a relay that accepts and then
         // says nothing cannot hang us.
         let connect = async {
-            let tcp_err = |source| ConnectError::Tcp {
+            let tcp_err = |error| ConnectError::Tcp {
                 addr: addr.clone(),
-                source,
+                error,
             };
             let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
                 .await
@@ -177,14 +177,14 @@ impl Session {
             // Either way the reply bounds see the plain SMTP text (see `tls`).
             match implicit_tls {
                 Some(tls) => {
-                    let encrypted = tls::encrypt(tcp, tls).await.map_err(|source| ConnectError::Connect {
+                    let encrypted = tls::encrypt(tcp, tls).await.map_err(|error| ConnectError::Connect {
                         addr: addr.clone(),
-                        source,
+                        error,
                     })?;
                     let (bounded, flag) = BoundedReplies::new(encrypted, peer);
                     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello)
                         .await
-                        .map_err(|source| connect_error(&addr, &flag, source))?;
+                        .map_err(|error| connect_error(&addr, &flag, error))?;
                     Ok((conn, flag, None))
                 }
                 None => {
@@ -193,7 +193,7 @@ impl Session {
                     let (bounded, flag) = BoundedReplies::new(plain.clone(), peer);
                     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello)
                         .await
-                        .map_err(|source| connect_error(&addr, &flag, source))?;
+                        .map_err(|error| connect_error(&addr, &flag, error))?;
                     Ok((conn, flag, Some(plain)))
                 }
             }
@@ -246,9 +246,9 @@ impl Session {
                 stage: "AUTH",
                 secs: settings.command_timeout.as_secs(),
             })?
-            .map_err(|source| ConnectError::Auth {
+            .map_err(|error| ConnectError::Auth {
                 addr: addr.clone(),
-                source,
+                error,
             })?;
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one: ask
@@ -450,11 +450,11 @@ impl Session {
 
 /// A session that failed before it was ready: a protocol error if the relay passed a
 /// reply bound (`flag`), else a failure to connect.
-fn connect_error(addr: &str, flag: &AtomicBool, source: lettre::transport::smtp::Error) -> ConnectError {
+fn connect_error(addr: &str, flag: &AtomicBool, error: lettre::transport::smtp::Error) -> ConnectError {
     if flag.load(Ordering::Relaxed) {
-        ConnectError::Protocol { addr: addr.to_owned(), source }
+        ConnectError::Protocol { addr: addr.to_owned(), error }
     } else {
-        ConnectError::Connect { addr: addr.to_owned(), source }
+        ConnectError::Connect { addr: addr.to_owned(), error }
     }
 }
 
@@ -468,21 +468,21 @@ async fn starttls_upgrade(
     hello: &ClientId,
     addr: &str,
 ) -> Result<(AsyncSmtpConnection, Arc<AtomicBool>), ConnectError> {
-    let failed = |source| ConnectError::Starttls { addr: addr.to_owned(), source };
+    let failed = |error| ConnectError::Starttls { addr: addr.to_owned(), error };
     conn.command("STARTTLS\r\n").await.map_err(failed)?;
     // Whatever the relay sent after its go-ahead is dropped with lettre's buffer, unread:
     // nothing said in the clear may pass for part of the encrypted session.
     drop(conn);
     let tcp = plain.take_back().ok_or_else(|| ConnectError::Tcp {
         addr: addr.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection was already taken for TLS"),
+        error: std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection was already taken for TLS"),
     })?;
-    let peer = tcp.peer_addr().map_err(|source| ConnectError::Tcp { addr: addr.to_owned(), source })?;
+    let peer = tcp.peer_addr().map_err(|error| ConnectError::Tcp { addr: addr.to_owned(), error })?;
     let encrypted = tls::encrypt(tcp, params).await.map_err(failed)?;
     let (bounded, flag) = BoundedReplies::resumed(encrypted, peer);
     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), hello)
         .await
-        .map_err(|source| if flag.load(Ordering::Relaxed) { ConnectError::Protocol { addr: addr.to_owned(), source } } else { failed(source) })?;
+        .map_err(|error| if flag.load(Ordering::Relaxed) { ConnectError::Protocol { addr: addr.to_owned(), error } } else { failed(error) })?;
     Ok((conn, flag))
 }
 

@@ -11,19 +11,29 @@ use super::params;
 use crate::model::{Charset, HeaderObj, HeaderValue, Message, PartPath, Payload, Text};
 use std::collections::BTreeMap;
 
-/// Why a message cannot be changed exactly as Mailman 2.1 would.
+/// Why a message cannot be changed exactly as Mailman 2.1 would: the entry is then set
+/// aside with this reason, never sent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decorate as Mailman 2.1 would: {0}")]
-pub struct DecorateError(pub String);
-
-fn unsupported(what: impl Into<String>) -> DecorateError {
-    DecorateError(what.into())
+pub enum DecorateError {
+    /// A message shape or charset Mailman 2.1 handles in a way this emulation does not
+    /// reproduce.
+    #[error("cannot decorate as Mailman 2.1 would: {0}")]
+    Unsupported(String),
+    /// The message model itself refused the change (e.g. a header Python would reject).
+    #[error("cannot decorate as Mailman 2.1 would: {0}")]
+    Model(crate::model::Error),
 }
 
+// By hand rather than `#[from]`, which would also expose the cause as `source()` and print
+// it twice in a chain.
 impl From<crate::model::Error> for DecorateError {
     fn from(e: crate::model::Error) -> Self {
-        DecorateError(e.to_string())
+        DecorateError::Model(e)
     }
+}
+
+fn unsupported(what: impl Into<String>) -> DecorateError {
+    DecorateError::Unsupported(what.into())
 }
 
 /// Template variables: name -> Python 2 `str` (octets).
@@ -204,7 +214,7 @@ pub fn expand(template: &[u8], vars: &Vars) -> Result<Vec<u8>, DecorateError> {
         return Ok(Vec::new());
     }
     let mut text = match interpolate(template, vars, true)? {
-        Some(t) => trim_line_ends(&super::params::replace(&t, b"\r\n", b"\n")),
+        Some(t) => trim_line_ends(&params::replace(&t, b"\r\n", b"\n")),
         None => template.to_vec(),
     };
     if !text.ends_with(b"\n") {

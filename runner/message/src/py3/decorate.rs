@@ -11,20 +11,33 @@ use super::COMPAT32;
 use crate::model::{Charset, HeaderValue, Message, Payload, Text};
 use std::collections::BTreeMap;
 
-/// Why a message cannot be decorated exactly as Mailman 3 would.
+/// Why a message cannot be decorated or personalized exactly as Mailman 3 would: the
+/// entry is then set aside with this reason, never sent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decorate as Mailman 3 would: {0}")]
-pub struct DecorateError(pub String);
+pub enum DecorateError {
+    /// A character set Python knows that this emulation does not carry.
+    #[error("cannot decorate as Mailman 3 would: character set {0:?} is not supported")]
+    UnsupportedCharset(String),
+    /// Python would raise `UnicodeError`.
+    #[error("cannot decorate as Mailman 3 would: text that does not fit its character set")]
+    Unencodable,
+    /// A message shape Mailman handles in a way this emulation does not reproduce.
+    #[error("cannot decorate as Mailman 3 would: {0}")]
+    Shape(String),
+    /// A member's address or display name Python would refuse or encode otherwise.
+    #[error("cannot personalize as Mailman 3 would: {0}")]
+    Member(String),
+}
 
 fn unsupported(what: impl Into<String>) -> DecorateError {
-    DecorateError(what.into())
+    DecorateError::Shape(what.into())
 }
 
 impl From<CodecProblem> for DecorateError {
     fn from(p: CodecProblem) -> Self {
         match p {
-            CodecProblem::Unsupported(name) => unsupported(format!("character set {name:?} is not supported")),
-            CodecProblem::Unicode => unsupported("text that does not fit its character set"),
+            CodecProblem::Unsupported(name) => DecorateError::UnsupportedCharset(name),
+            CodecProblem::Unicode => DecorateError::Unencodable,
         }
     }
 }

@@ -11,11 +11,11 @@ use crate::model::{Charset, HeaderValue, Message, Text};
 /// `email.utils.formataddr((name, address))` with the utf-8 default charset.
 pub fn formataddr(name: Option<&str>, address: &str) -> Result<String, DecorateError> {
     if !address.is_ascii() {
-        return Err(DecorateError(format!("the address {address:?} is not ASCII (Python raises)")));
+        return Err(DecorateError::Member(format!("the address {address:?} is not ASCII (Python raises)")));
     }
     let Some(name) = name.filter(|n| !n.is_empty()) else { return Ok(address.to_owned()) };
     if !name.is_ascii() {
-        let encoded = charset::header_encode(&Charset::utf8(), name).map_err(|e| DecorateError(e.to_string()))?;
+        let encoded = charset::header_encode(&Charset::utf8(), name).map_err(|e| DecorateError::Member(e.to_string()))?;
         return Ok(format!("{encoded} <{address}>"));
     }
     let quotes = if name.contains(|c| "][\\()<>@,:;\".".contains(c)) { "\"" } else { "" };
@@ -41,7 +41,7 @@ pub fn personalize_to(msg: &mut Message, user_display_name: Option<&str>, recipi
         Some(name) => {
             let encoded = Header::unnamed(name)
                 .and_then(|h| h.encode(76, "\n"))
-                .map_err(|e| DecorateError(format!("the display name of {recipient}: {e}")))?;
+                .map_err(|e| DecorateError::Member(format!("the display name of {recipient}: {e}")))?;
             formataddr(Some(&encoded), recipient)?
         }
     };

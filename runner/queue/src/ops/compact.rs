@@ -167,8 +167,7 @@ impl Compact<'_> {
 
 /// The new directory must get the old one's owner: only root can give it away.
 fn check_owner(dir: &Path, meta: &fs::Metadata) -> Result<(), OpsError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { nix::libc::geteuid() };
+    let euid = nix::unistd::geteuid().as_raw();
     if euid != 0 && euid != meta.uid() {
         return Err(OpsError::NotOwner { path: dir.to_owned(), uid: meta.uid() });
     }
