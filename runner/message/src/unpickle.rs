@@ -19,7 +19,7 @@ pub fn message_from_value(v: &Value, version: Version) -> Result<Message, Error>
         (Value::Bytes(b), Version::Mailman2) => crate::py2::parser::parse(b),
         (other, _) => Err(bad(
             &PartPath::default(),
-            format!("the pickled message is a {}, not an email message", kind(other)),
+            format!("the pickled message is a {}, not an email message", other.kind()),
         )),
     }
 }
@@ -37,7 +37,7 @@ fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
             .map(|h| header_from_value(h, part))
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
-        Some(other) => return Err(bad(part, format!("_headers is a {}, not a list", kind(other)))),
+        Some(other) => return Err(bad(part, format!("_headers is a {}, not a list", other.kind()))),
     };
     let payload = match o.attr("_payload") {
         None | Some(Value::None) => Payload::None,
@@ -49,7 +49,7 @@ fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
                     Value::Object(po) => message_from_object(po, &part.child(i)),
                     other => Err(bad(
                         &part.child(i),
-                        format!("a sub-part is a {}, not an email message", kind(other)),
+                        format!("a sub-part is a {}, not an email message", other.kind()),
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -88,13 +88,13 @@ fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
 fn header_from_value(h: &Value, part: &PartPath) -> Result<(Text, HeaderValue), Error> {
     let (name, value) = match h {
         Value::Tuple(t) | Value::List(t) if t.len() == 2 => (&t[0], &t[1]),
-        other => return Err(bad(part, format!("a header is a {}, not a (name, value) pair", kind(other)))),
+        other => return Err(bad(part, format!("a header is a {}, not a (name, value) pair", other.kind()))),
     };
-    let name = text(name).ok_or_else(|| bad(part, format!("a header name is a {}", kind(name))))?;
+    let name = text(name).ok_or_else(|| bad(part, format!("a header name is a {}", name.kind())))?;
     let value = match value {
         Value::Object(o) if o.name == "Header" => HeaderValue::Header(Box::new(header_obj(o, part, &name)?)),
         v => HeaderValue::Text(text(v).ok_or_else(|| {
-            bad(part, format!("header {} has a {} value", name.to_string_lossy(), kind(v)))
+            bad(part, format!("header {} has a {} value", name.to_string_lossy(), v.kind()))
         })?),
     };
     Ok((name, value))
@@ -110,11 +110,11 @@ fn header_obj(o: &Object, part: &PartPath, name: &Text) -> Result<HeaderObj, Err
                     let s = text(&t[0]).ok_or_else(|| bad(part, format!("header {field}: a chunk is not text")))?;
                     let cs = match &t[1] {
                         Value::Object(c) => charset_from_object(c, part)?,
-                        other => return Err(bad(part, format!("header {field}: a chunk's charset is a {}", kind(other)))),
+                        other => return Err(bad(part, format!("header {field}: a chunk's charset is a {}", other.kind()))),
                     };
                     Ok((s, cs))
                 }
-                other => Err(bad(part, format!("header {field}: a chunk is a {}", kind(other)))),
+                other => Err(bad(part, format!("header {field}: a chunk is a {}", other.kind()))),
             })
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(bad(part, format!("header {field} is a Header object without chunks"))),
@@ -165,20 +165,3 @@ fn int(v: Option<&Value>) -> Option<i64> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::None => "None",
-        Value::Bool(_) => "bool",
-        Value::Int(_) | Value::BigInt(_) => "int",
-        Value::Float(_) => "float",
-        Value::Bytes(_) => "byte string",
-        Value::Str(_) => "text string",
-        Value::List(_) => "list",
-        Value::Tuple(_) => "tuple",
-        Value::Dict(_) => "dict",
-        Value::Set(_) | Value::FrozenSet(_) => "set",
-        Value::DateTime(_) => "datetime",
-        Value::Global { .. } => "class reference",
-        Value::Object(_) => "object",
-    }
-}

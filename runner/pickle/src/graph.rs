@@ -82,17 +82,7 @@ pub struct Keyed<T> {
 impl Node {
     pub fn kind(&self) -> &'static str {
         match self {
-            Node::Leaf(v) => match v {
-                Value::None => "None",
-                Value::Bool(_) => "bool",
-                Value::Int(_) | Value::BigInt(_) => "int",
-                Value::Float(_) => "float",
-                Value::Bytes(_) => "byte string",
-                Value::Str(_) => "text string",
-                Value::DateTime(_) => "datetime",
-                Value::Global { .. } => "class reference",
-                _ => "value",
-            },
+            Node::Leaf(v) => v.kind(),
             Node::List(_) => "list",
             Node::Tuple(_) => "tuple",
             Node::Dict(_) => "dict",

@@ -80,6 +80,26 @@ pub fn dict_get<'a>(dict: &'a [(Value, Value)], key: &str) -> Option<&'a Value> 
 }
 
 impl Value {
+    /// What kind of Python value this is, in words for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Bytes(_) => "byte string",
+            Value::Str(_) => "text string",
+            Value::List(_) => "list",
+            Value::Tuple(_) => "tuple",
+            Value::Dict(_) => "dict",
+            Value::Set(_) => "set",
+            Value::FrozenSet(_) => "frozenset",
+            Value::DateTime(_) => "datetime",
+            Value::Global { .. } => "class reference",
+            Value::Object(_) => "object",
+        }
+    }
+
     /// True for a text or byte string equal to `key`.
     pub fn key_is(&self, key: &str) -> bool {
         match self {

@@ -159,12 +159,12 @@ impl QueueEntry {
             None | Some(Value::None) => return Ok(Vec::new()),
             Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => v,
             Some(other) => {
-                return Err(EntryError::FieldType { key, found: type_name(other), expected: "a list or set" })
+                return Err(EntryError::FieldType { key, found: other.kind(), expected: "a list or set" })
             }
         };
         items
             .iter()
-            .map(|v| v.as_text().ok_or(EntryError::FieldType { key, found: type_name(v), expected: "strings" }))
+            .map(|v| v.as_text().ok_or(EntryError::FieldType { key, found: v.kind(), expected: "strings" }))
             .collect()
     }
 
@@ -350,22 +350,3 @@ pub fn version_str(version: Version, s: &str) -> Value {
     }
 }
 
-/// Python's name for a value's type, for error messages.
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::None => "None",
-        Value::Bool(_) => "bool",
-        Value::Int(_) | Value::BigInt(_) => "int",
-        Value::Float(_) => "float",
-        Value::Bytes(_) => "bytes",
-        Value::Str(_) => "str",
-        Value::List(_) => "list",
-        Value::Tuple(_) => "tuple",
-        Value::Dict(_) => "dict",
-        Value::Set(_) => "set",
-        Value::FrozenSet(_) => "frozenset",
-        Value::DateTime(_) => "datetime",
-        Value::Global { .. } => "class",
-        Value::Object(_) => "object",
-    }
-}

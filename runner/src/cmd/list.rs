@@ -2,21 +2,17 @@
 //! list, sender and recipient count (what `postqueue -p` shows for Postfix). Rows are
 //! printed as they are read, so a long backlog shows progress as it goes.
 use super::table::human_age;
+use super::common::QueueArgs;
 use anyhow::Context;
 use mailqueue_queue::listing::{list_entries, EntryRow};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    /// The queue to list (`out`, `retry`, `shunt`, `bad`, ...).
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     /// Stop after this many entries (the oldest ones).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -34,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.json {
         writeln!(out, "{:<64} {:>5} {:>7} {:>9} {:>10}  {:<30} sender", "file", "state", "age", "size", "recipients", "list")?;
     }
-    list_entries(&args.qfiles, &args.queue, now, |row| {
+    list_entries(&args.target.qfiles, &args.target.queue, now, |row| {
         if result.is_err() || args.limit.is_some_and(|limit| shown >= limit) {
             return;
         }
@@ -42,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         unreadable += usize::from(row.error.is_some());
         result = if args.json { writeln_json(&mut out, &row) } else { writeln_text(&mut out, &row) };
     })
-    .with_context(|| format!("listing {}", args.qfiles.join(&args.queue).display()))?;
+    .with_context(|| format!("listing {}", args.target.qfiles.join(&args.target.queue).display()))?;
     // A closed pipe (`list | head`) is the reader's choice, not a failure.
     if let Err(e) = result {
         if e.kind() != std::io::ErrorKind::BrokenPipe {

@@ -2,21 +2,17 @@
 //! Postfix's `qshape` gives, so an admin sees at once which destination holds the
 //! backlog (one MTA down, one provider deferring).
 use super::table::aligned;
+use super::common::QueueArgs;
 use anyhow::Context;
 use mailqueue_queue::listing::{shape, ShapeBy};
 use mailqueue_queue::status::bucket_labels;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue root: Mailman 2.1's `qfiles/` or Mailman 3's `var/queue/`.
-    #[arg(long, value_name = "DIR")]
-    pub qfiles: PathBuf,
-    /// The queue to shape (`out`, `retry`, ...).
-    #[arg(long, default_value = "out")]
-    pub queue: String,
+    #[command(flatten)]
+    pub target: QueueArgs,
     /// Count entries by their envelope sender's domain instead of recipients by theirs.
     #[arg(long)]
     pub senders: bool,
@@ -31,14 +27,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let by = if args.senders { ShapeBy::Sender } else { ShapeBy::Recipient };
-    let (mut rows, unreadable) = shape(&args.qfiles, &args.queue, now, by)
-        .with_context(|| format!("reading {}", args.qfiles.join(&args.queue).display()))?;
+    let (mut rows, unreadable) = shape(&args.target.qfiles, &args.target.queue, now, by)
+        .with_context(|| format!("reading {}", args.target.qfiles.join(&args.target.queue).display()))?;
     if let Some(top) = args.top {
         rows.truncate(top.saturating_add(1));
     }
     if args.json {
         let out = serde_json::json!({
-            "queue": args.queue,
+            "queue": args.target.queue,
             "by": if args.senders { "sender" } else { "recipient" },
             "age_buckets": bucket_labels(),
             "domains": rows,
