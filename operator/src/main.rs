@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
@@ -222,11 +223,15 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve_metrics(State(http): State<Arc<Http>>) -> (StatusCode, String) {
+/// What prometheus-client's text encoder writes (`# EOF`, `_total` counters): a scraper
+/// told `text/plain` would read it as the older Prometheus format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn serve_metrics(State(http): State<Arc<Http>>) -> Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &http.registry) {
-        Ok(()) => (StatusCode::OK, body),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics".to_owned()),
+        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
     }
 }
 

@@ -10,7 +10,6 @@ use mailqueue_pickle::{DateTime, Value};
 use mailqueue_queue::entry::{with_field, QueueEntry};
 use mailqueue_queue::switchboard::Switchboard;
 use mailqueue_queue::Slice;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -245,7 +244,7 @@ impl RetryMover {
                 Err(e) if e.is_bad_entry() => true, // claimed below and set aside with its reason
                 Err(e) => {
                     tracing::warn!(entry = %name, error = %e, "cannot read retry entry; left for the next pass");
-                    self.metrics.read_errors.fetch_add(1, Relaxed);
+                    self.metrics.read_errors.inc();
                     continue;
                 }
             };
@@ -258,7 +257,7 @@ impl RetryMover {
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(entry = %name, error = %e, "cannot claim retry entry; left for the next pass");
-                    self.metrics.claim_failures.fetch_add(1, Relaxed);
+                    self.metrics.claim_failures.inc();
                     continue;
                 }
             };
@@ -277,7 +276,7 @@ impl RetryMover {
                         tracing::error!(error = %e, "cannot move the entry back to out; left in retry");
                         self.retry.put_back(&bak)?;
                         if e.is_no_space() {
-                            self.metrics.disk_full.store(true, Relaxed);
+                            self.metrics.set_disk_full(true);
                             lease.publish(&self.counters(moved));
                             return Ok(());
                         }
@@ -285,20 +284,18 @@ impl RetryMover {
                     }
                 },
                 Err(e) if e.is_bad_entry() => {
-                    self.metrics.entries_bad.fetch_add(1, Relaxed);
+                    self.metrics.entries_bad.inc();
                     self.retry.preserve(&bak, &e.to_string())?;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the claimed retry entry; put back for the next pass");
-                    self.metrics.read_errors.fetch_add(1, Relaxed);
+                    self.metrics.read_errors.inc();
                     self.retry.put_back(&bak)?;
                 }
             }
         }
-        self.metrics.disk_full.store(false, Relaxed);
-        self.metrics
-            .entries_moved_from_retry
-            .fetch_add(moved, Relaxed);
+        self.metrics.set_disk_full(false);
+        self.metrics.entries_moved_from_retry.inc_by(moved);
         lease.publish(&self.counters(moved));
         Ok(())
     }
@@ -308,7 +305,7 @@ impl RetryMover {
     fn counters(&self, moved: u64) -> crate::ownership::SliceCounters {
         crate::ownership::SliceCounters {
             delivered: moved,
-            disk_full: self.metrics.disk_full.load(Relaxed),
+            disk_full: self.metrics.disk_full(),
             ..Default::default()
         }
     }
@@ -323,6 +320,7 @@ pub fn unix_secs(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn vector(path: &str) -> QueueEntry {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -375,7 +373,7 @@ mod tests {
             out: Switchboard::open(root.path(), "out").expect("out"),
             interval: Duration::from_secs(900),
             exit_when_empty: false,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new("retry")),
             stop,
         });
         let lease = Arc::new(DrainRequested::default());

@@ -7,12 +7,11 @@ use mailqueue_contract::duration;
 use mailqueue_queue::ops::{Batching, Feed, Progress, Select, Tally};
 use mailqueue_queue::Slice;
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The queue an operation works on.
 #[derive(Debug, Clone, clap::Args)]
@@ -148,7 +147,7 @@ pub fn with_feed<T>(
     stopped: &dyn Fn() -> bool,
     op: impl FnOnce(&mut Feed<'_>) -> T,
 ) -> T {
-    let mut reporter = Reporter::new(what, output.json);
+    let mut reporter = super::progress::Reporter::new(what, output.json);
     let result = {
         let mut show = |p: &Progress| reporter.show(p);
         op(&mut Feed { batching: batch.batching(), reset_count, on_progress: &mut show, stop: stopped })
@@ -156,52 +155,6 @@ pub fn with_feed<T>(
     // Also on an error, so that the message does not land on the bar's line.
     reporter.finish();
     result
-}
-
-/// Shows a feed's progress: a bar redrawn on a terminal, a log line every few seconds
-/// otherwise.
-struct Reporter {
-    what: &'static str,
-    terminal: bool,
-    last: Option<Instant>,
-    drawn: bool,
-}
-
-/// How often a log line is written when stderr is not a terminal.
-const LOG_EVERY: Duration = Duration::from_secs(10);
-const BAR_WIDTH: u64 = 30;
-
-impl Reporter {
-    fn new(what: &'static str, quiet: bool) -> Reporter {
-        Reporter { what, terminal: !quiet && std::io::stderr().is_terminal(), last: None, drawn: false }
-    }
-
-    fn show(&mut self, p: &Progress) {
-        let due = self.last.is_none_or(|t| t.elapsed() >= if self.terminal { Duration::from_millis(100) } else { LOG_EVERY });
-        let finished = p.moved == p.total;
-        if !due && !finished {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let waiting = if p.waiting { " (waiting for the queue to drain)" } else { "" };
-        if self.terminal {
-            let filled = (p.moved * BAR_WIDTH).checked_div(p.total).unwrap_or(BAR_WIDTH) as usize;
-            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(BAR_WIDTH as usize - filled.min(BAR_WIDTH as usize)));
-            eprint!("\r{} [{bar}] {}/{} moved, queue holds {}{waiting}\x1b[K", self.what, p.moved, p.total, p.depth);
-            let _ = std::io::stderr().flush();
-            self.drawn = true;
-        } else {
-            tracing::info!(moved = p.moved, total = p.total, queue_depth = p.depth, waiting = p.waiting, "{} progress", self.what);
-        }
-    }
-
-    /// Ends the bar's line.
-    fn finish(&mut self) {
-        if self.drawn {
-            eprintln!();
-            self.drawn = false;
-        }
-    }
 }
 
 /// Prints the outcome (`moved 412, skipped 3 in flight, 0 errors` or JSON) and picks

@@ -8,6 +8,7 @@ pub mod run;
 pub mod compact;
 pub mod drain;
 pub mod hold;
+pub mod progress;
 pub mod quarantine;
 pub mod common;
 pub mod release;

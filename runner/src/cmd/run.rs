@@ -160,11 +160,11 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_max_entry_size(args.max_entry_mib.saturating_mul(1 << 20));
     // Served before the slices are taken: waiting for a Lease can take two of its durations,
     // and a liveness probe must see a live process meanwhile (/readyz says not yet).
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(&args.queue));
     let ready = Arc::new(AtomicBool::new(false));
     let metrics_addr = args.metrics_addr.or(args.metrics_port.map(|port| SocketAddr::new(args.metrics_ip, port)));
     if let Some(addr) = metrics_addr {
-        let endpoint = http::Endpoint { metrics: metrics.clone(), ready: ready.clone(), queue: args.queue.clone() };
+        let endpoint = http::Endpoint { metrics: metrics.clone(), ready: ready.clone() };
         let serve = http::bind(addr, endpoint).await.with_context(|| format!("serving metrics on {addr}"))?;
         tokio::spawn(serve);
     }

@@ -20,7 +20,6 @@ use mailqueue_queue::switchboard::{NewEntry, Switchboard};
 use mailqueue_message::Version;
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -260,8 +259,8 @@ impl Engine {
             pending,
             unclaimable: self.metrics.unclaimable_total(),
             disk_full: self.disk_full(),
-            in_flight: self.metrics.in_flight.load(Relaxed),
-            delivered: self.metrics.entries_delivered.load(Relaxed),
+            in_flight: self.metrics.in_flight.get(),
+            delivered: self.metrics.entries_delivered.get(),
             oldest_pending_seconds,
             relay_error: read(&self.metrics.relay_error),
             list_settings_error: read(&self.metrics.list_settings_error),
@@ -326,11 +325,11 @@ impl Engine {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return Done::Handled,
             Err(e) => {
-                self.metrics.claim_failures.fetch_add(1, Relaxed);
+                self.metrics.claim_failures.inc();
                 return Done::Failed { name, reason: e.to_string(), unclaimable: true };
             }
         };
-        self.metrics.in_flight.fetch_add(1, Relaxed);
+        self.metrics.in_flight.inc();
         // A large entry is held several times over while it is unpickled and flattened:
         // one at a time per process, so memory stays a few times the largest entry
         // whatever the number of connections.
@@ -345,7 +344,7 @@ impl Engine {
                         let bak = claimed.bak().clone();
                         blocking(move || me.put_back(&bak)).await;
                         drop(claimed);
-                        self.metrics.in_flight.fetch_sub(1, Relaxed);
+                        self.metrics.in_flight.dec();
                         return Done::Handled;
                     }
                 };
@@ -355,13 +354,13 @@ impl Engine {
                 })
                 .await;
                 let done = self.clone().deliver_claimed(session, name, back, read).await;
-                self.metrics.in_flight.fetch_sub(1, Relaxed);
+                self.metrics.in_flight.dec();
                 drop(permit);
                 return done;
             }
         };
         let done = self.clone().deliver_claimed(session, name, claimed, read).await;
-        self.metrics.in_flight.fetch_sub(1, Relaxed);
+        self.metrics.in_flight.dec();
         done
     }
 
@@ -372,14 +371,14 @@ impl Engine {
         };
         match opened {
             Ok(s) => {
-                self.metrics.sessions_opened.fetch_add(1, Relaxed);
+                self.metrics.sessions_opened.inc();
                 set(&self.metrics.relay_error, None);
                 Some(s)
             }
             Err(e) => {
-                self.metrics.connect_failures.fetch_add(1, Relaxed);
+                self.metrics.connect_failures.inc();
                 if e.is_protocol() {
-                    self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                    self.metrics.smtp_protocol_errors.inc();
                 }
                 set(&self.metrics.relay_error, Some(e.to_string()));
                 tracing::warn!(error = %e, "SMTP relay unreachable; entries stay queued");
@@ -407,7 +406,7 @@ impl Engine {
             }
             Err(e) => {
                 // Not the entry's fault (EIO, EMFILE, a volume's hiccup): back to `.pck`.
-                self.metrics.read_errors.fetch_add(1, Relaxed);
+                self.metrics.read_errors.inc();
                 tracing::warn!(error = %e, "cannot read the claimed entry; put back and retried later");
                 let me = self.clone();
                 blocking(move || me.put_back(&bak)).await;
@@ -459,7 +458,7 @@ impl Engine {
             Err(PlanError::Unavailable(reason)) => {
                 set(&self.metrics.list_settings_error, Some(reason.clone()));
                 tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
-                self.metrics.list_settings_unavailable.fetch_add(1, Relaxed);
+                self.metrics.list_settings_unavailable.inc();
                 let me = self.clone();
                 blocking(move || me.put_back(&bak)).await;
                 let after = retry::unix_secs(SystemTime::now()) + self.list_retry.as_secs_f64();
@@ -500,7 +499,7 @@ impl Engine {
 
     /// Whether a write failed for lack of space and is still pending.
     pub fn disk_full(&self) -> bool {
-        self.metrics.disk_full.load(Relaxed)
+        self.metrics.disk_full()
     }
 
     fn keep_unwritten(&self, u: Unwritten) {
@@ -508,7 +507,7 @@ impl Engine {
         if let Ok(mut list) = self.unwritten.lock() {
             list.push(u);
         }
-        self.metrics.disk_full.store(true, Relaxed);
+        self.metrics.set_disk_full(true);
     }
 
     /// Tries the pending writes again; true when none is left (and claiming resumes).
@@ -539,7 +538,7 @@ impl Engine {
         if clear {
             tracing::info!("the queue's filesystem has space again; claiming resumes");
         }
-        self.metrics.disk_full.store(!clear, Relaxed);
+        self.metrics.set_disk_full(!clear);
         clear
     }
 
@@ -600,7 +599,7 @@ impl Engine {
                 }
                 Err(broken) => {
                     if matches!(broken, SessionBroken::Protocol(_)) {
-                        self.metrics.smtp_protocol_errors.fetch_add(1, Relaxed);
+                        self.metrics.smtp_protocol_errors.inc();
                     }
                     let maybe_accepted = s.maybe_accepted();
                     *session = None;
@@ -623,9 +622,9 @@ impl Engine {
     fn dispose(&self, claimed: &Claimed, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
         let bak = claimed.bak();
         let m = &self.metrics;
-        m.recipients_delivered.fetch_add(outcome.delivered.len() as u64, Relaxed);
-        m.recipients_temporary.fetch_add(outcome.temporary.len() as u64, Relaxed);
-        m.recipients_permanent.fetch_add(outcome.permanent.len() as u64, Relaxed);
+        m.recipients_delivered.inc_by(outcome.delivered.len() as u64);
+        m.recipients_temporary.inc_by(outcome.temporary.len() as u64);
+        m.recipients_permanent.inc_by(outcome.permanent.len() as u64);
         let sender = plan.transactions.first().map(|t| t.mail_from.as_str()).unwrap_or("");
         self.record_bounces(bak, entry, message_id, sender, &outcome.permanent);
         for (rcpt, r) in &outcome.temporary {
@@ -634,7 +633,7 @@ impl Engine {
         let nothing_happened = outcome.delivered.is_empty() && outcome.temporary.is_empty() && outcome.permanent.is_empty();
         if nothing_happened {
             self.put_back(bak);
-            m.entries_requeued.fetch_add(1, Relaxed);
+            m.entries_requeued.inc();
             return None;
         }
         if !outcome.not_attempted.is_empty() {
@@ -664,7 +663,7 @@ impl Engine {
         if failed.is_empty() {
             tracing::info!(recipients = outcome.delivered.len(), transactions = plan.transactions.len(), "delivered");
             self.finish(bak);
-            m.entries_delivered.fetch_add(1, Relaxed);
+            m.entries_delivered.inc();
             return None;
         }
         match retry::decide(entry, &failed, &self.retry_policy, SystemTime::now()) {
@@ -674,7 +673,7 @@ impl Engine {
             {
                 Ok(new) => {
                     tracing::info!(retry_entry = %new, recipients = failed.len(), "moved to retry");
-                    m.entries_retried.fetch_add(1, Relaxed);
+                    m.entries_retried.inc();
                 }
                 // Its metadata cannot be written back (a value Mailman's pickler would
                 // write but this one does not): it never will be, so it is set aside
@@ -689,7 +688,7 @@ impl Engine {
             RetryDecision::Expire => {
                 tracing::error!(recipients = failed.len(), "discarding message with persistent temporary failures past its retry period");
                 self.finish(bak);
-                m.entries_expired.fetch_add(1, Relaxed);
+                m.entries_expired.inc();
             }
         }
         None
@@ -733,7 +732,7 @@ impl Engine {
     }
 
     fn set_aside_bad(&self, bak: &EntryName, reason: &str) {
-        self.metrics.entries_bad.fetch_add(1, Relaxed);
+        self.metrics.entries_bad.inc();
         if let Err(e) = self.out.preserve(bak, reason) {
             tracing::error!(error = %e, reason, "cannot preserve the broken entry in bad/");
         }
@@ -743,7 +742,7 @@ impl Engine {
     /// admin to look at and `unshunt`.
     fn shunt(&self, claimed: &Claimed, entry: &QueueEntry, reason: &str) {
         let bak = claimed.bak();
-        self.metrics.entries_shunted.fetch_add(1, Relaxed);
+        self.metrics.entries_shunted.inc();
         let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
         let moved = claimed
             .read_message_pickle(entry.message_len())

@@ -321,7 +321,7 @@ impl Mm3Rest {
                 }
                 match self.cached(key, true) {
                     Some(stale) => {
-                        self.metrics.list_settings_stale.fetch_add(1, Relaxed);
+                        self.metrics.list_settings_stale.inc();
                         tracing::debug!(key, age_secs = stale.fetched.elapsed().as_secs(), "using cached answer");
                         Ok(stale.body)
                     }
