@@ -29,6 +29,10 @@ MQ_K8S_BIN="$(tests/build-k8s.sh | sed -n 's/^MQ_K8S_BIN=//p' | tail -n1)"
 export MQ_K8S_BIN
 echo "python3: $MQ_PY3; python2: $MQ_PY2; k8s: $MQ_K8S_BIN; smtp-sink: ${MQ_SMTP_SINK:-none}"
 
+step "style: rustfmt and clippy"
+cargo fmt --all --check || { echo "formatting differs from rustfmt.toml: run 'cargo fmt --all'" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 step "build"
 cargo build --workspace --all-targets --locked
 

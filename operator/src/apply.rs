@@ -13,10 +13,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 
 use crate::desired::{DesiredSlice, SPEC_HASH_ANNOTATION};
-use mailqueue_contract::lease::live_holder;
-use mailqueue_contract::slice::SliceId;
 use crate::observe::Observed;
 use crate::FIELD_MANAGER;
+use mailqueue_contract::lease::live_holder;
+use mailqueue_contract::slice::SliceId;
 
 /// A write to the API server failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,8 @@ pub async fn apply(client: &Client, namespace: &str, plan: &Plan) -> Result<(), 
     }
     for pod in &plan.delete_pods {
         tracing::info!(pod = %pod.name, "deleting runner pod");
-        let params = DeleteParams::default().preconditions(Preconditions { uid: pod.uid.clone(), resource_version: None });
+        let params =
+            DeleteParams::default().preconditions(Preconditions { uid: pod.uid.clone(), resource_version: None });
         // Gone already, or replaced meanwhile (the uid precondition fails): nothing to do.
         match pods.delete(&pod.name, &params).await {
             Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => {}
@@ -175,9 +176,12 @@ fn declared(current: &Lease, wanted: &Lease) -> bool {
     };
     contains(&current.metadata.labels, &wanted.metadata.labels)
         && contains(&current.metadata.annotations, &wanted.metadata.annotations)
-        && wanted.metadata.owner_references.iter().flatten().all(|o| {
-            current.metadata.owner_references.iter().flatten().any(|c| c.uid == o.uid)
-        })
+        && wanted
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| current.metadata.owner_references.iter().flatten().any(|c| c.uid == o.uid))
 }
 
 #[cfg(test)]
@@ -194,7 +198,12 @@ mod tests {
         s.smtp.host = host.into();
         let valid = validate("lists", &s).expect("valid");
         let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
-        let template = RunnerTemplate { image: "i".into(), service_account: "sa".into(), grace_period_seconds: 30, lease_duration_seconds: 15 };
+        let template = RunnerTemplate {
+            image: "i".into(),
+            service_account: "sa".into(),
+            grace_period_seconds: 30,
+            lease_duration_seconds: 15,
+        };
         desired_slices("lists", "mail", &owner, &valid, &template)
     }
 

@@ -13,18 +13,18 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
-use mailqueue_contract::crd::MailQueueSpec;
 use crate::runner_pod::runner_config;
-use mailqueue_contract::slice::{SliceId, DRAIN_ANNOTATION};
 use crate::validate::ValidSpec;
+use mailqueue_contract::crd::MailQueueSpec;
+use mailqueue_contract::slice::{SliceId, DRAIN_ANNOTATION};
 
 /// Annotation on a runner pod: digest of its spec, to spot pods built from an older spec.
 pub const SPEC_HASH_ANNOTATION: &str = "mailqueue.dev/spec-hash";
@@ -75,7 +75,12 @@ pub fn desired_slices(
         .iter()
         .flat_map(|queue| {
             let slices = u32::try_from(queue.slices).unwrap_or(1);
-            (0..slices).map(move |index| SliceId { mailqueue: name.to_owned(), queue: queue.name.clone(), index, slices })
+            (0..slices).map(move |index| SliceId {
+                mailqueue: name.to_owned(),
+                queue: queue.name.clone(),
+                index,
+                slices,
+            })
         })
         .map(|id| DesiredSlice {
             pod: pod(&id, namespace, owner, valid, template),
@@ -289,7 +294,11 @@ pub fn queue_pod_spec(spec: &MailQueueSpec, containers: Vec<Container>) -> PodSp
 
 /// Digest of a pod spec and the labels and annotations asked for: pods are immutable, so a
 /// change means a new pod.
-fn spec_hash(spec: &PodSpec, labels: &Option<BTreeMap<String, String>>, annotations: &BTreeMap<String, String>) -> String {
+fn spec_hash(
+    spec: &PodSpec,
+    labels: &Option<BTreeMap<String, String>>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
     // These always serialize; an empty input would only force one needless restart.
     let json = serde_json::to_vec(&(spec, labels, annotations)).unwrap_or_default();
     hex::encode(&Sha1::digest(&json)[..8])
@@ -298,8 +307,8 @@ fn spec_hash(spec: &PodSpec, labels: &Option<BTreeMap<String, String>>, annotati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailqueue_contract::crd::RunnerSettings;
     use crate::validate::{tests::spec, validate};
+    use mailqueue_contract::crd::RunnerSettings;
 
     fn owner() -> OwnerReference {
         OwnerReference {
@@ -359,9 +368,11 @@ mod tests {
         changed.drain = true;
         let valid = validate("lists", &changed).expect("valid");
         let after = desired_slices("lists", "mail", &owner(), &valid, &template());
-        let hash = |s: &DesiredSlice| s.pod.metadata.annotations.as_ref().and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned());
+        let hash =
+            |s: &DesiredSlice| s.pod.metadata.annotations.as_ref().and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned());
         assert_ne!(hash(&before[0]), hash(&after[0]));
-        let drain = |s: &DesiredSlice| s.lease.metadata.annotations.as_ref().and_then(|a| a.get(DRAIN_ANNOTATION).cloned());
+        let drain =
+            |s: &DesiredSlice| s.lease.metadata.annotations.as_ref().and_then(|a| a.get(DRAIN_ANNOTATION).cloned());
         assert_eq!(drain(&before[0]).as_deref(), Some("false"));
         assert_eq!(drain(&after[0]).as_deref(), Some("true"));
     }
@@ -379,9 +390,16 @@ mod tests {
                 ..ResourceRequirements::default()
             }),
             node_selector: Some(BTreeMap::from([("mail".to_owned(), "yes".to_owned())])),
-            tolerations: Some(vec![Toleration { key: Some("mail".into()), operator: Some("Exists".into()), ..Toleration::default() }]),
+            tolerations: Some(vec![Toleration {
+                key: Some("mail".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }]),
             priority_class_name: Some("mail-critical".into()),
-            labels: Some(BTreeMap::from([("team".to_owned(), "lists".to_owned()), (mailqueue_contract::slice::QUEUE_LABEL.to_owned(), "spoof".to_owned())])),
+            labels: Some(BTreeMap::from([
+                ("team".to_owned(), "lists".to_owned()),
+                (mailqueue_contract::slice::QUEUE_LABEL.to_owned(), "spoof".to_owned()),
+            ])),
             annotations: Some(BTreeMap::from([("note".to_owned(), "x".to_owned())])),
             ..RunnerSettings::default()
         });
@@ -396,15 +414,25 @@ mod tests {
         assert!(spec.tolerations.is_some() && c.resources.is_some());
         let labels = pod.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels.get("team").map(String::as_str), Some("lists"));
-        assert_eq!(labels.get(mailqueue_contract::slice::QUEUE_LABEL).map(String::as_str), Some("out"), "the operator's labels win");
+        assert_eq!(
+            labels.get(mailqueue_contract::slice::QUEUE_LABEL).map(String::as_str),
+            Some("out"),
+            "the operator's labels win"
+        );
         assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("lists"));
         assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("mailqueue-operator"));
         let annotations = pod.metadata.annotations.as_ref().expect("annotations");
         assert!(annotations.contains_key("note") && annotations.contains_key(SPEC_HASH_ANNOTATION));
         // Probes and metrics on the named port, on the pod's own IP.
-        assert_eq!(c.ports.as_ref().map(|p| (p[0].name.as_deref(), p[0].container_port)), Some((Some("metrics"), 9187)));
+        assert_eq!(
+            c.ports.as_ref().map(|p| (p[0].name.as_deref(), p[0].container_port)),
+            Some((Some("metrics"), 9187))
+        );
         let path = |p: &Option<Probe>| p.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone());
-        assert_eq!((path(&c.liveness_probe).as_deref(), path(&c.readiness_probe).as_deref()), (Some("/healthz"), Some("/readyz")));
+        assert_eq!(
+            (path(&c.liveness_probe).as_deref(), path(&c.readiness_probe).as_deref()),
+            (Some("/healthz"), Some("/readyz"))
+        );
         let args = c.args.clone().unwrap_or_default().join(" ");
         assert!(args.contains("--metrics-port 9187"), "{args}");
         let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
@@ -418,7 +446,11 @@ mod tests {
     fn credentials_are_mounted_files_never_args_or_env() {
         let mut s = spec(&[("out", 1)]);
         s.smtp.tls = Some(mailqueue_contract::crd::SmtpTls { mode: mailqueue_contract::crd::TlsMode::Tls, ca: None });
-        s.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth { secret_name: "relay-auth".into(), username_key: "u".into(), password_key: "p".into() });
+        s.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth {
+            secret_name: "relay-auth".into(),
+            username_key: "u".into(),
+            password_key: "p".into(),
+        });
         let valid = validate("lists", &s).expect("valid");
         let pod = &desired_slices("lists", "mail", &owner(), &valid, &template())[0].pod;
         let spec = pod.spec.as_ref().expect("spec");
@@ -448,7 +480,8 @@ mod tests {
 
     #[test]
     fn the_runner_counts_stale_bak_by_the_bak_policy() {
-        let args = |s: &DesiredSlice| s.pod.spec.as_ref().map(|p| p.containers[0].args.clone().unwrap_or_default().join(" "));
+        let args =
+            |s: &DesiredSlice| s.pod.spec.as_ref().map(|p| p.containers[0].args.clone().unwrap_or_default().join(" "));
         let default = slices_of(&[("out", 1)]);
         assert!(args(&default[0]).is_some_and(|a| a.contains("--stale-bak-after 1800")), "{:?}", args(&default[0]));
         let mut policy = spec(&[("out", 1)]);

@@ -11,9 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 use crate::status::{DEGRADED, DRAINED, DRAINING, LIST_SETTINGS, OLD_LAYOUT_STILL_HELD as RESLICING, READY};
 use crate::FIELD_MANAGER;
+use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 
 /// The operator's Event writer.
 #[derive(Clone)]
@@ -37,7 +37,13 @@ impl Events {
 
     /// Publishes `note` on `mq`; a failure is logged, never fatal (Events are best effort).
     pub async fn publish(&self, mq: &MailQueue, note: Note) {
-        let event = Event { type_: note.type_, reason: note.reason.clone(), note: Some(note.note), action: note.action.to_owned(), secondary: None };
+        let event = Event {
+            type_: note.type_,
+            reason: note.reason.clone(),
+            note: Some(note.note),
+            action: note.action.to_owned(),
+            secondary: None,
+        };
         if let Err(error) = self.recorder.publish(&event, &mq.object_ref(&())).await {
             tracing::warn!(mailqueue = ?mq.metadata.name, reason = %note.reason, %error, "cannot record an Event");
         }
@@ -57,8 +63,12 @@ fn note(old: Option<&Condition>, now: &Condition) -> Option<Note> {
     if same {
         return None;
     }
-    let normal = |reason: &str, action| Some(Note { type_: EventType::Normal, reason: reason.to_owned(), action, note: now.message.clone() });
-    let warning = |reason: &str, action| Some(Note { type_: EventType::Warning, reason: reason.to_owned(), action, note: now.message.clone() });
+    let normal = |reason: &str, action| {
+        Some(Note { type_: EventType::Normal, reason: reason.to_owned(), action, note: now.message.clone() })
+    };
+    let warning = |reason: &str, action| {
+        Some(Note { type_: EventType::Warning, reason: reason.to_owned(), action, note: now.message.clone() })
+    };
     match now.type_.as_str() {
         DRAINING if status => normal("DrainRequested", "Drain"),
         DRAINED if status => normal("Drained", "Drain"),

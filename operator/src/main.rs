@@ -108,7 +108,8 @@ fn init_logs() {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    let client =
+        Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let http = Arc::new(Http { registry, ready: AtomicBool::new(false) });
@@ -147,7 +148,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     metrics.set_leader(true);
 
     let (mailqueues, pods, leases) = match &args.namespace {
-        Some(ns) => (Api::<MailQueue>::namespaced(client.clone(), ns), Api::<Pod>::namespaced(client.clone(), ns), Api::<Lease>::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::<MailQueue>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client.clone(), ns),
+            Api::<Lease>::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
     tokio::select! {
@@ -190,7 +195,9 @@ async fn wait_for_crd(mailqueues: &Api<MailQueue>) {
         match mailqueues.list(&kube::api::ListParams::default().limit(1)).await {
             Ok(_) => return,
             Err(kube::Error::Api(status)) if status.is_not_found() && !warned => {
-                tracing::warn!("the MailQueue CRD is not installed: kubectl apply -f crds/mailqueue.dev_mailqueues.yaml");
+                tracing::warn!(
+                    "the MailQueue CRD is not installed: kubectl apply -f crds/mailqueue.dev_mailqueues.yaml"
+                );
                 warned = true;
             }
             Err(error) if !warned => {

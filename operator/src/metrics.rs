@@ -66,11 +66,23 @@ impl Metrics {
         // Per queue, from the runners' heartbeats as aggregated into the status: an alert on a
         // stuck queue needs no scrape of each runner.
         r.register("queue_pending", "Entries waiting in the queue", metrics.pending.clone());
-        r.register("queue_oldest_pending_seconds", "Age of the queue's oldest waiting entry", metrics.oldest_pending.clone());
+        r.register(
+            "queue_oldest_pending_seconds",
+            "Age of the queue's oldest waiting entry",
+            metrics.oldest_pending.clone(),
+        );
         r.register("queue_stale_bak", ".bak entries of the queue with no live runner", metrics.stale_bak.clone());
-        r.register("queue_live_slices", "Slices of the queue whose runner holds its Lease", metrics.live_slices.clone());
+        r.register(
+            "queue_live_slices",
+            "Slices of the queue whose runner holds its Lease",
+            metrics.live_slices.clone(),
+        );
         r.register("queue_slices", "Slices the queue is split into", metrics.slices.clone());
-        r.register("queue_unclaimable", "Queued entries of the queue its runners cannot claim", metrics.unclaimable.clone());
+        r.register(
+            "queue_unclaimable",
+            "Queued entries of the queue its runners cannot claim",
+            metrics.unclaimable.clone(),
+        );
         r.register(
             "queue_disk_full_slices",
             "Slices of the queue whose runner stopped claiming because the queue volume is full",
@@ -81,7 +93,11 @@ impl Metrics {
 
     /// Publishes the per-queue gauges of the MailQueue `namespace/name`.
     pub fn observe_status(&self, namespace: &str, name: &str, status: &mailqueue_contract::crd::MailQueueStatus) {
-        let labels = |queue: &str| QueueLabels { namespace: namespace.to_owned(), mailqueue: name.to_owned(), queue: queue.to_owned() };
+        let labels = |queue: &str| QueueLabels {
+            namespace: namespace.to_owned(),
+            mailqueue: name.to_owned(),
+            queue: queue.to_owned(),
+        };
         for q in &status.queues {
             let l = labels(&q.name);
             self.pending.get_or_create(&l).set(q.pending);
@@ -168,13 +184,36 @@ mod tests {
         let status = MailQueueStatus { queues: vec![queue("out", 7), queue("retry", 1)], ..MailQueueStatus::default() };
         metrics.observe_status("mail", "lists", &status);
         let out = text(&registry);
-        assert!(out.contains(r#"mailqueue_operator_queue_pending{namespace="mail",mailqueue="lists",queue="out"} 7"#), "{out}");
-        assert!(out.contains(r#"mailqueue_operator_queue_oldest_pending_seconds{namespace="mail",mailqueue="lists",queue="out"} 90"#), "{out}");
-        assert!(out.contains(r#"mailqueue_operator_queue_live_slices{namespace="mail",mailqueue="lists",queue="retry"} 1"#), "{out}");
-        assert!(out.contains(r#"mailqueue_operator_queue_unclaimable{namespace="mail",mailqueue="lists",queue="out"} 4"#), "{out}");
-        assert!(out.contains(r#"mailqueue_operator_queue_disk_full_slices{namespace="mail",mailqueue="lists",queue="out"} 1"#), "{out}");
+        assert!(
+            out.contains(r#"mailqueue_operator_queue_pending{namespace="mail",mailqueue="lists",queue="out"} 7"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"mailqueue_operator_queue_oldest_pending_seconds{namespace="mail",mailqueue="lists",queue="out"} 90"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"mailqueue_operator_queue_live_slices{namespace="mail",mailqueue="lists",queue="retry"} 1"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"mailqueue_operator_queue_unclaimable{namespace="mail",mailqueue="lists",queue="out"} 4"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"mailqueue_operator_queue_disk_full_slices{namespace="mail",mailqueue="lists",queue="out"} 1"#
+            ),
+            "{out}"
+        );
         // A queue removed from the spec loses its series; so does a deleted MailQueue.
-        metrics.observe_status("mail", "lists", &MailQueueStatus { queues: vec![queue("out", 0)], ..MailQueueStatus::default() });
+        metrics.observe_status(
+            "mail",
+            "lists",
+            &MailQueueStatus { queues: vec![queue("out", 0)], ..MailQueueStatus::default() },
+        );
         assert!(!text(&registry).contains(r#"queue="retry""#));
         metrics.forget("mail", "lists");
         assert!(!text(&registry).contains(r#"mailqueue="lists""#));

@@ -42,10 +42,8 @@ pub async fn observe(client: &Client, namespace: &str, name: &str) -> Result<Obs
     // changes, and the apply step tolerates a read that is a moment old.
     let params = ListParams::default().labels(&format!("{MAILQUEUE_LABEL}={name}")).match_any();
     let error = |kind, error| ReadError { kind, namespace: namespace.to_owned(), name: name.to_owned(), error };
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
-        .list(&params)
-        .await
-        .map_err(|e| error("runner pods", e))?;
+    let pods =
+        Api::<Pod>::namespaced(client.clone(), namespace).list(&params).await.map_err(|e| error("runner pods", e))?;
     let leases = Api::<Lease>::namespaced(client.clone(), namespace)
         .list(&params)
         .await

@@ -15,7 +15,6 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::actions::{self, ActionError};
 use crate::apply::{self, ApplyError};
-use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 use crate::desired::{desired_slices, RunnerTemplate};
 use crate::events::{self, Events};
 use crate::metrics::Metrics;
@@ -23,6 +22,7 @@ use crate::observe::{observe, ReadError};
 use crate::references::{self, ReferenceError};
 use crate::validate::validate;
 use crate::{status, FIELD_MANAGER};
+use mailqueue_contract::crd::{MailQueue, MailQueueStatus};
 
 /// How often a `MailQueue` is looked at without any event: a runner that dies silently only
 /// shows as an expired Lease, and expiry raises no event.
@@ -53,10 +53,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Action(#[from] ActionError),
     #[error("status: cannot write the status of MailQueue {name}: {error}")]
-    Status {
-        name: String,
-        error: kube::Error,
-    },
+    Status { name: String, error: kube::Error },
 }
 
 impl ReconcileError {

@@ -69,10 +69,20 @@ pub fn references(spec: &MailQueueSpec) -> Vec<Reference> {
     }
     if let Some(ca) = spec.smtp.tls.as_ref().and_then(|t| t.ca.as_ref()) {
         if let Some(s) = &ca.secret {
-            out.push(Reference { field: "smtp.tls.ca.secret", kind: Kind::Secret, name: s.name.clone(), keys: vec![s.key.clone()] });
+            out.push(Reference {
+                field: "smtp.tls.ca.secret",
+                kind: Kind::Secret,
+                name: s.name.clone(),
+                keys: vec![s.key.clone()],
+            });
         }
         if let Some(c) = &ca.config_map {
-            out.push(Reference { field: "smtp.tls.ca.configMap", kind: Kind::ConfigMap, name: c.name.clone(), keys: vec![c.key.clone()] });
+            out.push(Reference {
+                field: "smtp.tls.ca.configMap",
+                kind: Kind::ConfigMap,
+                name: c.name.clone(),
+                keys: vec![c.key.clone()],
+            });
         }
     }
     if let Some(m3) = spec.mailman.as_ref().and_then(|m| m.mailman3.as_ref()) {
@@ -105,7 +115,12 @@ pub fn missing(reference: &Reference, keys: Option<&BTreeSet<String>>) -> Vec<Mi
         .keys
         .iter()
         .filter(|k| !keys.contains(*k))
-        .map(|k| Missing::Key { field: reference.field, kind: reference.kind, name: reference.name.clone(), key: k.clone() })
+        .map(|k| Missing::Key {
+            field: reference.field,
+            kind: reference.kind,
+            name: reference.name.clone(),
+            key: k.clone(),
+        })
         .collect()
 }
 
@@ -115,16 +130,28 @@ pub async fn check(client: &Client, namespace: &str, references: &[Reference]) -
     for reference in references {
         let error = |error| ReferenceError { kind: reference.kind, name: reference.name.clone(), error };
         let keys: Option<BTreeSet<String>> = match reference.kind {
-            Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
-                .get_opt(&reference.name)
-                .await
-                .map_err(error)?
-                .map(|s| s.data.unwrap_or_default().into_keys().chain(s.string_data.unwrap_or_default().into_keys()).collect()),
+            Kind::Secret => {
+                Api::<Secret>::namespaced(client.clone(), namespace).get_opt(&reference.name).await.map_err(error)?.map(
+                    |s| {
+                        s.data
+                            .unwrap_or_default()
+                            .into_keys()
+                            .chain(s.string_data.unwrap_or_default().into_keys())
+                            .collect()
+                    },
+                )
+            }
             Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&reference.name)
                 .await
                 .map_err(error)?
-                .map(|c| c.data.unwrap_or_default().into_keys().chain(c.binary_data.unwrap_or_default().into_keys()).collect()),
+                .map(|c| {
+                    c.data
+                        .unwrap_or_default()
+                        .into_keys()
+                        .chain(c.binary_data.unwrap_or_default().into_keys())
+                        .collect()
+                }),
         };
         out.extend(missing(reference, keys.as_ref()));
     }
@@ -134,14 +161,15 @@ pub async fn check(client: &Client, namespace: &str, references: &[Reference]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailqueue_contract::crd::{SmtpAuth, SmtpTls, TlsMode};
     use crate::validate::tests::spec;
+    use mailqueue_contract::crd::{SmtpAuth, SmtpTls, TlsMode};
 
     #[test]
     fn names_the_field_the_object_and_the_key() {
         let mut s = spec(&[("out", 1)]);
         s.smtp.tls = Some(SmtpTls { mode: TlsMode::Starttls, ca: None });
-        s.smtp.auth = Some(SmtpAuth { secret_name: "relay".into(), username_key: "user".into(), password_key: "pass".into() });
+        s.smtp.auth =
+            Some(SmtpAuth { secret_name: "relay".into(), username_key: "user".into(), password_key: "pass".into() });
         let refs = references(&s);
         assert_eq!(refs.len(), 1);
         let gone = missing(&refs[0], None);
@@ -149,7 +177,10 @@ mod tests {
         assert_eq!(gone[0].to_string(), "spec.smtp.auth.secretName: Secret \"relay\" does not exist in this namespace");
         let keys: BTreeSet<String> = ["user".to_owned()].into();
         let lacking = missing(&refs[0], Some(&keys));
-        assert_eq!(lacking.iter().map(ToString::to_string).collect::<Vec<_>>(), ["spec.smtp.auth.secretName: Secret \"relay\" has no key \"pass\""]);
+        assert_eq!(
+            lacking.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["spec.smtp.auth.secretName: Secret \"relay\" has no key \"pass\""]
+        );
         let all: BTreeSet<String> = ["user".to_owned(), "pass".to_owned()].into();
         assert!(missing(&refs[0], Some(&all)).is_empty());
     }

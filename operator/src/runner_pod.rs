@@ -5,9 +5,9 @@
 
 use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use mailqueue_contract::crd::TlsMode;
 use crate::desired::MOUNT_PATH;
 use crate::validate::ValidSpec;
+use mailqueue_contract::crd::TlsMode;
 
 /// Where the Secret and ConfigMap volumes are mounted, one directory each.
 const CONFIG_ROOT: &str = "/etc/mailqueue";
@@ -32,7 +32,12 @@ impl RunnerConfig {
     /// Mounts `items` (key -> file name) of a Secret or ConfigMap at `/etc/mailqueue/<volume>`
     /// and returns that directory.
     fn mount(&mut self, volume: &str, source: Source<'_>, items: &[(&str, &str)], group_readable: bool) -> String {
-        let items = Some(items.iter().map(|(key, path)| KeyToPath { key: (*key).to_owned(), path: (*path).to_owned(), mode: None }).collect());
+        let items = Some(
+            items
+                .iter()
+                .map(|(key, path)| KeyToPath { key: (*key).to_owned(), path: (*path).to_owned(), mode: None })
+                .collect(),
+        );
         let mut v = Volume { name: volume.to_owned(), ..Volume::default() };
         match source {
             Source::Secret(name) => {
@@ -44,12 +49,22 @@ impl RunnerConfig {
                 });
             }
             Source::ConfigMap(name) => {
-                v.config_map = Some(ConfigMapVolumeSource { name: name.to_owned(), items, optional: Some(false), default_mode: None });
+                v.config_map = Some(ConfigMapVolumeSource {
+                    name: name.to_owned(),
+                    items,
+                    optional: Some(false),
+                    default_mode: None,
+                });
             }
         }
         let dir = format!("{CONFIG_ROOT}/{volume}");
         self.volumes.push(v);
-        self.mounts.push(VolumeMount { name: volume.to_owned(), mount_path: dir.clone(), read_only: Some(true), ..VolumeMount::default() });
+        self.mounts.push(VolumeMount {
+            name: volume.to_owned(),
+            mount_path: dir.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
         dir
     }
 }
@@ -129,7 +144,12 @@ fn finish(mut config: RunnerConfig, valid: &ValidSpec) -> RunnerConfig {
     }
     if let Some(m2) = spec.mailman.as_ref().and_then(|m| m.mailman2.as_ref()) {
         let site = &m2.site_config;
-        let dir = config.mount("mailman2-site", Source::ConfigMap(&site.config_map), &[(site.key.as_str(), "mm_cfg.json")], false);
+        let dir = config.mount(
+            "mailman2-site",
+            Source::ConfigMap(&site.config_map),
+            &[(site.key.as_str(), "mm_cfg.json")],
+            false,
+        );
         config.flag("mailman2-site", format!("{dir}/mm_cfg.json"));
         if let Some(lists) = &m2.lists_path {
             config.flag("mailman2-lists", volume_path(lists));
@@ -141,8 +161,10 @@ fn finish(mut config: RunnerConfig, valid: &ValidSpec) -> RunnerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailqueue_contract::crd::{CaBundle, Credentials, KeyRef, Mailman, Mailman2, Mailman3, SiteConfig, SmtpAuth, SmtpTimeouts, SmtpTls, Verp};
     use crate::validate::{tests::spec, validate};
+    use mailqueue_contract::crd::{
+        CaBundle, Credentials, KeyRef, Mailman, Mailman2, Mailman3, SiteConfig, SmtpAuth, SmtpTimeouts, SmtpTls, Verp,
+    };
 
     fn config_of(edit: impl FnOnce(&mut mailqueue_contract::crd::MailQueueSpec)) -> RunnerConfig {
         let mut s = spec(&[("out", 1)]);
@@ -160,9 +182,16 @@ mod tests {
         let c = config_of(|s| {
             s.smtp.tls = Some(SmtpTls {
                 mode: TlsMode::Starttls,
-                ca: Some(CaBundle { secret: None, config_map: Some(KeyRef { name: "relay-ca".into(), key: "ca.crt".into() }) }),
+                ca: Some(CaBundle {
+                    secret: None,
+                    config_map: Some(KeyRef { name: "relay-ca".into(), key: "ca.crt".into() }),
+                }),
             });
-            s.smtp.auth = Some(SmtpAuth { secret_name: "relay-auth".into(), username_key: "user".into(), password_key: "pass".into() });
+            s.smtp.auth = Some(SmtpAuth {
+                secret_name: "relay-auth".into(),
+                username_key: "user".into(),
+                password_key: "pass".into(),
+            });
             s.smtp.helo = Some("lists.example.org".into());
             s.smtp.timeouts = Some(SmtpTimeouts { connect: Some("5s".into()), command: Some("1m".into()), data: None });
             s.smtp.recipients_per_transaction = Some(0);
@@ -174,7 +203,8 @@ mod tests {
              --smtp-user-file /etc/mailqueue/smtp-auth/username --smtp-password-file /etc/mailqueue/smtp-auth/password \
              --helo lists.example.org --connect-timeout 5 --command-timeout 60 --rcpts-per-transaction 0 --verp always"
         );
-        let auth = c.volumes.iter().find(|v| v.name == "smtp-auth").and_then(|v| v.secret.as_ref()).expect("auth volume");
+        let auth =
+            c.volumes.iter().find(|v| v.name == "smtp-auth").and_then(|v| v.secret.as_ref()).expect("auth volume");
         assert_eq!(auth.secret_name.as_deref(), Some("relay-auth"));
         let items: Vec<(&str, &str)> = auth.items.iter().flatten().map(|i| (i.key.as_str(), i.path.as_str())).collect();
         assert_eq!(items, [("user", "username"), ("pass", "password")]);
@@ -190,11 +220,18 @@ mod tests {
             s.mailman = Some(Mailman {
                 mailman3: Some(Mailman3 {
                     rest_url: "http://core:8001/3.1".into(),
-                    credentials: Credentials { secret_name: "rest".into(), username_key: "username".into(), password_key: "password".into() },
+                    credentials: Credentials {
+                        secret_name: "rest".into(),
+                        username_key: "username".into(),
+                        password_key: "password".into(),
+                    },
                     templates_path: "templates/".into(),
                     site_templates_path: Some("var/templates".into()),
                 }),
-                mailman2: Some(Mailman2 { site_config: SiteConfig { config_map: "mm2".into(), key: "mm_cfg.json".into() }, lists_path: Some("lists".into()) }),
+                mailman2: Some(Mailman2 {
+                    site_config: SiteConfig { config_map: "mm2".into(), key: "mm_cfg.json".into() },
+                    lists_path: Some("lists".into()),
+                }),
             });
         });
         assert_eq!(

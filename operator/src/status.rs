@@ -5,13 +5,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions::{merge, Verdict};
-use mailqueue_contract::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
-use crate::references::Missing;
 use crate::desired::DesiredSlice;
 use crate::observe::Observed;
+use crate::references::Missing;
+use crate::validate::{InvalidSpec, ValidSpec};
+use mailqueue_contract::crd::{MailQueueSpec, MailQueueStatus, QueueStatus, SliceStatus};
 use mailqueue_contract::lease::live_holder;
 use mailqueue_contract::slice::{holder_pod, Heartbeat};
-use crate::validate::{InvalidSpec, ValidSpec};
 
 pub const READY: &str = "Ready";
 pub const DRAINING: &str = "Draining";
@@ -57,13 +57,23 @@ pub fn status(
 
     let not_ready: Vec<&str> = views.iter().filter(|v| !v.status.ready).map(|v| v.status.name.as_str()).collect();
     let ready = if not_ready.is_empty() {
-        Verdict::new(READY, true, "AllSlicesReady", format!("{} of {} slices have a running runner holding their Lease", views.len(), views.len()))
+        Verdict::new(
+            READY,
+            true,
+            "AllSlicesReady",
+            format!("{} of {} slices have a running runner holding their Lease", views.len(), views.len()),
+        )
     } else {
         Verdict::new(
             READY,
             false,
             "SlicesNotReady",
-            format!("{} of {} slices ready; waiting for {}", views.len() - not_ready.len(), views.len(), list(&not_ready)),
+            format!(
+                "{} of {} slices ready; waiting for {}",
+                views.len() - not_ready.len(),
+                views.len(),
+                list(&not_ready)
+            ),
         )
     };
 
@@ -81,8 +91,12 @@ pub fn status(
             Verdict::new(DRAINED, true, "NothingInFlight", "every slice stopped claiming and nothing is in flight"),
         )
     } else {
-        let message = format!("{in_flight} entries in flight; waiting for {} to finish and acknowledge the drain", list(&busy));
-        (Verdict::new(DRAINING, true, "DrainRequested", message.clone()), Verdict::new(DRAINED, false, "InFlight", message))
+        let message =
+            format!("{in_flight} entries in flight; waiting for {} to finish and acknowledge the drain", list(&busy));
+        (
+            Verdict::new(DRAINING, true, "DrainRequested", message.clone()),
+            Verdict::new(DRAINED, false, "InFlight", message),
+        )
     };
 
     let crashes: Vec<&str> = views.iter().filter_map(|v| v.crash.as_deref()).collect();
@@ -126,7 +140,12 @@ pub fn status(
             ),
         )
     } else if !relay.is_empty() {
-        Verdict::new(DEGRADED, true, "RelayFailing", format!("{}; entries stay queued until the relay accepts the runners", list(&relay)))
+        Verdict::new(
+            DEGRADED,
+            true,
+            "RelayFailing",
+            format!("{}; entries stay queued until the relay accepts the runners", list(&relay)),
+        )
     } else if !lists.is_empty() {
         Verdict::new(
             DEGRADED,
@@ -139,7 +158,9 @@ pub fn status(
             DEGRADED,
             true,
             "StaleBak",
-            format!("{stale_bak} .bak entries have no live runner; set spec.quarantine or spec.bakPolicy to set them aside"),
+            format!(
+                "{stale_bak} .bak entries have no live runner; set spec.quarantine or spec.bakPolicy to set them aside"
+            ),
         )
     } else if unclaimable > 0 {
         Verdict::new(
@@ -156,7 +177,11 @@ pub fn status(
     };
 
     let phase = if valid.spec.drain {
-        if drained { "Drained" } else { "Draining" }
+        if drained {
+            "Drained"
+        } else {
+            "Draining"
+        }
     } else if degraded.status {
         "Degraded"
     } else if ready.status {
@@ -188,7 +213,8 @@ pub fn apply_failed(
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> MailQueueStatus {
-    let verdict = Verdict::new(DEGRADED, true, "ApplyFailed", format!("{failure}; the operator retries every few seconds"));
+    let verdict =
+        Verdict::new(DEGRADED, true, "ApplyFailed", format!("{failure}; the operator retries every few seconds"));
     let degraded = merge(&status.conditions, vec![verdict], generation, whole_seconds(now));
     status.conditions.retain(|c| c.type_ != DEGRADED);
     status.conditions.extend(degraded);
@@ -237,7 +263,10 @@ fn list_settings(spec: &MailQueueSpec) -> Verdict {
         sources.push(format!("Mailman 3 entries from the REST API at {}", m3.rest_url));
     }
     if let Some(m2) = mailman.and_then(|m| m.mailman2.as_ref()) {
-        sources.push(format!("Mailman 2.1 entries from ConfigMap {} and the lists/ directory on the volume", m2.site_config.config_map));
+        sources.push(format!(
+            "Mailman 2.1 entries from ConfigMap {} and the lists/ directory on the volume",
+            m2.site_config.config_map
+        ));
     }
     if sources.is_empty() {
         Verdict::new(
@@ -254,7 +283,12 @@ fn list_settings(spec: &MailQueueSpec) -> Verdict {
 
 /// Status of a `MailQueue` whose spec cannot be acted on: counts stay as last seen, the
 /// conditions say why.
-pub fn invalid(error: &InvalidSpec, previous: Option<&MailQueueStatus>, generation: Option<i64>, now: jiff::Timestamp) -> MailQueueStatus {
+pub fn invalid(
+    error: &InvalidSpec,
+    previous: Option<&MailQueueStatus>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> MailQueueStatus {
     let previous = previous.cloned().unwrap_or_default();
     let message = error.to_string();
     let verdicts = vec![
@@ -284,7 +318,8 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     });
     let holder = lease.and_then(|l| live_holder(l, now));
-    let heartbeat = lease.and_then(|l| l.metadata.annotations.as_ref()).and_then(Heartbeat::from_annotations).unwrap_or_default();
+    let heartbeat =
+        lease.and_then(|l| l.metadata.annotations.as_ref()).and_then(Heartbeat::from_annotations).unwrap_or_default();
     // A slice with no live holder cannot be delivering; a new holder reads the drain request
     // from the Lease before its first claim.
     let quiet = holder.is_none() || (heartbeat.draining && heartbeat.in_flight == 0);
@@ -293,10 +328,7 @@ fn slice_view(desired: &DesiredSlice, observed: &Observed, now: jiff::Timestamp)
         pod: name.clone(),
         ready: running && holder.is_some_and(|h| holds(h, pod)),
         holder: holder.map(str::to_owned),
-        heartbeat: lease
-            .and_then(|l| l.spec.as_ref())
-            .and_then(|s| s.renew_time.as_ref())
-            .map(|t| whole_seconds(t.0)),
+        heartbeat: lease.and_then(|l| l.spec.as_ref()).and_then(|s| s.renew_time.as_ref()).map(|t| whole_seconds(t.0)),
         draining: heartbeat.draining,
         pending: heartbeat.pending,
         in_flight: if holder.is_some() { heartbeat.in_flight } else { 0 },
@@ -380,11 +412,11 @@ fn list<S: AsRef<str>>(names: &[S]) -> String {
 mod tests {
     use super::*;
     use crate::desired::{desired_slices, RunnerTemplate};
-    use mailqueue_contract::slice::HEARTBEAT_ANNOTATION;
     use crate::validate::{tests::spec, validate};
     use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
     use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+    use mailqueue_contract::slice::HEARTBEAT_ANNOTATION;
     use std::collections::BTreeMap;
 
     fn slices(drain: bool) -> (ValidSpec, Vec<DesiredSlice>) {
@@ -392,7 +424,12 @@ mod tests {
         s.drain = drain;
         let valid = validate("lists", &s).expect("valid");
         let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
-        let template = RunnerTemplate { image: "i".into(), service_account: "sa".into(), grace_period_seconds: 30, lease_duration_seconds: 15 };
+        let template = RunnerTemplate {
+            image: "i".into(),
+            service_account: "sa".into(),
+            grace_period_seconds: 30,
+            lease_duration_seconds: 15,
+        };
         let desired = desired_slices("lists", "mail", &owner, &valid, &template);
         (valid, desired)
     }
@@ -406,9 +443,17 @@ mod tests {
 
     fn held(d: &DesiredSlice, hb: &Heartbeat, now: jiff::Timestamp) -> Lease {
         let mut lease = d.lease.clone();
-        lease.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(HEARTBEAT_ANNOTATION.into(), hb.to_annotation());
         lease.spec = Some(LeaseSpec {
-            holder_identity: Some(mailqueue_contract::slice::holder_identity(&d.id.object_name(), &format!("uid-{}", d.id.object_name()), "n1")),
+            holder_identity: Some(mailqueue_contract::slice::holder_identity(
+                &d.id.object_name(),
+                &format!("uid-{}", d.id.object_name()),
+                "n1",
+            )),
             renew_time: Some(MicroTime(now)),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
@@ -427,7 +472,11 @@ mod tests {
         let observed = Observed {
             pods: desired.iter().map(running).collect(),
             leases: vec![
-                held(&desired[0], &Heartbeat { pending: 10, in_flight: 2, stale_bak: 1, bad: 3, ..Heartbeat::default() }, now),
+                held(
+                    &desired[0],
+                    &Heartbeat { pending: 10, in_flight: 2, stale_bak: 1, bad: 3, ..Heartbeat::default() },
+                    now,
+                ),
                 held(&desired[1], &Heartbeat { pending: 5, bad: 3, delivered: 7, ..Heartbeat::default() }, now),
             ],
         };
@@ -450,7 +499,11 @@ mod tests {
         let observed = Observed {
             pods: desired.iter().map(running).collect(),
             leases: vec![
-                held(&desired[0], &Heartbeat { pending: 3, stale_bak: 2, oldest_pending_seconds: 600, ..wide.clone() }, now),
+                held(
+                    &desired[0],
+                    &Heartbeat { pending: 3, stale_bak: 2, oldest_pending_seconds: 600, ..wide.clone() },
+                    now,
+                ),
                 held(&desired[1], &Heartbeat { pending: 4, stale_bak: 1, oldest_pending_seconds: 90, ..wide }, now),
             ],
         };
@@ -542,8 +595,12 @@ mod tests {
     fn a_relay_that_refuses_the_runners_and_unavailable_list_settings_degrade() {
         let now = jiff::Timestamp::now();
         let (valid, desired) = slices(false);
-        let refused = Heartbeat { relay_error: Some("SMTP authentication with relay:587 failed: 535".into()), ..Heartbeat::default() };
-        let lists = Heartbeat { list_settings_error: Some("Mailman REST API unreachable".into()), ..Heartbeat::default() };
+        let refused = Heartbeat {
+            relay_error: Some("SMTP authentication with relay:587 failed: 535".into()),
+            ..Heartbeat::default()
+        };
+        let lists =
+            Heartbeat { list_settings_error: Some("Mailman REST API unreachable".into()), ..Heartbeat::default() };
         let observed = |a: &Heartbeat, b: &Heartbeat| Observed {
             pods: desired.iter().map(running).collect(),
             leases: vec![held(&desired[0], a, now), held(&desired[1], b, now)],
@@ -551,7 +608,11 @@ mod tests {
         let s = status(&valid, &desired, &observed(&refused, &lists), &[], &[], Some(1), now);
         let degraded = condition(&s, DEGRADED);
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RelayFailing"));
-        assert!(degraded.message.starts_with("out-0of2: SMTP authentication with relay:587 failed"), "{}", degraded.message);
+        assert!(
+            degraded.message.starts_with("out-0of2: SMTP authentication with relay:587 failed"),
+            "{}",
+            degraded.message
+        );
         let s = status(&valid, &desired, &observed(&Heartbeat::default(), &lists), &[], &[], Some(1), now);
         let degraded = condition(&s, DEGRADED);
         assert_eq!(degraded.reason, "ListSettingsUnavailable");
@@ -582,7 +643,15 @@ mod tests {
         assert_eq!((q.disk_full_slices, q.unclaimable, q.pending), (1, 3, 6));
 
         // Space again: only the entries no runner can claim are left to say.
-        let s = status(&valid, &desired, &observed(&Heartbeat { disk_full: false, ..full.clone() }, &stuck), &[], &[], Some(1), now);
+        let s = status(
+            &valid,
+            &desired,
+            &observed(&Heartbeat { disk_full: false, ..full.clone() }, &stuck),
+            &[],
+            &[],
+            Some(1),
+            now,
+        );
         let degraded = condition(&s, DEGRADED);
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", UNCLAIMABLE_ENTRIES));
         assert!(degraded.message.starts_with("3 queued entries cannot be claimed"), "{}", degraded.message);
@@ -593,7 +662,15 @@ mod tests {
         if let Some(spec) = gone.spec.as_mut() {
             spec.renew_time = Some(MicroTime(now - jiff::SignedDuration::from_secs(60)));
         }
-        let s = status(&valid, &desired, &Observed { pods: desired.iter().map(running).collect(), leases: vec![gone] }, &[], &[], Some(1), now);
+        let s = status(
+            &valid,
+            &desired,
+            &Observed { pods: desired.iter().map(running).collect(), leases: vec![gone] },
+            &[],
+            &[],
+            Some(1),
+            now,
+        );
         assert_eq!((s.queues[0].disk_full_slices, s.queues[0].unclaimable), (0, 0));
         assert_ne!(condition(&s, DEGRADED).reason, QUEUE_VOLUME_FULL);
     }
@@ -655,13 +732,24 @@ mod tests {
         let off = condition(&plain, LIST_SETTINGS);
         assert_eq!((off.status.as_str(), off.reason.as_str()), ("False", "NotConfigured"));
         assert!(off.message.contains("list decoration is off"), "{}", off.message);
-        assert_eq!(condition(&plain, DEGRADED).reason, computed.conditions.iter().find(|c| c.type_ == DEGRADED).map(|c| c.reason.clone()).unwrap_or_default());
+        assert_eq!(
+            condition(&plain, DEGRADED).reason,
+            computed.conditions.iter().find(|c| c.type_ == DEGRADED).map(|c| c.reason.clone()).unwrap_or_default()
+        );
 
-        let missing = [Missing::Object { field: "smtp.auth.secretName", kind: crate::references::Kind::Secret, name: "relay".into() }];
+        let missing = [Missing::Object {
+            field: "smtp.auth.secretName",
+            kind: crate::references::Kind::Secret,
+            name: "relay".into(),
+        }];
         let s = with_spec_checks(computed, &[], &valid.spec, &missing, Some(1), now);
         let degraded = condition(&s, DEGRADED);
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ReferenceMissing"));
-        assert!(degraded.message.starts_with("spec.smtp.auth.secretName: Secret \"relay\" does not exist"), "{}", degraded.message);
+        assert!(
+            degraded.message.starts_with("spec.smtp.auth.secretName: Secret \"relay\" does not exist"),
+            "{}",
+            degraded.message
+        );
         assert_eq!(s.conditions.iter().filter(|c| c.type_ == DEGRADED).count(), 1);
         assert_eq!(s.phase.as_deref(), Some("Degraded"));
     }

@@ -24,10 +24,7 @@ pub enum InvalidSpec {
     #[error("spec.smtp.auth needs spec.smtp.tls.mode starttls, starttls-opportunistic or tls: a password is never sent in the clear")]
     AuthWithoutTls,
     #[error("spec.{field}: {error}")]
-    Duration {
-        field: &'static str,
-        error: duration::DurationError,
-    },
+    Duration { field: &'static str, error: duration::DurationError },
 }
 
 /// A spec that passed every check, with its durations parsed.
@@ -86,11 +83,8 @@ pub fn validate(name: &str, spec: &MailQueueSpec) -> Result<ValidSpec, InvalidSp
     if let Some(r) = &spec.requeue {
         parse("requeue.interval", &r.interval)?;
     }
-    let quarantine_after = spec
-        .bak_policy
-        .as_ref()
-        .map(|p| parse("bakPolicy.quarantineAfter", &p.quarantine_after))
-        .transpose()?;
+    let quarantine_after =
+        spec.bak_policy.as_ref().map(|p| parse("bakPolicy.quarantineAfter", &p.quarantine_after)).transpose()?;
     Ok(ValidSpec { spec: spec.clone(), quarantine_after, claim_name, smtp_timeouts })
 }
 
@@ -146,12 +140,24 @@ pub(crate) mod tests {
         no_claim.storage.claim_name = None;
         assert_eq!(validate("lists", &no_claim), Err(InvalidSpec::MissingClaim));
         let mut clear = spec(&[("out", 1)]);
-        clear.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth { secret_name: "s".into(), username_key: "u".into(), password_key: "p".into() });
+        clear.smtp.auth = Some(mailqueue_contract::crd::SmtpAuth {
+            secret_name: "s".into(),
+            username_key: "u".into(),
+            password_key: "p".into(),
+        });
         assert_eq!(validate("lists", &clear), Err(InvalidSpec::AuthWithoutTls));
         let mut slow = spec(&[("out", 1)]);
-        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("later".into()) });
+        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts {
+            connect: Some("5s".into()),
+            command: None,
+            data: Some("later".into()),
+        });
         assert!(matches!(validate("lists", &slow), Err(InvalidSpec::Duration { field: "smtp.timeouts.data", .. })));
-        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts { connect: Some("5s".into()), command: None, data: Some("3m".into()) });
+        slow.smtp.timeouts = Some(mailqueue_contract::crd::SmtpTimeouts {
+            connect: Some("5s".into()),
+            command: None,
+            data: Some("3m".into()),
+        });
         let valid = validate("lists", &slow).expect("valid");
         assert_eq!(valid.smtp_timeouts.connect, Some(Duration::from_secs(5)));
         assert_eq!(valid.smtp_timeouts.data, Some(Duration::from_secs(180)));
@@ -172,6 +178,9 @@ pub(crate) mod tests {
         assert_eq!(validate("lists", &spec(&[("out", 1), ("out", 2)])), Err(InvalidSpec::DuplicateQueue("out".into())));
         let mut bad = spec(&[("out", 1)]);
         bad.bak_policy = Some(mailqueue_contract::crd::BakPolicy { quarantine_after: "soon".into() });
-        assert!(matches!(validate("lists", &bad), Err(InvalidSpec::Duration { field: "bakPolicy.quarantineAfter", .. })));
+        assert!(matches!(
+            validate("lists", &bad),
+            Err(InvalidSpec::Duration { field: "bakPolicy.quarantineAfter", .. })
+        ));
     }
 }

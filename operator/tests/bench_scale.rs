@@ -38,7 +38,8 @@ async fn measure_latencies_and_scale() {
     let before = operator.metric("mailqueue_operator_reconciles_total").await.unwrap_or(0.0);
     let idle_window = Duration::from_secs(20);
     tokio::time::sleep(idle_window).await;
-    let idle_rate = (operator.metric("mailqueue_operator_reconciles_total").await.unwrap_or(0.0) - before) / idle_window.as_secs_f64();
+    let idle_rate = (operator.metric("mailqueue_operator_reconciles_total").await.unwrap_or(0.0) - before)
+        / idle_window.as_secs_f64();
     let started = Instant::now();
     let patch = serde_json::json!({"spec": {"drain": true}});
     setup.mailqueues().patch("lists", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("drain");
@@ -55,7 +56,10 @@ async fn measure_latencies_and_scale() {
     support::runner_namespace(setup.plane, &setup.client, "mq-scale").await;
     let mut operator = setup.operator_for("operator-scale", "mq-scale");
     let pid = operator.child.id().expect("operator pid");
-    eventually("the operator to lead", || async { (operator.metric("mailqueue_operator_leader").await == Some(1.0)).then_some(()) }).await;
+    eventually("the operator to lead", || async {
+        (operator.metric("mailqueue_operator_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
     let rss_idle = rss_mib(pid);
     let mqs: Api<MailQueue> = Api::namespaced(setup.client.clone(), "mq-scale");
     let started = Instant::now();
@@ -74,8 +78,15 @@ async fn measure_latencies_and_scale() {
     let window = Duration::from_secs(30);
     tokio::time::sleep(window).await;
     let after = operator.metric("mailqueue_operator_reconciles_total").await.unwrap_or(0.0);
-    println!("BENCH 100 MailQueues x 8 slices: all 800 pods created and statuses written in {:.1} s", first_pass.as_secs_f64());
-    println!("BENCH steady reconcile rate: {:.1} reconciles/s over {} s", (after - before) / window.as_secs_f64(), window.as_secs());
+    println!(
+        "BENCH 100 MailQueues x 8 slices: all 800 pods created and statuses written in {:.1} s",
+        first_pass.as_secs_f64()
+    );
+    println!(
+        "BENCH steady reconcile rate: {:.1} reconciles/s over {} s",
+        (after - before) / window.as_secs_f64(),
+        window.as_secs()
+    );
     println!("BENCH operator RSS: {rss_idle:.1} MiB idle, {:.1} MiB with 100 MailQueues", rss_mib(pid));
     let _ = operator.child.start_kill();
 }

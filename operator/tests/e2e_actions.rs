@@ -13,11 +13,14 @@ use kube::Api;
 use mailqueue_contract::crd::{ActionPhase, ActionStatus, CompactRequest, RequeueRequest, RequeueSource};
 use support::smtp::Sink;
 use support::{
-    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml,
-    wait_condition, Setup,
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies,
+    spec_yaml, wait_condition, Setup,
 };
 
-async fn action(setup: &Setup, pick: fn(&mailqueue_contract::crd::ActionsStatus) -> Option<&ActionStatus>) -> Option<ActionStatus> {
+async fn action(
+    setup: &Setup,
+    pick: fn(&mailqueue_contract::crd::ActionsStatus) -> Option<&ActionStatus>,
+) -> Option<ActionStatus> {
     let mq = setup.mailqueues().get("lists").await.ok()?;
     pick(mq.status?.actions.as_ref()?).cloned()
 }
@@ -64,7 +67,10 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     assert_eq!((done.requeued, done.remaining, done.skipped_in_flight), (all.len() as i64, 0, 0), "{done:?}");
     assert!(done.completion_time.is_some());
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "shunt/ still holds entries");
-    eventually("every requeued entry to reach the sink", || async { (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(()) }).await;
+    eventually("every requeued entry to reach the sink", || async {
+        (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(())
+    })
+    .await;
 
     // Compact: drain, put a backlog in out/, ask for the compact and lift the admin's drain in
     // one apply: the operator keeps the runners drained until the compact Job is over.
@@ -76,7 +82,9 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     mq.spec.compact = Some(CompactRequest { request_id: "c1".into(), queue: "out".into() });
     apply(&setup, &mq).await;
     let compacted = eventually("the compact to finish", || async {
-        action(&setup, |a| a.compact.as_ref()).await.filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
+        action(&setup, |a| a.compact.as_ref())
+            .await
+            .filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
     })
     .await;
     assert_eq!(compacted.phase, ActionPhase::Succeeded, "{compacted:?}");
@@ -91,10 +99,14 @@ async fn requeue_and_compact_run_once_as_jobs_and_deliver_every_entry_once() {
     // Reapplying the same requests starts nothing: one Job per request, statuses unchanged.
     apply(&setup, &mq).await;
     let jobs: Api<Job> = Api::namespaced(setup.client.clone(), &setup.namespace);
-    let listed = jobs.list(&ListParams::default().labels("mailqueue.dev/action-of=lists")).await.expect("jobs are listed");
+    let listed =
+        jobs.list(&ListParams::default().labels("mailqueue.dev/action-of=lists")).await.expect("jobs are listed");
     assert_eq!(listed.items.len(), 2, "one Job per request");
     let status = setup.mailqueues().get("lists").await.expect("mq").status.and_then(|s| s.actions).expect("actions");
-    assert_eq!(status.requeue.as_ref().map(|s| (&s.request_id, s.phase)), Some((&"r1".to_owned(), ActionPhase::Succeeded)));
+    assert_eq!(
+        status.requeue.as_ref().map(|s| (&s.request_id, s.phase)),
+        Some((&"r1".to_owned(), ActionPhase::Succeeded))
+    );
     assert_eq!(status.compact.as_ref().map(|s| s.completion_time.clone()), Some(compacted.completion_time.clone()));
 
     // An Event marks the start and the end of each action.
@@ -136,7 +148,9 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
     }
 
     let done = eventually("the bakPolicy quarantine to finish", || async {
-        action(&setup, |a| a.bak_policy.as_ref()).await.filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
+        action(&setup, |a| a.bak_policy.as_ref())
+            .await
+            .filter(|s| matches!(s.phase, ActionPhase::Succeeded | ActionPhase::Failed))
     })
     .await;
     assert_eq!(done.phase, ActionPhase::Succeeded, "{done:?}");
@@ -166,7 +180,10 @@ async fn bak_policy_sets_stale_bak_aside_and_a_requeue_delivers_them_once() {
         max_depth: 20,
     });
     apply(&setup, &mq).await;
-    eventually("every quarantined entry to reach the sink", || async { (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(()) }).await;
+    eventually("every quarantined entry to reach the sink", || async {
+        (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(())
+    })
+    .await;
     let requeued = eventually("the requeue to finish", || async {
         action(&setup, |a| a.requeue.as_ref()).await.filter(|s| s.phase == ActionPhase::Succeeded)
     })

@@ -13,7 +13,8 @@ use kube::{Api, ResourceExt};
 use mailqueue_contract::crd::{ActionPhase, RequeueRequest, RequeueSource};
 use support::smtp::Sink;
 use support::{
-    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies,
+    spec_yaml, Setup,
 };
 
 /// A small deterministic generator: the seed is printed, so a failing run can be replayed.
@@ -75,8 +76,16 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     let mut events = Vec::new();
     for round in 0..4 {
         match dice.pick(4) {
-            0 => events.extend(delete_random_pod(&pods, "mailqueue.dev/mailqueue=lists", &mut dice).await.map(|p| format!("deleted runner {p}"))),
-            1 => events.extend(delete_random_pod(&pods, "mailqueue.dev/action-of=lists", &mut dice).await.map(|p| format!("deleted Job pod {p}"))),
+            0 => events.extend(
+                delete_random_pod(&pods, "mailqueue.dev/mailqueue=lists", &mut dice)
+                    .await
+                    .map(|p| format!("deleted runner {p}")),
+            ),
+            1 => events.extend(
+                delete_random_pod(&pods, "mailqueue.dev/action-of=lists", &mut dice)
+                    .await
+                    .map(|p| format!("deleted Job pod {p}")),
+            ),
             2 => {
                 drop(operator);
                 operator = setup.operator("operator-chaos");
@@ -109,7 +118,11 @@ async fn chaos_during_requeue_and_reslice_loses_nothing_and_sends_nothing_twice(
     drop(operator);
     let _operator = setup.operator("operator-chaos");
     events.push("re-sliced to 8; API server restarted; operator killed and restarted".to_owned());
-    events.extend(delete_random_pod(&pods, "mailqueue.dev/mailqueue=lists", &mut dice).await.map(|p| format!("deleted runner {p}")));
+    events.extend(
+        delete_random_pod(&pods, "mailqueue.dev/mailqueue=lists", &mut dice)
+            .await
+            .map(|p| format!("deleted runner {p}")),
+    );
 
     let requeue = eventually("the requeue to finish", || async {
         let s = setup.mailqueues().get("lists").await.ok()?.status?.actions?.requeue?;

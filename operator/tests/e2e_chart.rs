@@ -19,7 +19,9 @@ use kube::{Api, Client, ResourceExt};
 use mailqueue_contract::crd::MailQueue;
 use mailqueue_testenv::{Cluster, ControlPlane};
 use support::smtp::Sink;
-use support::{entries, eventually, hand_to_runner, make_queue_dirs, shared_cluster, spec_yaml, CLAIM, PATIENCE, RUNNER_UID};
+use support::{
+    entries, eventually, hand_to_runner, make_queue_dirs, shared_cluster, spec_yaml, CLAIM, PATIENCE, RUNNER_UID,
+};
 
 const RELEASE: &str = "mq";
 /// `<release>-<chart>`, the name of the operator's Deployment, ServiceAccount and leader Lease.
@@ -194,7 +196,14 @@ impl Installed {
     /// `helm uninstall`, so that the next install starts from a cluster without this one.
     async fn uninstall(self) {
         let ns = self.namespace.clone();
-        let (ok, out, err) = tool(self.plane, self.helm_home.path(), "helm", &["uninstall", RELEASE, "--namespace", &ns, "--wait"], None).await;
+        let (ok, out, err) = tool(
+            self.plane,
+            self.helm_home.path(),
+            "helm",
+            &["uninstall", RELEASE, "--namespace", &ns, "--wait"],
+            None,
+        )
+        .await;
         assert!(ok, "helm uninstall:\n{out}{err}");
     }
 

@@ -18,8 +18,8 @@ use mailqueue_contract::lease::live_holder;
 use mailqueue_testenv::ControlPlane;
 use support::smtp::Sink;
 use support::{
-    deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, shared_cluster,
-    spec_yaml, CLAIM, RUNNER_UID,
+    deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies,
+    shared_cluster, spec_yaml, CLAIM, RUNNER_UID,
 };
 
 const RELEASE: &str = "mq";
@@ -52,9 +52,21 @@ async fn helm_install(plane: &ControlPlane, home: &Path) {
     let image = format!("image.repository={OPERATOR_IMAGE}");
     let runner = format!("runner.image={RUNNER_IMAGE}");
     let args = [
-        "install", RELEASE, chart.to_str().expect("chart path is UTF-8"), "--namespace", NAMESPACE,
-        "--set", "image.tag=e2e", "--set", "runner.gracePeriodSeconds=15", "--set", "replicaCount=1",
-        "--set", &image, "--set", &runner,
+        "install",
+        RELEASE,
+        chart.to_str().expect("chart path is UTF-8"),
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        "image.tag=e2e",
+        "--set",
+        "runner.gracePeriodSeconds=15",
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &image,
+        "--set",
+        &runner,
     ];
     let (ok, out) = tool(plane, home, "helm", &args).await;
     assert!(ok, "helm install:\n{out}");
@@ -79,25 +91,48 @@ async fn kept_mailqueues_go_on_delivering_after_helm_uninstall_and_a_reinstall_a
     let sink = Sink::start().await;
     let mq = spec_yaml("lists", 2, sink.port);
     let mailqueues: Api<mailqueue_contract::crd::MailQueue> = Api::namespaced(client.clone(), NAMESPACE);
-    mailqueues.patch("lists", &PatchParams::apply("e2e").force(), &Patch::Apply(&mq)).await.expect("MailQueue is applied");
-    let (ok, out) = tool(plane, home.path(), "kubectl", &["-n", NAMESPACE, "wait", "--for=condition=Ready", "mq/lists", "--timeout=120s"]).await;
+    mailqueues
+        .patch("lists", &PatchParams::apply("e2e").force(), &Patch::Apply(&mq))
+        .await
+        .expect("MailQueue is applied");
+    let (ok, out) = tool(
+        plane,
+        home.path(),
+        "kubectl",
+        &["-n", NAMESPACE, "wait", "--for=condition=Ready", "mq/lists", "--timeout=120s"],
+    )
+    .await;
     assert!(ok, "kubectl wait Ready: {out}");
     queue_copies(&all, &qfiles.join("out"), 0..1);
-    eventually("the first wave to be delivered", || async { (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(()) }).await;
+    eventually("the first wave to be delivered", || async {
+        (deliveries(&sink) == expected_deliveries(&all, 1)).then_some(())
+    })
+    .await;
 
     // Uninstall: the operator goes, the runners and their RBAC stay.
     let (ok, out) = tool(plane, home.path(), "helm", &["uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"]).await;
     assert!(ok, "helm uninstall: {out}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     eventually("the operator pods to go", || async {
-        let left = pods.list(&ListParams::default().labels("app.kubernetes.io/name=mailqueue-operator")).await.ok()?.items;
+        let left =
+            pods.list(&ListParams::default().labels("app.kubernetes.io/name=mailqueue-operator")).await.ok()?.items;
         left.is_empty().then_some(())
     })
     .await;
-    assert!(Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE).get_opt("mailqueue-runner").await.expect("read").is_some());
+    assert!(Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
+        .get_opt("mailqueue-runner")
+        .await
+        .expect("read")
+        .is_some());
     let role = format!("{RELEASE}-mailqueue-operator-runner");
-    assert!(Api::<Role>::namespaced(client.clone(), NAMESPACE).get_opt(&role).await.expect("read").is_some(), "runner Role deleted");
-    assert!(Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE).get_opt(&role).await.expect("read").is_some(), "RoleBinding deleted");
+    assert!(
+        Api::<Role>::namespaced(client.clone(), NAMESPACE).get_opt(&role).await.expect("read").is_some(),
+        "runner Role deleted"
+    );
+    assert!(
+        Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE).get_opt(&role).await.expect("read").is_some(),
+        "RoleBinding deleted"
+    );
 
     // Longer than a Lease lasts: the runners renewed theirs, and still deliver.
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -113,14 +148,24 @@ async fn kept_mailqueues_go_on_delivering_after_helm_uninstall_and_a_reinstall_a
     .await;
     for pod in pods.list(&ListParams::default().labels("mailqueue.dev/mailqueue=lists")).await.expect("pods").items {
         let log = cluster.node().pod_log(NAMESPACE, &pod.name_any()).await;
-        assert!(!log.contains("forbidden") && !log.contains("Forbidden"), "{}: refused after the uninstall:\n{log}", pod.name_any());
+        assert!(
+            !log.contains("forbidden") && !log.contains("Forbidden"),
+            "{}: refused after the uninstall:\n{log}",
+            pod.name_any()
+        );
     }
 
     // Reinstall: Helm adopts the kept objects and the new operator manages the MailQueue again.
     helm_install(plane, home.path()).await;
     let patch = serde_json::json!({"spec": {"drain": true}});
     mailqueues.patch("lists", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("drain is requested");
-    let (ok, out) = tool(plane, home.path(), "kubectl", &["-n", NAMESPACE, "wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
+    let (ok, out) = tool(
+        plane,
+        home.path(),
+        "kubectl",
+        &["-n", NAMESPACE, "wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"],
+    )
+    .await;
     assert!(ok, "the reinstalled operator did not take the MailQueue over: {out}");
     assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
 }
@@ -135,9 +180,14 @@ async fn the_runner_pod_monitor_renders_only_when_asked_for() {
     let chart = chart.to_str().expect("chart path is UTF-8");
     let (ok, rendered) = tool(plane, home.path(), "helm", &["template", RELEASE, chart]).await;
     assert!(ok && !rendered.contains("kind: PodMonitor"), "{rendered}");
-    let (ok, rendered) = tool(plane, home.path(), "helm", &["template", RELEASE, chart, "--set", "metrics.podMonitor.enabled=true"]).await;
+    let (ok, rendered) =
+        tool(plane, home.path(), "helm", &["template", RELEASE, chart, "--set", "metrics.podMonitor.enabled=true"])
+            .await;
     assert!(ok && rendered.contains("kind: PodMonitor"), "{rendered}");
     let monitor = rendered.split("---").find(|d| d.contains("kind: PodMonitor")).unwrap_or_default();
-    assert!(monitor.contains("app.kubernetes.io/name: mailqueue-runner") && monitor.contains("port: metrics"), "{monitor}");
+    assert!(
+        monitor.contains("app.kubernetes.io/name: mailqueue-runner") && monitor.contains("port: metrics"),
+        "{monitor}"
+    );
     assert!(rendered.contains("helm.sh/resource-policy: keep"), "the runner RBAC is not kept on uninstall");
 }

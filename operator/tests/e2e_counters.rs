@@ -11,13 +11,16 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::smtp::Sink;
-use support::{apply, entries, eventually, hand_to_runner, make_queue_dirs, mailqueue, runner_binary, Setup, CLAIM, HOST_IP};
+use support::{
+    apply, entries, eventually, hand_to_runner, mailqueue, make_queue_dirs, runner_binary, Setup, CLAIM, HOST_IP,
+};
 
 /// `status.queues[0].<field>` as `kubectl get mq lists -o yaml` shows it.
 async fn queue_field(setup: &Setup, field: &str) -> Option<i64> {
     let (ok, yaml) = setup.kubectl(&["get", "mq", "lists", "-o", "yaml"]).await;
     assert!(ok, "{yaml}");
-    let mq: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("kubectl output is YAML: {e}\n{yaml}"));
+    let mq: serde_yaml::Value =
+        serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("kubectl output is YAML: {e}\n{yaml}"));
     mq.get("status")?.get("queues")?.get(0)?.get(field)?.as_i64()
 }
 
@@ -62,7 +65,10 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
     })
     .await;
     assert!(sink.deliveries().is_empty(), "delivered while drained");
-    assert!(queue_field(&setup, "oldestPendingSeconds").await.is_some_and(|s| s > 0), "the vectors are dated in the past");
+    assert!(
+        queue_field(&setup, "oldestPendingSeconds").await.is_some_and(|s| s > 0),
+        "the vectors are dated in the past"
+    );
 
     // A `.bak` no runner claimed, planted beside the live runner: stale after 2s.
     let bak = qfiles.join("out").join(planted.replace(".pck", ".bak"));
@@ -83,7 +89,15 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
     assert!(entries(&qfiles.join("out"), ".pck").is_empty(), "status said 0 pending with entries left");
     assert!(!sink.deliveries().is_empty(), "nothing reached the SMTP sink");
     eventually("the stale .bak to be counted once, as stale or as quarantined", || async {
-        let (ok, yaml) = setup.kubectl(&["get", "mq", "lists", "-o", "jsonpath={.status.queues[0].staleBak}+{.status.queues[0].quarantined}"]).await;
+        let (ok, yaml) = setup
+            .kubectl(&[
+                "get",
+                "mq",
+                "lists",
+                "-o",
+                "jsonpath={.status.queues[0].staleBak}+{.status.queues[0].quarantined}",
+            ])
+            .await;
         let sum: Option<i64> = yaml.split('+').map(|n| n.trim().parse::<i64>().ok()).sum();
         (ok && sum == Some(1)).then_some(())
     })
@@ -99,7 +113,10 @@ async fn status_counts_come_from_the_volume_and_the_lease_holder_owns_the_slice_
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null())
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), standalone).await.expect("standalone runner exits").expect("runs");
+    let output = tokio::time::timeout(Duration::from_secs(60), standalone)
+        .await
+        .expect("standalone runner exits")
+        .expect("runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "a standalone runner started on a slice a Lease holder owns: {stderr}");
     assert!(stderr.contains("is owned by"), "the refusal names the owner: {stderr}");

@@ -46,7 +46,10 @@ spec:
     .await;
     assert!(duration.contains("spec.bakPolicy.quarantineAfter") && duration.contains("should match"), "{duration}");
     // Before the guard, CEL's duration() ran on the same string and added its own failure.
-    assert!(!duration.contains("conversion") && !duration.contains("must be a duration"), "a second, confusing error: {duration}");
+    assert!(
+        !duration.contains("conversion") && !duration.contains("must be a duration"),
+        "a second, confusing error: {duration}"
+    );
     assert!(!duration.contains("not checked"), "{duration}");
 
     let claim = refusal(

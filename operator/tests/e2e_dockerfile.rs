@@ -17,9 +17,16 @@ const REFERENCE: &str = "docker.io/library/mailqueue-operator:dockerfile";
 #[ignore = "slow tier: builds the Dockerfile (a release build of both binaries); tests/all.sh runs it"]
 async fn the_dockerfile_builds_and_its_image_runs_on_the_node() {
     let started = std::time::Instant::now();
-    let image = tokio::task::spawn_blocking(|| images::dockerfile(REFERENCE)).await.expect("task").expect("the Dockerfile builds");
+    let image = tokio::task::spawn_blocking(|| images::dockerfile(REFERENCE))
+        .await
+        .expect("task")
+        .expect("the Dockerfile builds");
     let size = std::fs::metadata(&image.path).expect("archive").len();
-    eprintln!("Dockerfile built in {:.0?}: {REFERENCE}, {:.1} MB as an OCI archive", started.elapsed(), size as f64 / 1e6);
+    eprintln!(
+        "Dockerfile built in {:.0?}: {REFERENCE}, {:.1} MB as an OCI archive",
+        started.elapsed(),
+        size as f64 / 1e6
+    );
     let cluster = cluster::shared(vec![image]).await.expect("the cluster starts");
     let plane = cluster.plane();
     let client = plane.client().expect("admin client");

@@ -15,8 +15,8 @@ use kube::Api;
 use mailqueue_contract::crd::{ActionPhase, CompactRequest, QueueSpec};
 use support::smtp::Sink;
 use support::{
-    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, runner_pods,
-    spec_yaml, wait_condition, Setup,
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies,
+    runner_pods, spec_yaml, wait_condition, Setup,
 };
 
 /// What `kubectl wait` allows: the issue's bound.
@@ -55,7 +55,10 @@ async fn out_and_retry_drain_within_ten_seconds_idle_or_busy_and_compact_succeed
     eventually("the runner pods to be Ready", || async {
         let pods = runner_pods(&setup, "lists").await;
         let ready = |p: &k8s_openapi::api::core::v1::Pod| {
-            p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         };
         (pods.len() == 3 && pods.iter().all(ready)).then_some(())
     })
@@ -63,10 +66,17 @@ async fn out_and_retry_drain_within_ten_seconds_idle_or_busy_and_compact_succeed
     // The operator's own /metrics has a series per queue.
     let metrics = eventually("per-queue gauges on the operator's /metrics", || async {
         let (_, body) = operator.get("/metrics").await;
-        body.contains(r#"mailqueue_operator_queue_live_slices{namespace="mq-drain-retry",mailqueue="lists",queue="retry"} 1"#).then_some(body)
+        body.contains(
+            r#"mailqueue_operator_queue_live_slices{namespace="mq-drain-retry",mailqueue="lists",queue="retry"} 1"#,
+        )
+        .then_some(body)
     })
     .await;
-    assert!(metrics.contains(r#"mailqueue_operator_queue_pending{namespace="mq-drain-retry",mailqueue="lists",queue="out"}"#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"mailqueue_operator_queue_pending{namespace="mq-drain-retry",mailqueue="lists",queue="out"}"#),
+        "{metrics}"
+    );
 
     // Idle: every slice (the retry one too) acknowledges within a Lease renewal.
     set_drain(&setup, true).await;
@@ -112,7 +122,10 @@ async fn out_and_retry_drain_within_ten_seconds_idle_or_busy_and_compact_succeed
             .filter(|e| e.involved_object.name.as_deref() == Some("lists"))
             .filter_map(|e| e.reason.clone())
             .collect();
-        ["DrainRequested", "Drained", "DrainLifted", "ActionSucceeded"].iter().all(|r| reasons.iter().any(|x| x == r)).then_some(reasons)
+        ["DrainRequested", "Drained", "DrainLifted", "ActionSucceeded"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+            .then_some(reasons)
     })
     .await;
     assert!(reasons.iter().any(|r| r == "ListDecorationOff"), "{reasons:?}");

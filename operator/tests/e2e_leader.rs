@@ -20,7 +20,10 @@ async fn one_replica_leads_the_other_takes_over_after_sigterm() {
     let leases: Api<Lease> = Api::namespaced(setup.client.clone(), &setup.namespace);
 
     let a = setup.operator("operator-a");
-    eventually("operator-a to lead", || async { (leader(&leases).await.as_deref() == Some("operator-a")).then_some(()) }).await;
+    eventually("operator-a to lead", || async {
+        (leader(&leases).await.as_deref() == Some("operator-a")).then_some(())
+    })
+    .await;
     let b = setup.operator("operator-b");
     eventually("operator-b to answer /readyz", || async { (b.get("/readyz").await.0 == 200).then_some(()) }).await;
 
@@ -39,7 +42,10 @@ async fn one_replica_leads_the_other_takes_over_after_sigterm() {
 
     // SIGTERM: the leader exits 0 and hands over without waiting for its Lease to expire.
     assert_eq!(a.terminate().await, Some(0), "the operator exits 0 on SIGTERM");
-    eventually("operator-b to lead", || async { (leader(&leases).await.as_deref() == Some("operator-b")).then_some(()) }).await;
+    eventually("operator-b to lead", || async {
+        (leader(&leases).await.as_deref() == Some("operator-b")).then_some(())
+    })
+    .await;
 
     // The new leader acts: re-slicing 2 -> 4 replaces the layout.
     apply(&setup, &spec_yaml("lists", 4, sink.port)).await;

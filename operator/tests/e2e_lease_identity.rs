@@ -15,7 +15,9 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use mailqueue_contract::slice::holder_pod;
 use support::smtp::Sink;
-use support::{apply, entries, eventually, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, wait_condition, Setup};
+use support::{
+    apply, entries, eventually, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, wait_condition, Setup,
+};
 
 const LEASE: &str = "lists-out-0of1";
 
@@ -59,7 +61,9 @@ async fn a_same_named_replacement_waits_for_the_old_holder_of_the_slice_lease() 
             }
         })
     };
-    pods.delete(LEASE, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("pod is deleted");
+    pods.delete(LEASE, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .await
+        .expect("pod is deleted");
     let new_uid = eventually("the same-named replacement pod", || async {
         let pod = pods.get_opt(LEASE).await.ok()??;
         let uid = pod.uid()?;
@@ -84,6 +88,9 @@ async fn a_same_named_replacement_waits_for_the_old_holder_of_the_slice_lease() 
         (holder_pod(&holder) == Some((LEASE, new_uid.as_str()))).then_some(())
     })
     .await;
-    eventually("every entry to be delivered", || async { (entries(&qfiles.join("out"), ".pck").is_empty() && !sink.deliveries().is_empty()).then_some(()) }).await;
+    eventually("every entry to be delivered", || async {
+        (entries(&qfiles.join("out"), ".pck").is_empty() && !sink.deliveries().is_empty()).then_some(())
+    })
+    .await;
     assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/");
 }

@@ -59,7 +59,8 @@ impl RestApi {
     fn start(python: &str, overlay: &[(String, String)], user: &str, password: &str, site_root: &str) -> Self {
         use std::os::unix::process::CommandExt;
         let work = tempfile::tempdir().expect("work dir");
-        let port = std::net::TcpListener::bind((HOST_IP, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let port =
+            std::net::TcpListener::bind((HOST_IP, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runner/tests/lists_mm3_support/serve_site.py");
         let log = std::fs::File::create(work.path().join("rest.log")).expect("log");
         let child = Command::new(python)
@@ -92,7 +93,10 @@ impl RestApi {
     fn get(&self, path: &str, user: &str, password: &str) -> Option<String> {
         let mut s = TcpStream::connect((HOST_IP, self.port)).ok()?;
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {HOST_IP}\r\nAuthorization: Basic {auth}\r\n\r\n").as_bytes()).ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.0\r\nHost: {HOST_IP}\r\nAuthorization: Basic {auth}\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
         Some(body)
@@ -133,9 +137,12 @@ fn expected(v: &Json) -> Vec<Tx> {
         .into_iter()
         .flatten()
         .map(|t| {
-            let mut rcpts: Vec<String> = t["rcpt_tos"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+            let mut rcpts: Vec<String> =
+                t["rcpt_tos"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect();
             rcpts.sort();
-            let data = base64::engine::general_purpose::STANDARD.decode(t["data_b64"].as_str().unwrap_or_default()).expect("b64");
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(t["data_b64"].as_str().unwrap_or_default())
+                .expect("b64");
             (t["mail_from"].as_str().unwrap_or_default().to_owned(), rcpts, mask(&data))
         })
         .collect()
@@ -167,16 +174,27 @@ fn same_transactions(sent: &[support::smtp::Delivery], want: &[Tx]) {
 }
 
 fn overlay(v: &Json) -> Vec<(String, String)> {
-    let mut o: Vec<(String, String)> =
-        v["site_mta"].as_object().into_iter().flatten().map(|(k, val)| (k.clone(), val.as_str().unwrap_or_default().to_owned())).collect();
+    let mut o: Vec<(String, String)> = v["site_mta"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, val)| (k.clone(), val.as_str().unwrap_or_default().to_owned()))
+        .collect();
     o.sort();
     o
 }
 
 #[tokio::test]
 async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
-    let manifest: Json = serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest")).expect("json");
-    let vectors: Vec<Json> = manifest["vectors"].as_array().expect("vectors").iter().filter(|v| v["version"] == "mailman3").cloned().collect();
+    let manifest: Json =
+        serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest")).expect("json");
+    let vectors: Vec<Json> = manifest["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .filter(|v| v["version"] == "mailman3")
+        .cloned()
+        .collect();
     assert!(vectors.len() >= 5, "expected the Mailman 3 list vectors, found {}", vectors.len());
     // The vectors were delivered under per-list [mta] site settings (VERP interval, VERP for
     // personalized mail): one site, so one REST API and one MailQueue, per setting.
@@ -196,13 +214,19 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
         .expect("python runs");
     let templates = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     std::fs::create_dir_all(setup.claim_dir()).expect("claim dir");
-    let copied = Command::new("cp").arg("-r").arg(&templates).arg(setup.claim_dir().join("mailman-templates")).status().expect("cp runs");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&templates)
+        .arg(setup.claim_dir().join("mailman-templates"))
+        .status()
+        .expect("cp runs");
     assert!(copied.success(), "cannot copy {}", templates.display());
     // The site's own templates (custom list headers and footers), where a Mailman core sharing
     // the volume keeps them: its file:// template URIs name the path runner pods see.
     let site = setup.claim_dir().join("mailman-site");
     std::fs::create_dir_all(&site).expect("site dir");
-    let copied = Command::new("cp").arg("-r").arg(vectors_dir().join("site/templates")).arg(&site).status().expect("cp runs");
+    let copied =
+        Command::new("cp").arg("-r").arg(vectors_dir().join("site/templates")).arg(&site).status().expect("cp runs");
     assert!(copied.success(), "cannot copy the site's templates");
     let site_root = format!("{}/mailman-site", mailqueue_operator::desired::MOUNT_PATH);
 
@@ -227,7 +251,11 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
         mq.spec.mailman = Some(Mailman {
             mailman3: Some(Mailman3 {
                 rest_url: format!("http://{HOST_IP}:{}/3.1", api.port),
-                credentials: Credentials { secret_name: "mailman-rest".into(), username_key: "username".into(), password_key: "password".into() },
+                credentials: Credentials {
+                    secret_name: "mailman-rest".into(),
+                    username_key: "username".into(),
+                    password_key: "password".into(),
+                },
                 templates_path: "mailman-templates".into(),
                 site_templates_path: None,
             }),
@@ -249,17 +277,31 @@ async fn mailman3_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
         same_transactions(&got, &want);
         assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
         let mq_now = setup.mailqueues().get(&name).await.expect("mq");
-        let settings = mq_now.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "ListSettings")).expect("ListSettings");
+        let settings = mq_now
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "ListSettings"))
+            .expect("ListSettings");
         assert_eq!(settings.reason, "Configured");
         total += want.len();
     }
-    eprintln!("{total} Mailman 3 list transactions identical ({} vectors, {} site settings)", vectors.len(), groups.len());
+    eprintln!(
+        "{total} Mailman 3 list transactions identical ({} vectors, {} site settings)",
+        vectors.len(),
+        groups.len()
+    );
 }
 
 #[tokio::test]
 async fn mailman2_list_vectors_are_decorated_in_the_cluster_as_mailman_did() {
-    let manifest: Json = serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest")).expect("json");
-    let vectors: Vec<Json> = manifest["vectors"].as_array().expect("vectors").iter().filter(|v| v["version"] == "mailman2").cloned().collect();
+    let manifest: Json =
+        serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest")).expect("json");
+    let vectors: Vec<Json> = manifest["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .filter(|v| v["version"] == "mailman2")
+        .cloned()
+        .collect();
     assert!(vectors.len() >= 5, "expected the Mailman 2.1 list vectors, found {}", vectors.len());
     let setup = Setup::new("mq-mailman2-lists").await;
     let qfiles = setup.claim_dir().join("qfiles");

@@ -28,13 +28,18 @@ async fn an_unreachable_rest_api_keeps_entries_queued_and_degrades_with_the_reas
     .expect("Secret");
     secrets.create(&PostParams::default(), &secret).await.expect("Secret is created");
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind((HOST_IP, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+    let closed =
+        std::net::TcpListener::bind((HOST_IP, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
 
     let mut mq = spec_yaml("lists", 1, sink.port);
     mq.spec.mailman = Some(Mailman {
         mailman3: Some(Mailman3 {
             rest_url: format!("http://{HOST_IP}:{closed}/3.1"),
-            credentials: Credentials { secret_name: "mailman-rest".into(), username_key: "username".into(), password_key: "password".into() },
+            credentials: Credentials {
+                secret_name: "mailman-rest".into(),
+                username_key: "username".into(),
+                password_key: "password".into(),
+            },
             templates_path: "mailman-templates".into(),
             site_templates_path: None,
         }),

@@ -34,7 +34,8 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     for (i, pod) in pods.iter().enumerate() {
         let owner = pod.owner_references().first().expect("owner reference");
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("MailQueue", mq.uid().as_deref().unwrap_or_default()));
-        let args = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.args.clone()).unwrap_or_default();
+        let args =
+            pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.args.clone()).unwrap_or_default();
         let slice = args.iter().position(|a| a == "--slice").and_then(|p| args.get(p + 1));
         assert_eq!(slice.map(String::as_str), Some(i.to_string().as_str()));
     }
@@ -45,7 +46,11 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     let holder_pod = |sl: &mailqueue_contract::crd::SliceStatus| {
         sl.holder.as_deref().and_then(mailqueue_contract::slice::holder_pod).map(|(pod, _uid)| pod.to_owned())
     };
-    assert!(s.slices.iter().all(|sl| sl.ready && holder_pod(sl).as_deref() == Some(sl.pod.as_str())), "{:#?}", s.slices);
+    assert!(
+        s.slices.iter().all(|sl| sl.ready && holder_pod(sl).as_deref() == Some(sl.pod.as_str())),
+        "{:#?}",
+        s.slices
+    );
     assert_eq!((s.queues[0].name.as_str(), s.queues[0].live_slices), ("out", 4));
     assert_eq!(s.phase.as_deref(), Some("Running"));
     let (ok, table) = setup.kubectl(&["get", "mq", "lists"]).await;
@@ -76,7 +81,8 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     assert!(lease.spec.and_then(|s| s.lease_transitions).unwrap_or(0) >= 1, "the Lease changed hands");
 
     // Drain with kubectl, as an admin would, and wait for Drained with kubectl.
-    let (ok, out) = setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
+    let (ok, out) =
+        setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":true}}"#]).await;
     assert!(ok, "{out}");
     let (ok, out) = setup.kubectl(&["wait", "--for=condition=Drained", "mq/lists", "--timeout=120s"]).await;
     assert!(ok, "kubectl wait: {out}");
@@ -86,7 +92,8 @@ async fn one_runner_per_slice_status_replacement_and_drain() {
     assert!(s.slices.iter().all(|sl| sl.draining && sl.in_flight == 0), "{:#?}", s.slices);
 
     // Patching back resumes.
-    let (ok, out) = setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":false}}"#]).await;
+    let (ok, out) =
+        setup.kubectl(&["patch", "mq", "lists", "--type", "merge", "-p", r#"{"spec":{"drain":false}}"#]).await;
     assert!(ok, "{out}");
     let mq = wait_condition(&setup, "lists", "Drained", "False").await;
     eventually("the runners to resume", || async {
@@ -152,13 +159,15 @@ async fn delivers_real_entries_across_slices_without_loss_when_a_pod_is_deleted_
 
     // Once delivery is under way, delete the pod of a slice that still has entries.
     eventually("the first deliveries", || async { (sink.deliveries().len() >= 4).then_some(()) }).await;
-    let waiting: BTreeMap<u32, usize> = entries(&qfiles.join("out"), ".pck").iter().fold(BTreeMap::new(), |mut m, name| {
-        if let Some(v) = vectors.iter().find(|v| name.starts_with(&v.filebase)) {
-            *m.entry(v.slice_of_4).or_default() += 1;
-        }
-        m
-    });
-    let (&busy, &left) = waiting.iter().max_by_key(|(_, n)| **n).expect("delivery finished before a pod could be deleted");
+    let waiting: BTreeMap<u32, usize> =
+        entries(&qfiles.join("out"), ".pck").iter().fold(BTreeMap::new(), |mut m, name| {
+            if let Some(v) = vectors.iter().find(|v| name.starts_with(&v.filebase)) {
+                *m.entry(v.slice_of_4).or_default() += 1;
+            }
+            m
+        });
+    let (&busy, &left) =
+        waiting.iter().max_by_key(|(_, n)| **n).expect("delivery finished before a pod could be deleted");
     assert!(left > 0);
     let victim = format!("lists-out-{busy}of4");
     let pods_api: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
@@ -170,7 +179,11 @@ async fn delivers_real_entries_across_slices_without_loss_when_a_pod_is_deleted_
         (entries(&out, ".pck").is_empty() && entries(&out, ".bak").is_empty()).then_some(())
     })
     .await;
-    assert!(entries(&qfiles.join("bad"), "").is_empty(), "entries went to bad/: {:?}", entries(&qfiles.join("bad"), ""));
+    assert!(
+        entries(&qfiles.join("bad"), "").is_empty(),
+        "entries went to bad/: {:?}",
+        entries(&qfiles.join("bad"), "")
+    );
     assert!(entries(&qfiles.join("shunt"), ".pck").is_empty(), "entries were shunted");
     eventually("status to report an empty queue", || async {
         let s = setup.mailqueues().get("lists").await.ok()?.status?;

@@ -17,7 +17,8 @@ use mailqueue_contract::lease::live_holder;
 use mailqueue_contract::slice::SliceId;
 use support::smtp::Sink;
 use support::{
-    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies, spec_yaml, Setup,
+    apply, deliveries, entries, eventually, expected_deliveries, mailman3_vectors, make_queue_dirs, queue_copies,
+    spec_yaml, Setup,
 };
 
 /// Width of the hash space in the finest slices (256), so ranges of any layout compare.
@@ -145,7 +146,8 @@ fn the_overlap_check_catches_two_live_owners_of_one_hash() {
         });
         (id.object_name(), l)
     };
-    let mut leases: BTreeMap<String, Lease> = [lease(1, 4, "a"), lease(3, 8, "b"), lease(4, 8, "c")].into_iter().collect();
+    let mut leases: BTreeMap<String, Lease> =
+        [lease(1, 4, "a"), lease(3, 8, "b"), lease(4, 8, "c")].into_iter().collect();
     assert_eq!(overlaps(&leases, now), ["lists-out-1of4 (a) and lists-out-3of8 (b)"]);
     leases.insert(lease(1, 4, "").0, lease(1, 4, "").1);
     assert!(overlaps(&leases, now).is_empty());

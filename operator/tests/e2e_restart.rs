@@ -11,7 +11,10 @@ use support::smtp::Sink;
 use support::{apply, eventually, make_queue_dirs, spec_yaml, wait_condition, Setup};
 
 fn restarts(pod: &Pod) -> i32 {
-    pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
 }
 
 #[tokio::test]
@@ -75,7 +78,11 @@ async fn converges_after_api_server_kubelet_containerd_and_operator_restarts() {
     // by its successor.
     drop(operator);
     let patch = serde_json::json!({"spec": {"drain": true}});
-    setup.mailqueues().patch("lists", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("drain is requested");
+    setup
+        .mailqueues()
+        .patch("lists", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("drain is requested");
     let _operator = setup.operator("operator-a");
     wait_condition(&setup, "lists", "Drained", "True").await;
 }

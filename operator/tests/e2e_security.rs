@@ -69,7 +69,8 @@ async fn runner_pods_run_as_the_configured_uid_on_a_read_only_root_and_a_forbidd
     tree(&forbidden, 0);
     apply(&setup, &spec("denied", "forbidden", "{runAsUser: 2000}", sink.port)).await;
     let degraded = wait_condition(&setup, "denied", "Degraded", "True").await;
-    let condition = support::status(&degraded).conditions.iter().find(|c| c.type_ == "Degraded").cloned().expect("Degraded");
+    let condition =
+        support::status(&degraded).conditions.iter().find(|c| c.type_ == "Degraded").cloned().expect("Degraded");
     assert_eq!(condition.reason, "RunnersRestarting", "{condition:?}");
     assert!(condition.message.contains("denied-out-0of1"), "the message names the pod: {}", condition.message);
     assert!(

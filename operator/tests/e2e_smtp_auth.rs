@@ -38,7 +38,12 @@ fn python3() -> String {
 fn certificate(dir: &Path) {
     let status = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=relay"])
-        .args(["-addext", &format!("subjectAltName=DNS:localhost,IP:{HOST_IP}"), "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args([
+            "-addext",
+            &format!("subjectAltName=DNS:localhost,IP:{HOST_IP}"),
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
@@ -80,7 +85,11 @@ impl Relay {
             .expect("the relay starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("relay stdout")).read_line(&mut line).expect("relay says ready");
-        let port = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("relay said {line:?}"));
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("relay said {line:?}"));
         Self { child, port, out }
     }
 
@@ -93,7 +102,9 @@ impl Relay {
         for line in text.lines() {
             let Ok(tx) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             all_secure &= tx["tls"] == true && tx["authenticated"] == true;
-            let data = base64::engine::general_purpose::STANDARD.decode(tx["data"].as_str().unwrap_or_default()).unwrap_or_default();
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(tx["data"].as_str().unwrap_or_default())
+                .unwrap_or_default();
             for rcpt in tx["rcpts"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
                 *counts.entry((data.clone(), rcpt.to_owned())).or_default() += 1;
             }
@@ -131,9 +142,14 @@ async fn a_starttls_and_auth_relay_gets_every_entry_and_missing_secrets_are_repo
         mode: TlsMode::Starttls,
         ca: Some(CaBundle { secret: None, config_map: Some(KeyRef { name: "relay-ca".into(), key: "ca.crt".into() }) }),
     });
-    mq.spec.smtp.auth = Some(SmtpAuth { secret_name: "relay-auth".into(), username_key: "username".into(), password_key: "password".into() });
+    mq.spec.smtp.auth = Some(SmtpAuth {
+        secret_name: "relay-auth".into(),
+        username_key: "username".into(),
+        password_key: "password".into(),
+    });
     mq.spec.smtp.helo = Some("lists.example.org".into());
-    mq.spec.smtp.timeouts = Some(SmtpTimeouts { connect: Some("10s".into()), command: Some("30s".into()), data: Some("2m".into()) });
+    mq.spec.smtp.timeouts =
+        Some(SmtpTimeouts { connect: Some("10s".into()), command: Some("30s".into()), data: Some("2m".into()) });
     mq.spec.smtp.recipients_per_transaction = Some(0);
     apply(&setup, &mq).await;
 
@@ -147,8 +163,10 @@ async fn a_starttls_and_auth_relay_gets_every_entry_and_missing_secrets_are_repo
 
     // A Secret without the password key: named too.
     let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
-    let partial: Secret =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "relay-auth"}, "stringData": {"username": USER}})).expect("Secret");
+    let partial: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "relay-auth"}, "stringData": {"username": USER}}),
+    )
+    .expect("Secret");
     secrets.create(&PostParams::default(), &partial).await.expect("Secret is created");
     let (_, message) = eventually("Degraded for the missing key", || async {
         degraded_reason(&setup).await.filter(|(_, m)| m.contains("has no key"))
@@ -170,7 +188,8 @@ async fn a_starttls_and_auth_relay_gets_every_entry_and_missing_secrets_are_repo
     let (_, secure) = relay.accepted();
     assert!(secure, "a transaction went without TLS or AUTH");
     let mq_now = wait_condition(&setup, "lists", "Degraded", "False").await;
-    let list_settings = mq_now.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "ListSettings").cloned());
+    let list_settings =
+        mq_now.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "ListSettings").cloned());
     assert_eq!(list_settings.map(|c| (c.status, c.reason)), Some(("False".to_owned(), "NotConfigured".to_owned())));
 
     // The password is in no pod's spec: only paths to mounted files.
@@ -193,7 +212,8 @@ async fn a_wrong_password_shows_as_relay_failing_and_nothing_is_sent_or_lost() {
     let _operator = setup.operator("operator-smtp-badpw");
     let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
     let data = serde_json::json!({"ca.crt": std::fs::read_to_string(tls.path().join("cert.pem")).expect("cert"), "username": USER, "password": "wrong"});
-    let secret: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "relay"}, "stringData": data})).expect("Secret");
+    let secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "relay"}, "stringData": data})).expect("Secret");
     secrets.create(&PostParams::default(), &secret).await.expect("Secret is created");
 
     let mut mq = spec_yaml("lists", 1, relay.port);
@@ -201,7 +221,11 @@ async fn a_wrong_password_shows_as_relay_failing_and_nothing_is_sent_or_lost() {
         mode: TlsMode::Starttls,
         ca: Some(CaBundle { secret: Some(KeyRef { name: "relay".into(), key: "ca.crt".into() }), config_map: None }),
     });
-    mq.spec.smtp.auth = Some(SmtpAuth { secret_name: "relay".into(), username_key: "username".into(), password_key: "password".into() });
+    mq.spec.smtp.auth = Some(SmtpAuth {
+        secret_name: "relay".into(),
+        username_key: "username".into(),
+        password_key: "password".into(),
+    });
     mq.spec.smtp.timeouts = Some(SmtpTimeouts { connect: None, command: Some("5s".into()), data: None });
     apply(&setup, &mq).await;
     let all = mailman3_vectors();
@@ -212,7 +236,10 @@ async fn a_wrong_password_shows_as_relay_failing_and_nothing_is_sent_or_lost() {
     .await;
     // This aiosmtpd never answers a refused AUTH (the runner gives up after its command
     // timeout); a relay that answers 535 reads "SMTP authentication with ... failed".
-    assert!(message.starts_with("out-0of1: SMTP") && message.contains("AUTH") || message.contains("authentication"), "{reason}: {message}");
+    assert!(
+        message.starts_with("out-0of1: SMTP") && message.contains("AUTH") || message.contains("authentication"),
+        "{reason}: {message}"
+    );
     assert!(message.contains("entries stay queued"), "{reason}: {message}");
     assert!(relay.accepted().0.is_empty(), "the relay accepted mail without the right password");
     let queued = support::entries(&qfiles.join("out"), ".pck").len();

@@ -81,7 +81,8 @@ mod tests {
 
     #[test]
     fn duration_flags_take_units_and_the_bare_seconds_scripts_pass() {
-        let args = run_args(&["--stop-grace", "55", "--data-timeout", "10m", "--lease-duration", "20s"]).expect("parses");
+        let args =
+            run_args(&["--stop-grace", "55", "--data-timeout", "10m", "--lease-duration", "20s"]).expect("parses");
         assert_eq!(args.stop_grace, Duration::from_secs(55));
         assert_eq!(args.data_timeout, Duration::from_secs(600));
         assert_eq!(args.lease.lease_duration, Duration::from_secs(20));

@@ -30,7 +30,7 @@ use mailqueue_contract::slice::{drain_requested, Heartbeat, HEARTBEAT_ANNOTATION
 use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
-use crate::ownership::{Ownership, OwnershipError, SliceCounters, HeldSlice, Standalone};
+use crate::ownership::{HeldSlice, Ownership, OwnershipError, SliceCounters, Standalone};
 use crate::slice_counters::{DiskCounters, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
@@ -94,7 +94,8 @@ impl ClusterOwnership {
         let holder = holder_identity(&pod, args.lease_pod_uid.as_deref().unwrap_or_default(), &nonce());
         tracing::info!(%holder, "slice Lease identity");
         let api = Api::<Lease>::namespaced(client, namespace);
-        let lock = LeaseLock::new(api.clone(), name, &holder, args.lease_duration.max(Duration::from_secs(3)), FIELD_MANAGER);
+        let lock =
+            LeaseLock::new(api.clone(), name, &holder, args.lease_duration.max(Duration::from_secs(3)), FIELD_MANAGER);
         Ok(Some(Self {
             api,
             lock,
@@ -152,7 +153,12 @@ impl Ownership for ClusterOwnership {
             stop: AtomicBool::new(false),
         });
         tracing::info!(lease = self.lock.name(), "holding the slice Lease");
-        let scan = SliceScan { qfiles: self.qfiles.clone(), queue: queue.to_owned(), slice, stale_after: self.stale_bak_after };
+        let scan = SliceScan {
+            qfiles: self.qfiles.clone(),
+            queue: queue.to_owned(),
+            slice,
+            stale_after: self.stale_bak_after,
+        };
         let renewal = self.runtime.spawn(renew(self.lock.clone(), scan, shared.clone()));
         let follower = self.runtime.spawn(follow_drain(self.api.clone(), self.lock.name().to_owned(), shared.clone()));
         Ok(Box::new(ClusterLease {
@@ -331,7 +337,9 @@ async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
             let scan = scan.clone();
             match tokio::task::spawn_blocking(move || scan.count(std::time::SystemTime::now())).await {
                 Ok(Ok(now)) => disk = now,
-                Ok(Err(error)) => tracing::warn!(%error, "cannot count the slice's entries; the heartbeat keeps the last counts"),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot count the slice's entries; the heartbeat keeps the last counts")
+                }
                 Err(error) => tracing::warn!(%error, "counting the slice's entries failed"),
             }
             counted = Some(Instant::now());
@@ -443,7 +451,9 @@ fn nonce() -> String {
     from_kernel.filter(|u| u.len() >= 8).map(|u| u[..12.min(u.len())].to_owned()).unwrap_or_else(|| {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+        );
         h.write_u32(std::process::id());
         format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
     })
@@ -484,7 +494,10 @@ mod tests {
 
     #[test]
     fn each_start_is_a_new_holder_of_the_same_pod() {
-        let (a, b) = (holder_identity("lists-out-0of1", "uid-1", &nonce()), holder_identity("lists-out-0of1", "uid-1", &nonce()));
+        let (a, b) = (
+            holder_identity("lists-out-0of1", "uid-1", &nonce()),
+            holder_identity("lists-out-0of1", "uid-1", &nonce()),
+        );
         assert_ne!(a, b, "two starts share an identity");
         assert_eq!(mailqueue_contract::slice::holder_pod(&a), Some(("lists-out-0of1", "uid-1")));
     }

@@ -18,27 +18,17 @@ pub enum Format {
 pub fn init(format: Format) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal, not in log files.
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr);
     let fmt = match format {
         Format::Text => fmt.boxed(),
-        Format::Json => fmt
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .boxed(),
+        Format::Json => fmt.json().with_current_span(true).with_span_list(true).boxed(),
     };
     // Mail keeps flowing without traces: a bad OTLP setting is logged, not fatal.
     let (otlp, otlp_error) = match telemetry::layer("mailqueue-runner") {
         Ok(layer) => (layer, None),
         Err(error) => (None, Some(error)),
     };
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otlp)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otlp).try_init();
     if let Some(error) = otlp_error {
         tracing::warn!("{error}");
     }

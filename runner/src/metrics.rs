@@ -11,9 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the SMTP transaction latency histogram.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
-];
+const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
 /// A gauge of counts: never negative, compared with the `u64` counts of the queue code.
 pub type CountGauge = Gauge<u64, AtomicU64>;
@@ -116,7 +114,11 @@ impl Metrics {
             "Entries whose every recipient was accepted or permanently refused.",
             metrics.entries_delivered.clone(),
         );
-        r.register("recipients_delivered", "Recipients accepted by the SMTP relay.", metrics.recipients_delivered.clone());
+        r.register(
+            "recipients_delivered",
+            "Recipients accepted by the SMTP relay.",
+            metrics.recipients_delivered.clone(),
+        );
         r.register(
             "recipients_failed",
             "Recipients refused, by kind (temporary: retried; permanent: recorded as bounces).",
@@ -137,7 +139,11 @@ impl Metrics {
             "Entries put back unfinished (shutdown, relay unreachable).",
             metrics.entries_requeued.clone(),
         );
-        r.register("entries_bad", "Entries preserved in bad/ because they could not be read.", metrics.entries_bad.clone());
+        r.register(
+            "entries_bad",
+            "Entries preserved in bad/ because they could not be read.",
+            metrics.entries_bad.clone(),
+        );
         r.register(
             "entries_shunted",
             "Entries set aside in shunt/ because they cannot be delivered as Mailman would.",
@@ -159,7 +165,11 @@ impl Metrics {
             metrics.list_settings_unavailable.clone(),
         );
         r.register("smtp_sessions_opened", "SMTP sessions opened.", metrics.sessions_opened.clone());
-        r.register("smtp_connect_failures", "Failed attempts to open an SMTP session.", metrics.connect_failures.clone());
+        r.register(
+            "smtp_connect_failures",
+            "Failed attempts to open an SMTP session.",
+            metrics.connect_failures.clone(),
+        );
         r.register(
             "smtp_protocol_errors",
             "SMTP sessions dropped because the relay broke the protocol (a reply line over 8192 bytes, a reply over 16 KiB or 200 lines).",

@@ -77,9 +77,7 @@ pub struct Standalone {
 
 impl Standalone {
     pub fn new(qfiles: &Path) -> Standalone {
-        Standalone {
-            qfiles: qfiles.to_owned(),
-        }
+        Standalone { qfiles: qfiles.to_owned() }
     }
 
     pub fn drain_flag(qfiles: &Path, queue: &str) -> PathBuf {
@@ -89,11 +87,7 @@ impl Standalone {
     /// The heartbeat file of a slice owner: JSON with `pid`, `heartbeat_unix`,
     /// `draining` and the [`SliceCounters`].
     pub fn heartbeat_path(qfiles: &Path, queue: &str, slice: Slice) -> PathBuf {
-        qfiles.join(STATE_DIR).join(format!(
-            "{queue}-{}-of-{}.json",
-            slice.index(),
-            slice.count()
-        ))
+        qfiles.join(STATE_DIR).join(format!("{queue}-{}-of-{}.json", slice.index(), slice.count()))
     }
 }
 
@@ -177,16 +171,8 @@ impl HeldSlice for LockedSlice {
             #[serde(flatten)]
             counters: &'a SliceCounters,
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let record = Heartbeat {
-            pid: std::process::id(),
-            heartbeat_unix: now,
-            draining: self.draining(),
-            counters,
-        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let record = Heartbeat { pid: std::process::id(), heartbeat_unix: now, draining: self.draining(), counters };
         let Ok(json) = serde_json::to_vec(&record) else {
             return;
         };

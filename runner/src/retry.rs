@@ -25,10 +25,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            period: Duration::from_secs(5 * 24 * 3600),
-            wait: Duration::from_secs(3600),
-        }
+        RetryPolicy { period: Duration::from_secs(5 * 24 * 3600), wait: Duration::from_secs(3600) }
     }
 }
 
@@ -44,12 +41,7 @@ pub enum RetryDecision {
 /// Mailman's out-runner rule (both versions): progress (fewer failures than last time)
 /// extends `deliver_until` to now + period; no progress past `deliver_until` expires.
 /// `failed` keeps the entry's own recipient values (their Python types) in order.
-pub fn decide(
-    entry: &QueueEntry,
-    failed: &[String],
-    policy: &RetryPolicy,
-    now: SystemTime,
-) -> RetryDecision {
+pub fn decide(entry: &QueueEntry, failed: &[String], policy: &RetryPolicy, now: SystemTime) -> RetryDecision {
     let version = entry.version();
     let meta = entry.metadata();
     let last_count = match meta.get("last_recip_count") {
@@ -73,31 +65,13 @@ pub fn decide(
     };
     let (recips_key, until_value) = match version {
         Version::Mailman2 => ("recips", Value::Float(until_secs)),
-        Version::Mailman3 => (
-            "recipients",
-            Value::DateTime(DateTime::from_unix(until_secs)),
-        ),
+        Version::Mailman3 => ("recipients", Value::DateTime(DateTime::from_unix(until_secs))),
     };
-    let mut m = with_field(
-        meta,
-        version,
-        "last_recip_count",
-        Value::Int(failed.len() as i64),
-    );
+    let mut m = with_field(meta, version, "last_recip_count", Value::Int(failed.len() as i64));
     m = with_field(&m, version, "deliver_until", until_value);
-    m = with_field(
-        &m,
-        version,
-        recips_key,
-        Value::List(recipient_values(entry, failed)),
-    );
+    m = with_field(&m, version, recips_key, Value::List(recipient_values(entry, failed)));
     if version == Version::Mailman2 {
-        m = with_field(
-            &m,
-            version,
-            "deliver_after",
-            Value::Float(now_secs + policy.wait.as_secs_f64()),
-        );
+        m = with_field(&m, version, "deliver_after", Value::Float(now_secs + policy.wait.as_secs_f64()));
     }
     RetryDecision::Retry(m)
 }
@@ -109,12 +83,7 @@ pub fn with_recipients(entry: &QueueEntry, keep: &[String]) -> Value {
         Version::Mailman2 => "recips",
         Version::Mailman3 => "recipients",
     };
-    with_field(
-        entry.metadata(),
-        entry.version(),
-        key,
-        Value::List(recipient_values(entry, keep)),
-    )
+    with_field(entry.metadata(), entry.version(), key, Value::List(recipient_values(entry, keep)))
 }
 
 /// The entry's own values for `wanted` (byte strings in 2.1, text in 3), in `wanted`'s
@@ -125,9 +94,7 @@ fn recipient_values(entry: &QueueEntry, wanted: &[String]) -> Vec<Value> {
         Version::Mailman3 => "recipients",
     };
     let originals: Vec<&Value> = match entry.metadata().get(key) {
-        Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => {
-            v.iter().collect()
-        }
+        Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => v.iter().collect(),
         _ => Vec::new(),
     };
     wanted
@@ -180,11 +147,7 @@ pub enum RetryError {
 }
 
 impl RetryMover {
-    pub async fn run_slice(
-        self: Arc<Self>,
-        slice: Slice,
-        lease: Arc<dyn HeldSlice>,
-    ) -> Result<(), RetryError> {
+    pub async fn run_slice(self: Arc<Self>, slice: Slice, lease: Arc<dyn HeldSlice>) -> Result<(), RetryError> {
         loop {
             let me = self.clone();
             let lease2 = lease.clone();
@@ -303,18 +266,12 @@ impl RetryMover {
     /// What the slice's heartbeat says: entries moved, and whether the last pass stopped
     /// on a full volume (the operator shows it; the next pass tries again).
     fn counters(&self, moved: u64) -> crate::ownership::SliceCounters {
-        crate::ownership::SliceCounters {
-            delivered: moved,
-            disk_full: self.metrics.disk_full(),
-            ..Default::default()
-        }
+        crate::ownership::SliceCounters { delivered: moved, disk_full: self.metrics.disk_full(), ..Default::default() }
     }
 }
 
 pub fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -323,9 +280,7 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
 
     fn vector(path: &str) -> QueueEntry {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/vectors")
-            .join(path);
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(path);
         QueueEntry::from_bytes(std::fs::read(file).expect("vector")).expect("entry")
     }
 
@@ -402,34 +357,17 @@ mod tests {
                 Version::Mailman3 => Value::DateTime(DateTime::from_unix(1_700_000_000.0)),
             };
             // Same number of failures as last time, past deliver_until: dropped.
-            let stuck = with(
-                &e,
-                &[
-                    ("last_recip_count", Value::Int(2)),
-                    ("deliver_until", past.clone()),
-                ],
-            );
-            assert!(
-                matches!(decide(&stuck, &failed, &policy, now), RetryDecision::Expire),
-                "{path}"
-            );
+            let stuck = with(&e, &[("last_recip_count", Value::Int(2)), ("deliver_until", past.clone())]);
+            assert!(matches!(decide(&stuck, &failed, &policy, now), RetryDecision::Expire), "{path}");
             // Progress (3 failures last time, 2 now): retried until now + the period.
-            let progress = with(
-                &e,
-                &[("last_recip_count", Value::Int(3)), ("deliver_until", past)],
-            );
-            let RetryDecision::Retry(m) = decide(&progress, &failed, &policy, now) else {
-                panic!("{path}: expired")
-            };
+            let progress = with(&e, &[("last_recip_count", Value::Int(3)), ("deliver_until", past)]);
+            let RetryDecision::Retry(m) = decide(&progress, &failed, &policy, now) else { panic!("{path}: expired") };
             let until = match m.get("deliver_until") {
                 Some(Value::Float(f)) => *f,
                 Some(Value::DateTime(d)) => d.to_unix(),
                 other => panic!("deliver_until {other:?}"),
             };
-            assert_eq!(
-                until.round() as u64,
-                1_800_000_000 + policy.period.as_secs()
-            );
+            assert_eq!(until.round() as u64, 1_800_000_000 + policy.period.as_secs());
             assert_eq!(m.get("last_recip_count"), Some(&Value::Int(2)));
         }
     }

@@ -24,13 +24,7 @@ pub struct StopSwitch {
 pub fn channel() -> (StopSwitch, Stop) {
     let (soft_tx, soft) = watch::channel(false);
     let (hard_tx, hard) = watch::channel(false);
-    (
-        StopSwitch {
-            soft: soft_tx,
-            hard: hard_tx,
-        },
-        Stop { soft, hard },
-    )
+    (StopSwitch { soft: soft_tx, hard: hard_tx }, Stop { soft, hard })
 }
 
 impl StopSwitch {

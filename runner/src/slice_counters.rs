@@ -61,7 +61,9 @@ impl SliceScan {
                     counters.oldest_pending_seconds = counters.oldest_pending_seconds.max(age);
                 }
                 // A `.bak` gone since the listing was finished or put back: not stale.
-                Ext::Bak if state_time(&dir.join(name.to_string())).is_ok_and(|t| t < cutoff) => counters.stale_bak += 1,
+                Ext::Bak if state_time(&dir.join(name.to_string())).is_ok_and(|t| t < cutoff) => {
+                    counters.stale_bak += 1
+                }
                 _ => {}
             }
         })?;
@@ -91,7 +93,9 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(secs);
         let secs = secs as f64;
         // Slice 0 of 2 holds digests starting 0-7, slice 1 those starting 8-f.
-        for (age, d, ext) in [(600.0, D0, "pck"), (60.0, D0, "pck"), (9000.0, DF, "pck"), (5.0, D0, "bak"), (5.0, DF, "bak")] {
+        for (age, d, ext) in
+            [(600.0, D0, "pck"), (60.0, D0, "pck"), (9000.0, DF, "pck"), (5.0, D0, "bak"), (5.0, DF, "bak")]
+        {
             fs::write(out.join(format!("{:.6}+{d}.{ext}", secs - age)), b"").unwrap();
         }
         fs::write(out.join(format!("{secs:.6}+{D0}.pck.tmp")), b"").unwrap();

@@ -23,7 +23,12 @@ fn enqueue(q: &Path, vector: &str, recipients: &[&str]) -> (String, String) {
     let metadata = with_field(entry.metadata(), v, key, list);
     let sb = Switchboard::open(q, "out").unwrap();
     let name = sb
-        .enqueue(NewEntry { message_pickle: entry.message_pickle(), metadata: &metadata, version: v, text: entry.is_text() })
+        .enqueue(NewEntry {
+            message_pickle: entry.message_pickle(),
+            metadata: &metadata,
+            version: v,
+            text: entry.is_text(),
+        })
         .unwrap();
     (name.to_string(), entry.list_key().unwrap())
 }
@@ -41,7 +46,8 @@ fn runner(q: &Path, args: &[&str]) -> (String, String) {
     let mut cmd = Command::new(support::runner_bin());
     cmd.arg(args[0]).arg("--qfiles").arg(q).args(&args[1..]);
     let out = support::run_to_end(cmd, Duration::from_secs(60));
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "{args:?}: {stderr}");
     (stdout, stderr)
 }
@@ -78,7 +84,8 @@ fn qshape_counts_recipients_per_domain_and_age() {
     let (stdout, stderr) = runner(q.path(), &["qshape", "--json"]);
     let shape: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows = shape["domains"].as_array().unwrap();
-    let totals: Vec<(&str, u64)> = rows.iter().map(|r| (r["domain"].as_str().unwrap(), r["total"].as_u64().unwrap())).collect();
+    let totals: Vec<(&str, u64)> =
+        rows.iter().map(|r| (r["domain"].as_str().unwrap(), r["total"].as_u64().unwrap())).collect();
     assert_eq!(totals, [("T", 4), ("example.org", 2), ("other.net", 2)]);
     assert_eq!(shape["unreadable_entries"], 1);
     let last = shape["age_buckets"].as_array().unwrap().len() - 1;

@@ -11,11 +11,9 @@ fn no_file_reads_outside_the_clone() {
     let needle = format!("..{}shared", '/');
     let listed = Command::new("git").arg("-C").arg(&root).args(["ls-files", "-z"]).output();
     let files: Vec<String> = match listed {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .split('\0')
-            .filter(|f| !f.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).split('\0').filter(|f| !f.is_empty()).map(str::to_owned).collect()
+        }
         // A source tarball without git: nothing to list, and nothing to check against.
         _ => return,
     };

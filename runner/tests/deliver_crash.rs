@@ -27,12 +27,7 @@ fn recipients_in(dir: &Path, ext: &str) -> Vec<String> {
     };
     rd.filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
-        .flat_map(|e| {
-            QueueEntry::read(&e.path())
-                .expect("queued entry readable")
-                .recipients()
-                .expect("recipients")
-        })
+        .flat_map(|e| QueueEntry::read(&e.path()).expect("queued entry readable").recipients().expect("recipients"))
         .collect()
 }
 
@@ -51,30 +46,16 @@ impl Moments {
 #[test]
 #[ignore = "slow: kill -9 loops over thousands of entries"]
 fn kill_minus_nine_at_random_moments_loses_nothing() {
-    let env = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/tools/python-env.sh"
-    ))
-    .output()
-    .expect("python-env.sh");
-    assert!(
-        env.status.success(),
-        "tests/tools/python-env.sh failed: {}",
-        String::from_utf8_lossy(&env.stderr)
-    );
+    let env = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh"))
+        .output()
+        .expect("python-env.sh");
+    assert!(env.status.success(), "tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&env.stderr));
     let env = String::from_utf8_lossy(&env.stdout);
-    let py3 = env
-        .lines()
-        .find_map(|l| l.strip_prefix("export MQ_PY3="))
-        .expect("MQ_PY3 from python-env.sh")
-        .to_owned();
+    let py3 = env.lines().find_map(|l| l.strip_prefix("export MQ_PY3=")).expect("MQ_PY3 from python-env.sh").to_owned();
 
     let q = support::qfiles();
     let gen = Command::new(&py3)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/tools/gen-queue.py"
-        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/gen-queue.py"))
         .args(["--dir", &q.path().join("out").to_string_lossy()])
         .args([
             "--count",
@@ -87,11 +68,7 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
         ])
         .output()
         .expect("gen-queue.py");
-    assert!(
-        gen.status.success(),
-        "gen-queue.py: {}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    assert!(gen.status.success(), "gen-queue.py: {}", String::from_utf8_lossy(&gen.stderr));
     let all: Vec<String> = recipients_in(&q.path().join("out"), ".pck");
     assert_eq!(all.len(), ENTRIES * RECIPIENTS);
 
@@ -100,8 +77,7 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
     let mut kills = 0;
     let common = ["--slices", "4", "--connections", "4"];
     loop {
-        let queued = support::files(q.path(), "out", "pck").len()
-            + support::files(q.path(), "out", "bak").len();
+        let queued = support::files(q.path(), "out", "pck").len() + support::files(q.path(), "out", "bak").len();
         if queued == 0 || kills >= 60 {
             break;
         }
@@ -117,18 +93,10 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
     }
     // Finish the queue without interruptions.
     let out = support::run_to_end(
-        support::run_cmd(
-            q.path(),
-            &server.smtp_arg(),
-            &[&common[..], &["--exit-when-empty"]].concat(),
-        ),
+        support::run_cmd(q.path(), &server.smtp_arg(), &[&common[..], &["--exit-when-empty"]].concat()),
         Duration::from_secs(600),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut accepted: HashMap<String, usize> = HashMap::new();
     for c in server.captured() {
@@ -160,16 +128,10 @@ fn kill_minus_nine_at_random_moments_loses_nothing() {
         retried.len()
     );
     assert!(lost.is_empty(), "lost recipients: {lost:?}");
-    assert!(
-        unknown.is_empty(),
-        "the server got recipients nobody queued: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), "the server got recipients nobody queued: {unknown:?}");
     assert!(still_queued.is_empty(), "the final run drained the queue");
     assert!(support::files(q.path(), "out", "bak").is_empty());
     // At a kill at most one entry per SMTP session is between the relay's acceptance of
     // a transaction and the entry's removal; all its recipients may be sent again.
-    assert!(
-        duplicates <= kills * SLICES * CONNECTIONS * RECIPIENTS,
-        "{duplicates} duplicates for {kills} kills"
-    );
+    assert!(duplicates <= kills * SLICES * CONNECTIONS * RECIPIENTS, "{duplicates} duplicates for {kills} kills");
 }

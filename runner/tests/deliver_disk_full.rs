@@ -30,7 +30,11 @@ impl SmallFs {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_owned();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs"]).arg(&root).status().expect("mount");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs"])
+            .arg(&root)
+            .status()
+            .expect("mount");
         assert!(ok.success(), "mount tmpfs failed");
         for q in ["out", "retry", "shunt", "bad"] {
             std::fs::create_dir(root.join(q)).expect("mkdir");
@@ -119,7 +123,11 @@ fn a_full_disk_stops_claiming_keeps_what_was_delivered_and_resumes_when_space_re
     let port = support::smtp::free_port();
     let addr = format!("127.0.0.1:{port}");
     let log_path = std::env::temp_dir().join(format!("mq-disk-full-{}.log", std::process::id()));
-    let mut cmd = support::run_cmd(&q, &server.smtp_arg(), &["--metrics-addr", &addr, "--connections", "1", "--bounce-log", "/dev/null"]);
+    let mut cmd = support::run_cmd(
+        &q,
+        &server.smtp_arg(),
+        &["--metrics-addr", &addr, "--connections", "1", "--bounce-log", "/dev/null"],
+    );
     cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log"))).stdout(Stdio::null());
     let mut child = Running(cmd.spawn().expect("spawn"));
     let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -189,7 +197,10 @@ fn recovery_works_on_a_full_disk() {
     let name = add(&q, 1_600_000_000);
     std::fs::rename(q.join("out").join(&name), q.join("out").join(name.replace(".pck", ".bak"))).expect("rename");
     fs.fill();
-    let out = support::run_to_end(support::run_cmd(&q, &server.smtp_arg(), &["--exit-when-empty", "--bounce-log", "/dev/null"]), Duration::from_secs(30));
+    let out = support::run_to_end(
+        support::run_cmd(&q, &server.smtp_arg(), &["--exit-when-empty", "--bounce-log", "/dev/null"]),
+        Duration::from_secs(30),
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     assert!(logs.contains("without counting the recovery"), "{logs}");

@@ -106,7 +106,9 @@ fn names_swapped_under_a_live_runner_are_never_followed_and_never_block_it() {
                     }
                     1 => std::os::unix::fs::symlink(&secret, &staging).expect("symlink"),
                     2 => std::os::unix::fs::symlink("/dev/zero", &staging).expect("symlink"),
-                    _ => nix::unistd::mkfifo(&staging, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo"),
+                    _ => {
+                        nix::unistd::mkfifo(&staging, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo")
+                    }
                 }
                 let _ = std::fs::rename(&staging, &swapped);
                 std::thread::sleep(Duration::from_millis(2));
@@ -270,7 +272,8 @@ fn an_io_error_is_not_corruption_at_recovery_or_in_the_retry_runner() {
     let q = support::qfiles();
     // A .bak left by a crash and a due retry entry, both unreadable for the runner's user.
     let bak = add_copies(q.path(), M3_FIVE, 1, 1_600_000_000).remove(0).replace(".pck", ".bak");
-    std::fs::rename(q.path().join("out").join(bak.replace(".bak", ".pck")), q.path().join("out").join(&bak)).expect("rename");
+    std::fs::rename(q.path().join("out").join(bak.replace(".bak", ".pck")), q.path().join("out").join(&bak))
+        .expect("rename");
     let retry_name = format!("1600000001.5+{}.pck", "ab".repeat(20));
     std::fs::copy(support::vectors_dir().join(M3_FIVE), q.path().join("retry").join(&retry_name)).expect("copy");
     chown_tree(q.path());
@@ -284,7 +287,11 @@ fn an_io_error_is_not_corruption_at_recovery_or_in_the_retry_runner() {
         let out = support::run_to_end(cmd, Duration::from_secs(20));
         let logs = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{queue}: {}", tail(&logs));
-        assert!(support::files(q.path(), "bad", "psv").is_empty(), "{queue}: a good entry went to bad/:\n{}", tail(&logs));
+        assert!(
+            support::files(q.path(), "bad", "psv").is_empty(),
+            "{queue}: a good entry went to bad/:\n{}",
+            tail(&logs)
+        );
     }
     // Recovery put the .bak back by rename, its count left for later; the retry entry waits.
     let pck = q.path().join("out").join(bak.replace(".bak", ".pck"));
@@ -316,7 +323,10 @@ fn a_runner_whose_lock_file_vanished_stops_claiming_and_a_newcomer_leaves_its_en
     std::fs::remove_dir_all(q.path().join(".mailqueue")).expect("rm -r .mailqueue");
     // A second runner can take the slice now; its recovery must not requeue the entry
     // the first one is delivering.
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(30));
+    let out = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]),
+        Duration::from_secs(30),
+    );
     let logs_b = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{}", tail(&logs_b));
     assert!(logs_b.contains("left_in_flight=1"), "{}", tail(&logs_b));
@@ -330,7 +340,13 @@ fn a_runner_whose_lock_file_vanished_stops_claiming_and_a_newcomer_leaves_its_en
     let status = status.unwrap_or_else(|| panic!("the first runner went on:\n{}", tail(&logs_a)));
     assert!(!status.success(), "{}", tail(&logs_a));
     assert!(logs_a.contains("lock file is gone or replaced"), "{}", tail(&logs_a));
-    assert_eq!(recipients(&server), 5, "the in-flight entry was delivered twice:\nA:\n{}\nB:\n{}", tail(&logs_a), tail(&logs_b));
+    assert_eq!(
+        recipients(&server),
+        5,
+        "the in-flight entry was delivered twice:\nA:\n{}\nB:\n{}",
+        tail(&logs_a),
+        tail(&logs_b)
+    );
     assert!(!q.path().join("out").join(&first).exists());
     assert!(q.path().join("out").join(&second).exists(), "claimed after the loss:\n{}", tail(&logs_a));
 }

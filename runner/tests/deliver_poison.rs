@@ -14,7 +14,9 @@ use support::smtp::{Faults, Server};
 const M3_FIVE: &str = "mailman3/out/1704068156.639687+20692f622980731a84de028636047a51b1e589b2.pck";
 
 fn py3() -> String {
-    let env = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh")).output().expect("python-env.sh");
+    let env = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/python-env.sh"))
+        .output()
+        .expect("python-env.sh");
     assert!(env.status.success(), "tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&env.stderr));
     String::from_utf8_lossy(&env.stdout)
         .lines()
@@ -44,8 +46,15 @@ fn an_entry_without_recipients_is_finished_with_its_name_and_message_id_logged()
     let server = Server::start();
     let q = support::qfiles();
     let name = "1704068156.5+00000000000000000000000000000000000000aa.pck";
-    let message_id = rewrite(&support::vectors_dir().join(M3_FIVE), &q.path().join("out").join(name), "d['recipients'] = set(); m['Message-ID'] = '<no-recipients.1@example.test>'");
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(30));
+    let message_id = rewrite(
+        &support::vectors_dir().join(M3_FIVE),
+        &q.path().join("out").join(name),
+        "d['recipients'] = set(); m['Message-ID'] = '<no-recipients.1@example.test>'",
+    );
+    let out = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]),
+        Duration::from_secs(30),
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     let line = logs.lines().find(|l| l.contains("no recipients")).unwrap_or_else(|| panic!("{logs}"));
@@ -64,8 +73,15 @@ fn an_entry_whose_metadata_cannot_be_written_back_goes_to_bad_at_once() {
     let q = support::qfiles();
     let name = "1704068156.5+00000000000000000000000000000000000000bb.pck";
     // An object in the metadata: readable, but not something this runner writes.
-    rewrite(&support::vectors_dir().join(M3_FIVE), &q.path().join("out").join(name), "d['note'] = email.header.Header('x')");
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(30));
+    rewrite(
+        &support::vectors_dir().join(M3_FIVE),
+        &q.path().join("out").join(name),
+        "d['note'] = email.header.Header('x')",
+    );
+    let out = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]),
+        Duration::from_secs(30),
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     assert!(support::files(q.path(), "out", "bak").is_empty(), "left claimed:\n{logs}");
@@ -76,7 +92,10 @@ fn an_entry_whose_metadata_cannot_be_written_back_goes_to_bad_at_once() {
     // The others got it once; nothing is delivered again at a restart.
     let delivered: usize = server.captured().iter().map(|c| c.rcpts.len()).sum();
     assert_eq!(delivered, 4);
-    let again = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(30));
+    let again = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]),
+        Duration::from_secs(30),
+    );
     assert!(again.status.success());
     assert_eq!(server.captured().iter().map(|c| c.rcpts.len()).sum::<usize>(), 4);
 }
@@ -97,7 +116,10 @@ fn large_entries_are_delivered_whole_and_one_over_the_size_limit_goes_to_bad_unr
         rewrite(&src, &path, edit);
         pickles.push(QueueEntry::read(&path).expect("entry").message_pickle().to_vec());
     }
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]), Duration::from_secs(120));
+    let out = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty"]),
+        Duration::from_secs(120),
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     let sizes: Vec<usize> = server.captured().iter().map(|c| c.data.len()).collect();
@@ -117,7 +139,10 @@ fn large_entries_are_delivered_whole_and_one_over_the_size_limit_goes_to_bad_unr
     server.set_faults(Faults::default());
     let name = "1704068159.5+00000000000000000000000000000000000000cc.pck";
     rewrite(&src, &q.path().join("out").join(name), "m.set_payload('x' * (2 * 1024 * 1024))");
-    let out = support::run_to_end(support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty", "--max-entry-mib", "1"]), Duration::from_secs(60));
+    let out = support::run_to_end(
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty", "--max-entry-mib", "1"]),
+        Duration::from_secs(60),
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     assert_eq!(support::files(q.path(), "bad", "psv"), [name.replace(".pck", ".psv")], "{logs}");

@@ -108,19 +108,27 @@ fn endless(mode: Endless) {
     let relay = Relay::start(mode);
     let q = support::qfiles();
     let (closed, written) = (relay.closed.clone(), relay.written.clone());
-    let logs = cut_and_kept(q.path(), &format!("127.0.0.1:{}", relay.port), &[], &|| closed.load(Ordering::Relaxed), || {
-        written.load(Ordering::Relaxed)
-    });
+    let logs =
+        cut_and_kept(q.path(), &format!("127.0.0.1:{}", relay.port), &[], &|| closed.load(Ordering::Relaxed), || {
+            written.load(Ordering::Relaxed)
+        });
     assert!(logs.contains("broke the protocol"), "{logs}");
 }
 
 /// Runs the runner on one entry against a relay that never ends a reply (reached at
 /// `smtp`, with `extra` flags), until the relay saw two of its sessions `closed` (a retry);
 /// asserts the entry was kept. The runner's log.
-fn cut_and_kept(qfiles: &Path, smtp: &str, extra: &[&str], closed: &dyn Fn() -> u64, written: impl Fn() -> u64) -> String {
+fn cut_and_kept(
+    qfiles: &Path,
+    smtp: &str,
+    extra: &[&str],
+    closed: &dyn Fn() -> u64,
+    written: impl Fn() -> u64,
+) -> String {
     support::add_vector(qfiles, "out", M3_FIVE);
     // Timeouts far beyond the test's patience: only the bounds can end these sessions.
-    let mut args = vec!["--command-timeout", "600", "--connect-timeout", "600", "--connections", "1", "--stop-grace", "3"];
+    let mut args =
+        vec!["--command-timeout", "600", "--connect-timeout", "600", "--connections", "1", "--stop-grace", "3"];
     args.extend_from_slice(extra);
     let mut cmd = support::run_cmd(qfiles, smtp, &args);
     let log_path = qfiles.join("runner.log");

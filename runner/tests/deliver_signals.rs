@@ -14,15 +14,9 @@ const M2_FIVE: &str = "mailman2/out/1546301294.5+644a741cf1febdb8a75d18bfa8ce09b
 
 fn stop_while_stalled(stage: Stage, signal: Signal) {
     let server = Server::start();
-    server.set_faults(Faults {
-        stall: Some(stage),
-        ..Faults::default()
-    });
+    server.set_faults(Faults { stall: Some(stage), ..Faults::default() });
     let q = support::qfiles();
-    let names = [
-        support::add_vector(q.path(), "out", M3_FIVE),
-        support::add_vector(q.path(), "out", M2_FIVE),
-    ];
+    let names = [support::add_vector(q.path(), "out", M3_FIVE), support::add_vector(q.path(), "out", M2_FIVE)];
     let grace = 3;
     let mut cmd = support::run_cmd(
         q.path(),
@@ -39,18 +33,11 @@ fn stop_while_stalled(stage: Stage, signal: Signal) {
         ],
     );
     let log_path = q.path().join("runner.log");
-    cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log")))
-        .stdout(Stdio::null());
+    cmd.stderr(Stdio::from(std::fs::File::create(&log_path).expect("log"))).stdout(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
     // Both entries claimed and stuck in their SMTP transactions.
     assert!(
-        support::wait_until(Duration::from_secs(30), || support::files(
-            q.path(),
-            "out",
-            "bak"
-        )
-        .len()
-            == 2),
+        support::wait_until(Duration::from_secs(30), || support::files(q.path(), "out", "bak").len() == 2),
         "entries never got in flight"
     );
     let sent = Instant::now();
@@ -58,25 +45,16 @@ fn stop_while_stalled(stage: Stage, signal: Signal) {
     let status = support::wait_child(&mut child, Duration::from_secs(grace + 5));
     let took = sent.elapsed();
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = status
-        .unwrap_or_else(|| panic!("runner still running {grace}+5 s after {signal}:\n{logs}"));
+    let status = status.unwrap_or_else(|| panic!("runner still running {grace}+5 s after {signal}:\n{logs}"));
     assert!(status.success(), "{logs}");
-    eprintln!(
-        "{signal} with the relay stalled at {stage:?}: exited after {took:?} (grace {grace} s)"
-    );
+    eprintln!("{signal} with the relay stalled at {stage:?}: exited after {took:?} (grace {grace} s)");
 
     let mut back = support::files(q.path(), "out", "pck");
     back.sort();
     let mut want = names.to_vec();
     want.sort();
-    assert_eq!(
-        back, want,
-        "entries not accepted by the relay are back as they were:\n{logs}"
-    );
-    assert!(
-        support::files(q.path(), "out", "bak").is_empty(),
-        "no .bak after a clean stop"
-    );
+    assert_eq!(back, want, "entries not accepted by the relay are back as they were:\n{logs}");
+    assert!(support::files(q.path(), "out", "bak").is_empty(), "no .bak after a clean stop");
     assert!(support::files(q.path(), "retry", "pck").is_empty());
     assert!(server.captured().is_empty());
 
@@ -87,10 +65,7 @@ fn stop_while_stalled(stage: Stage, signal: Signal) {
         Duration::from_secs(60),
     );
     assert!(out.status.success());
-    assert_eq!(
-        fine.captured().iter().map(|c| c.rcpts.len()).sum::<usize>(),
-        10
-    );
+    assert_eq!(fine.captured().iter().map(|c| c.rcpts.len()).sum::<usize>(), 10);
 }
 
 #[test]

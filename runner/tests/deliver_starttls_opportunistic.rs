@@ -59,7 +59,11 @@ fn stays_plain_without_starttls_and_never_sends_auth_in_the_clear() {
     let q = support::qfiles();
     let server = Server::start();
     support::add_vector(q.path(), "out", M3_FIVE);
-    let cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--exit-when-empty", "--smtp-security", "starttls-opportunistic"]);
+    let cmd = support::run_cmd(
+        q.path(),
+        &server.smtp_arg(),
+        &["--exit-when-empty", "--smtp-security", "starttls-opportunistic"],
+    );
     let out = support::run_to_end(cmd, Duration::from_secs(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!server.captured().is_empty(), "nothing delivered over plain SMTP");
@@ -73,15 +77,29 @@ fn stays_plain_without_starttls_and_never_sends_auth_in_the_clear() {
     let mut cmd = support::run_cmd(
         q.path(),
         &server.smtp_arg(),
-        &["--smtp-security", "starttls-opportunistic", "--smtp-user", "mailman", "--smtp-password-file", &pw.to_string_lossy(), "--stop-grace", "3"],
+        &[
+            "--smtp-security",
+            "starttls-opportunistic",
+            "--smtp-user",
+            "mailman",
+            "--smtp-password-file",
+            &pw.to_string_lossy(),
+            "--stop-grace",
+            "3",
+        ],
     );
     let log = q.path().join("runner.log");
     cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log"))).stdout(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
-    assert!(support::wait_until(Duration::from_secs(30), || {
-        std::fs::read_to_string(&log).unwrap_or_default().contains("never sent in the clear")
-    }), "{}", std::fs::read_to_string(&log).unwrap_or_default());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    assert!(
+        support::wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("never sent in the clear")
+        }),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("kill");
     assert!(support::wait_child(&mut child, Duration::from_secs(10)).expect("exits").success());
     assert!(server.captured().is_empty(), "mail went out without the required TLS");
     assert_eq!(support::files(q.path(), "out", "pck").len(), 1, "the entry left the queue");

@@ -23,13 +23,8 @@ fn deliver(mode: &str) {
     support::tls::certificate(q.path());
     let server = start(mode, q.path());
     let manifest = support::manifest();
-    let vector = manifest["vectors"]
-        .as_array()
-        .expect("vectors")
-        .iter()
-        .find(|v| v["path"] == M3_FIVE)
-        .expect("vector")
-        .clone();
+    let vector =
+        manifest["vectors"].as_array().expect("vectors").iter().find(|v| v["path"] == M3_FIVE).expect("vector").clone();
     support::add_vector(q.path(), "out", M3_FIVE);
     std::fs::write(q.path().join("password"), "s3cret\n").expect("password file");
     let cmd = support::run_cmd(
@@ -50,15 +45,9 @@ fn deliver(mode: &str) {
     let out = support::run_to_end(cmd, Duration::from_secs(60));
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
-    assert!(
-        support::files(q.path(), "retry", "pck").is_empty(),
-        "{logs}"
-    );
+    assert!(support::files(q.path(), "retry", "pck").is_empty(), "{logs}");
     let captured = std::fs::read_to_string(q.path().join("captured.jsonl")).expect("captured");
-    let txs: Vec<serde_json::Value> = captured
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect();
+    let txs: Vec<serde_json::Value> = captured.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     let expected = base64::engine::general_purpose::STANDARD
         .decode(vector["expected_message_b64"].as_str().expect("b64"))
         .expect("b64");
@@ -67,17 +56,9 @@ fn deliver(mode: &str) {
         assert_eq!(tx["tls"], true);
         assert_eq!(tx["authenticated"], true);
         assert_eq!(tx["mail_from"], vector["expected_envelope_sender"]);
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(tx["data"].as_str().expect("data"))
-            .expect("b64");
+        let data = base64::engine::general_purpose::STANDARD.decode(tx["data"].as_str().expect("data")).expect("b64");
         assert!(data == expected, "DATA differs over {mode}");
-        rcpts.extend(
-            tx["rcpts"]
-                .as_array()
-                .expect("rcpts")
-                .iter()
-                .map(|r| r.as_str().expect("rcpt").to_owned()),
-        );
+        rcpts.extend(tx["rcpts"].as_array().expect("rcpts").iter().map(|r| r.as_str().expect("rcpt").to_owned()));
     }
     rcpts.sort();
     let want: Vec<String> = vector["expected_recipients"]
@@ -124,26 +105,14 @@ fn a_wrong_password_leaves_the_entry_queued() {
     );
     cmd.env("MQ_SMTP_PASSWORD", "wrong");
     let log = q.path().join("runner.log");
-    cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .stdout(Stdio::null());
+    cmd.stderr(Stdio::from(std::fs::File::create(&log).expect("log"))).stdout(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
     assert!(support::wait_until(Duration::from_secs(30), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("AUTH")
+        std::fs::read_to_string(&log).unwrap_or_default().contains("AUTH")
     }));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    assert!(support::wait_child(&mut child, Duration::from_secs(10))
-        .expect("exits")
-        .success());
-    assert_eq!(
-        support::files(q.path(), "out", "pck").len(),
-        1,
-        "never claimed while the relay refuses us"
-    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("kill");
+    assert!(support::wait_child(&mut child, Duration::from_secs(10)).expect("exits").success());
+    assert_eq!(support::files(q.path(), "out", "pck").len(), 1, "never claimed while the relay refuses us");
     assert!(support::files(q.path(), "retry", "pck").is_empty());
 }

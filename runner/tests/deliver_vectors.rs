@@ -22,17 +22,10 @@ fn expected_transactions(version: Option<&str>) -> (Vec<String>, Vec<Tx>) {
         let data = base64::engine::general_purpose::STANDARD
             .decode(v["expected_message_b64"].as_str().expect("b64"))
             .expect("decode");
-        let sender = v["expected_envelope_sender"]
-            .as_str()
-            .expect("sender")
-            .to_owned();
+        let sender = v["expected_envelope_sender"].as_str().expect("sender").to_owned();
         for chunk in v["observed_rcpt_chunks"].as_array().expect("chunks") {
-            let mut rcpts: Vec<String> = chunk
-                .as_array()
-                .expect("chunk")
-                .iter()
-                .map(|r| r.as_str().expect("rcpt").to_owned())
-                .collect();
+            let mut rcpts: Vec<String> =
+                chunk.as_array().expect("chunk").iter().map(|r| r.as_str().expect("rcpt").to_owned()).collect();
             rcpts.sort();
             txs.push((sender.clone(), rcpts, data.clone()));
         }
@@ -48,11 +41,8 @@ fn deliver_and_compare(version: &str) {
     for p in &paths {
         support::add_vector(q.path(), "out", p);
     }
-    let cmd = support::run_cmd(
-        q.path(),
-        &server.smtp_arg(),
-        &["--slices", "4", "--connections", "2", "--exit-when-empty"],
-    );
+    let cmd =
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--slices", "4", "--connections", "2", "--exit-when-empty"]);
     let out = support::run_to_end(cmd, Duration::from_secs(120));
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "runner failed: {logs}");
@@ -67,11 +57,7 @@ fn deliver_and_compare(version: &str) {
         .collect();
     got.sort();
     expected.sort();
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "transaction count differs; logs:\n{logs}"
-    );
+    assert_eq!(got.len(), expected.len(), "transaction count differs; logs:\n{logs}");
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!((&g.0, &g.1), (&e.0, &e.1), "envelope differs");
         assert!(
@@ -82,22 +68,10 @@ fn deliver_and_compare(version: &str) {
             String::from_utf8_lossy(&e.2)
         );
     }
-    assert!(
-        support::files(q.path(), "out", "pck").is_empty(),
-        "entries left in out"
-    );
-    assert!(
-        support::files(q.path(), "out", "bak").is_empty(),
-        ".bak left in out"
-    );
-    assert!(
-        support::files(q.path(), "retry", "pck").is_empty(),
-        "entries went to retry: {logs}"
-    );
-    assert!(
-        support::files(q.path(), "bad", "psv").is_empty(),
-        "entries went to bad: {logs}"
-    );
+    assert!(support::files(q.path(), "out", "pck").is_empty(), "entries left in out");
+    assert!(support::files(q.path(), "out", "bak").is_empty(), ".bak left in out");
+    assert!(support::files(q.path(), "retry", "pck").is_empty(), "entries went to retry: {logs}");
+    assert!(support::files(q.path(), "bad", "psv").is_empty(), "entries went to bad: {logs}");
 }
 
 #[test]

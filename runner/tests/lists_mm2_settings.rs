@@ -54,7 +54,8 @@ fn a_changed_config_pck_is_read_again() {
     let (lists_dir, site) = install(root.path(), &manifest, &["test", "custom"]);
     let server = Server::start();
     let log = root.path().join("runner.log");
-    let mut cmd = support::run_cmd(q.path(), &server.smtp_arg(), &["--mailman2-site", &site, "--mailman2-lists", &lists_dir]);
+    let mut cmd =
+        support::run_cmd(q.path(), &server.smtp_arg(), &["--mailman2-site", &site, "--mailman2-lists", &lists_dir]);
     cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log file"));
     let mut child = cmd.spawn().expect("spawn runner");
     let want = lists::expected_transactions(&v);
@@ -74,7 +75,10 @@ fn a_changed_config_pck_is_read_again() {
     assert!(lists::diff(before.to_vec(), want.clone()).is_none(), "first delivery differs from Mailman's");
     for (_, _, data) in after {
         let text = String::from_utf8_lossy(data);
-        assert!(text.contains("\r\nCustom mailing list (test) -- Weekly news for the team.\r\n"), "old footer after the change:\n{text}");
+        assert!(
+            text.contains("\r\nCustom mailing list (test) -- Weekly news for the team.\r\n"),
+            "old footer after the change:\n{text}"
+        );
         assert!(!text.contains("\r\nSender:"), "Sender still added after include_sender_header went off:\n{text}");
     }
     assert_eq!(logs.matches("read Mailman 2.1 list settings").count(), 2, "config.pck read once per version:\n{logs}");
@@ -113,12 +117,17 @@ fn a_personal_copy_that_cannot_be_built_sets_only_its_recipient_aside() {
                 d = cPickle.load(open(sys.argv[1], 'rb'))\n\
                 d['passwords']['alice@example.net'] = u'p\\xe4ss'\n\
                 cPickle.dump(d, open(sys.argv[1], 'wb'), 1)\n";
-    let status = std::process::Command::new(support::python_env("MQ_PY2")).args(["-c", edit]).arg(&config).status().expect("python2");
+    let status = std::process::Command::new(support::python_env("MQ_PY2"))
+        .args(["-c", edit])
+        .arg(&config)
+        .status()
+        .expect("python2");
     assert!(status.success(), "could not edit config.pck");
     let server = Server::start();
     lists::add_list_vector(q.path(), v["path"].as_str().expect("path"));
     let logs = run_until_empty(q.path(), &server, &lists_dir, &site);
-    let want: Vec<lists::Tx> = lists::expected_transactions(&v).into_iter().filter(|(_, rcpts, _)| rcpts != &["alice@example.net"]).collect();
+    let want: Vec<lists::Tx> =
+        lists::expected_transactions(&v).into_iter().filter(|(_, rcpts, _)| rcpts != &["alice@example.net"]).collect();
     assert_eq!(want.len(), 5);
     if let Some(d) = lists::diff(lists::captured_transactions(&server.captured()), want) {
         panic!("{d}\nrunner log:\n{logs}");
@@ -131,6 +140,9 @@ fn a_personal_copy_that_cannot_be_built_sets_only_its_recipient_aside() {
     let requeued = logs.lines().find(|l| l.contains("untried recipients requeued")).unwrap_or_default();
     assert!(requeued.contains("recipients=1"), "{logs}");
     for queue in ["out", "retry", "bad"] {
-        assert!(support::files(q.path(), queue, "pck").is_empty() && support::files(q.path(), queue, "psv").is_empty(), "left in {queue}:\n{logs}");
+        assert!(
+            support::files(q.path(), queue, "pck").is_empty() && support::files(q.path(), queue, "psv").is_empty(),
+            "left in {queue}:\n{logs}"
+        );
     }
 }

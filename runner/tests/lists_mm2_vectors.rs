@@ -60,7 +60,11 @@ fn mailman2_list_vectors_deliver_as_mailman_did() {
 /// Runs the replay script; its JSON lines, one per entry written into `out`.
 fn replay(args: &[&str]) -> Vec<Json> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lists_mm2_replay.py");
-    let out = std::process::Command::new(support::python_env("MQ_PY2")).arg(&script).args(args).output().expect("run the replay");
+    let out = std::process::Command::new(support::python_env("MQ_PY2"))
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run the replay");
     assert!(out.status.success(), "replay failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("replay json")).collect()
 }
@@ -72,7 +76,10 @@ fn python27_replay_agrees_with_the_shipped_vectors() {
     let site_root = tempfile::tempdir().expect("tempdir");
     let (lists_dir, site) = install_site(site_root.path(), &manifest);
     let vectors = mm2_vectors(&manifest);
-    let paths: Vec<String> = vectors.iter().map(|v| lists::vectors_dir().join(v["path"].as_str().expect("path")).display().to_string()).collect();
+    let paths: Vec<String> = vectors
+        .iter()
+        .map(|v| lists::vectors_dir().join(v["path"].as_str().expect("path")).display().to_string())
+        .collect();
     let mut args = vec![lists_dir.to_str().expect("utf-8 path"), site.to_str().expect("utf-8 path"), "--replay"];
     args.extend(paths.iter().map(String::as_str));
     let replayed = replay(&args);
@@ -95,7 +102,8 @@ fn replayed_shapes_deliver_as_python_27_does() {
     let site_root = tempfile::tempdir().expect("tempdir");
     let (lists_dir, site) = install_site(site_root.path(), &manifest);
     let out_dir = q.path().join("out");
-    let cases = replay(&[lists_dir.to_str().expect("path"), site.to_str().expect("path"), out_dir.to_str().expect("path")]);
+    let cases =
+        replay(&[lists_dir.to_str().expect("path"), site.to_str().expect("path"), out_dir.to_str().expect("path")]);
     assert!(cases.len() >= 75, "replay wrote {} entries", cases.len());
     assert!(cases.iter().any(|c| c["list"] == "dollar"), "no entries for the $-string list");
     let want: Vec<_> = cases.iter().flat_map(lists::expected_transactions).collect();

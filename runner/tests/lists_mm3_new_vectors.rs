@@ -26,7 +26,12 @@ fn runner_delivers_what_mailman_3_delivers_on_a_fresh_site() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lists_mm3_support/make_site.py");
     let built = Command::new(&python)
         .arg(&script)
-        .args(["build", &site.path().display().to_string(), &rest_port.to_string(), &by_mailman.addr.port().to_string()])
+        .args([
+            "build",
+            &site.path().display().to_string(),
+            &rest_port.to_string(),
+            &by_mailman.addr.port().to_string(),
+        ])
         .output()
         .expect("run make_site.py");
     assert!(built.status.success(), "make_site.py failed:\n{}", String::from_utf8_lossy(&built.stderr));

@@ -19,7 +19,10 @@ const CUSTOM_SIGNED: &str = "mailman3/out/1706746829.9936666+76165e0fb546faf0e70
 const PERSONAL: &str = "mailman3/out/1706747074.9775057+b4344315aa4cd0623031f8edfb474def93aa204d.pck";
 
 fn vector(manifest: &serde_json::Value, path: &str) -> serde_json::Value {
-    mm3::mm3_vectors(manifest).into_iter().find(|v| v["path"] == path).unwrap_or_else(|| panic!("vector {path} not in the manifest"))
+    mm3::mm3_vectors(manifest)
+        .into_iter()
+        .find(|v| v["path"] == path)
+        .unwrap_or_else(|| panic!("vector {path} not in the manifest"))
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -103,7 +106,11 @@ fn api_gone_mid_run_delivers_from_the_cache() {
     mm3::add_list_vector(q.path(), CUSTOM_PLAIN);
     mm3::add_list_vector(q.path(), PERSONAL);
     let n = first.len() + personal.len();
-    assert!(support::wait_until(Duration::from_secs(60), || server.captured().len() == n), "first entries not delivered:\n{}", logs());
+    assert!(
+        support::wait_until(Duration::from_secs(60), || server.captured().len() == n),
+        "first entries not delivered:\n{}",
+        logs()
+    );
 
     api.stop();
     // The same list's next entry, and the personalized one again (same members).
@@ -111,7 +118,8 @@ fn api_gone_mid_run_delivers_from_the_cache() {
     mm3::add_list_vector(q.path(), PERSONAL);
     let total = n + second.len() + personal.len();
     assert!(
-        support::wait_until(Duration::from_secs(60), || server.captured().len() == total && support::files(q.path(), "out", "pck").is_empty()),
+        support::wait_until(Duration::from_secs(60), || server.captured().len() == total
+            && support::files(q.path(), "out", "pck").is_empty()),
         "entries not delivered while the API was away:\n{}",
         logs()
     );
@@ -125,7 +133,8 @@ fn api_gone_mid_run_delivers_from_the_cache() {
     assert_eq!(metric(&metrics, "mailqueue_list_settings_unavailable_total"), 0, "{metrics}");
     assert!(logs().contains("REST API unreachable"), "the log says the API is away:\n{}", logs());
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
     assert!(support::wait_child(&mut child, Duration::from_secs(40)).expect("runner exits").success(), "{}", logs());
 }
 
@@ -141,10 +150,16 @@ fn entry_of_a_list_the_site_does_not_have_is_shunted_not_sent() {
     // A real entry, re-queued as if its list had been deleted since.
     let bytes = std::fs::read(mm3::vectors_dir().join(CUSTOM_PLAIN)).expect("vector");
     let entry = QueueEntry::from_bytes(bytes).expect("entry");
-    let metadata = with_field(entry.metadata(), entry.version(), "listid", version_str(entry.version(), "gone.example.com"));
+    let metadata =
+        with_field(entry.metadata(), entry.version(), "listid", version_str(entry.version(), "gone.example.com"));
     let out = Switchboard::open(q.path(), "out").expect("out");
-    out.enqueue(NewEntry { message_pickle: entry.message_pickle(), metadata: &metadata, version: entry.version(), text: false })
-        .expect("enqueue");
+    out.enqueue(NewEntry {
+        message_pickle: entry.message_pickle(),
+        metadata: &metadata,
+        version: entry.version(),
+        text: false,
+    })
+    .expect("enqueue");
     let args = mm3::rest_args(q.path(), &api.url(), &templates);
     let mut extra: Vec<&str> = vec!["--exit-when-empty"];
     extra.extend(args.iter().map(String::as_str));
@@ -154,7 +169,10 @@ fn entry_of_a_list_the_site_does_not_have_is_shunted_not_sent() {
     assert!(server.captured().is_empty(), "{logs}");
     assert!(support::files(q.path(), "out", "pck").is_empty(), "{logs}");
     assert_eq!(support::files(q.path(), "shunt", "pck").len(), 1, "{logs}");
-    assert!(logs.contains("list gone.example.com does not exist on the Mailman 3 site"), "the reason is logged:\n{logs}");
+    assert!(
+        logs.contains("list gone.example.com does not exist on the Mailman 3 site"),
+        "the reason is logged:\n{logs}"
+    );
 }
 
 #[test]

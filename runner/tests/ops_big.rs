@@ -96,7 +96,8 @@ fn dir_size(dir: &Path) -> u64 {
 
 fn smtp_sink(port: u16) -> Option<Child> {
     let path = std::env::var("MQ_SMTP_SINK").ok().or_else(|| {
-        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/smtp-sink.sh")).output().ok()?;
+        let out =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/smtp-sink.sh")).output().ok()?;
         Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
     })?;
     let mut cmd = Command::new(path);
@@ -134,14 +135,25 @@ fn compact_and_batched_refeed_of_100000_entries_leave_a_small_directory() {
         .stderr(Stdio::from(std::fs::File::create(q.path().join("runner.log")).unwrap()))
         .spawn()
         .expect("runner");
-    assert!(support::wait_until(Duration::from_secs(60), || (0..4).all(|i| q
-        .path()
-        .join(format!(".mailqueue/out-{i}-of-4.json"))
-        .exists())));
+    assert!(support::wait_until(Duration::from_secs(60), || (0..4)
+        .all(|i| q.path().join(format!(".mailqueue/out-{i}-of-4.json")).exists())));
 
     let start = Instant::now();
     let compact = Command::new(support::runner_bin())
-        .args(["compact", "--queue", "out", "--wait-drain", "--batch", "1000", "--interval", "0", "--max-depth", "5000", "--json", "--qfiles"])
+        .args([
+            "compact",
+            "--queue",
+            "out",
+            "--wait-drain",
+            "--batch",
+            "1000",
+            "--interval",
+            "0",
+            "--max-depth",
+            "5000",
+            "--json",
+            "--qfiles",
+        ])
         .arg(q.path())
         .stderr(Stdio::null())
         .output()

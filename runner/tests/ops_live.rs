@@ -30,12 +30,18 @@ fn enqueue(dir: &Switchboard, id: usize, extra: &[(&str, &str)]) -> EntryName {
     let entry = QueueEntry::read(&vector).expect("read vector");
     let v = entry.version();
     let key = if id.is_multiple_of(2) { "recipients" } else { "recips" };
-    let mut metadata = with_field(entry.metadata(), v, key, Value::List(vec![version_str(v, &format!("u{id}@example.com"))]));
+    let mut metadata =
+        with_field(entry.metadata(), v, key, Value::List(vec![version_str(v, &format!("u{id}@example.com"))]));
     for (k, val) in extra {
         metadata = with_field(&metadata, v, k, version_str(v, val));
     }
-    dir.enqueue(NewEntry { message_pickle: entry.message_pickle(), metadata: &metadata, version: v, text: entry.is_text() })
-        .expect("enqueue")
+    dir.enqueue(NewEntry {
+        message_pickle: entry.message_pickle(),
+        metadata: &metadata,
+        version: v,
+        text: entry.is_text(),
+    })
+    .expect("enqueue")
 }
 
 fn fill(q: &Path, queue: &str, ids: std::ops::Range<usize>) -> Vec<EntryName> {
@@ -75,7 +81,8 @@ fn census(q: &Path, accepted: &[&Server], ids: std::ops::Range<usize>) -> BTreeM
     for server in accepted {
         for c in server.captured() {
             for r in c.rcpts {
-                let id: usize = r.trim_start_matches('u').trim_end_matches("@example.com").parse().expect("test recipient");
+                let id: usize =
+                    r.trim_start_matches('u').trim_end_matches("@example.com").parse().expect("test recipient");
                 seen.entry(id).or_default().push("delivered".into());
                 *count.entry("delivered".into()).or_default() += 1;
             }
@@ -117,7 +124,11 @@ fn op(q: &Path, args: &[&str]) -> (Output, serde_json::Value) {
     cmd.arg(args[0]).arg("--qfiles").arg(q).args(&args[1..]).arg("--json");
     let out = support::run_to_end(cmd, LIMIT);
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{args:?}: no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "{args:?}: no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out, json)
 }
@@ -127,7 +138,8 @@ fn n(v: &serde_json::Value, field: &str) -> u64 {
 }
 
 fn balanced(v: &serde_json::Value) {
-    let parts: u64 = ["moved", "skipped_in_flight", "skipped_gone", "remaining", "errors"].iter().map(|f| n(v, f)).sum();
+    let parts: u64 =
+        ["moved", "skipped_in_flight", "skipped_gone", "remaining", "errors"].iter().map(|f| n(v, f)).sum();
     assert_eq!(n(v, "matched"), parts, "counts must balance: {v}");
 }
 
@@ -153,7 +165,8 @@ fn quarantine_takes_stuck_bak_entries_and_never_one_in_flight() {
     // leaves exactly this): claimed by nobody.
     let pending = support::files(q.path(), "out", "pck");
     for name in pending.iter().take(3) {
-        std::fs::rename(q.path().join("out").join(name), q.path().join("out").join(name.replace(".pck", ".bak"))).unwrap();
+        std::fs::rename(q.path().join("out").join(name), q.path().join("out").join(name.replace(".pck", ".bak")))
+            .unwrap();
     }
 
     let (out, dry) = op(q.path(), &["quarantine", "--queue", "out", "--older-than", "0s", "--dry-run"]);
@@ -183,7 +196,8 @@ fn quarantine_takes_stuck_bak_entries_and_never_one_in_flight() {
     // back, and deliver everything to a relay that works.
     stop(live);
     let fine = Server::start();
-    let (out, back) = op(q.path(), &["requeue", "--from", "quarantine", "--queue", "out", "--batch", "2", "--interval", "0"]);
+    let (out, back) =
+        op(q.path(), &["requeue", "--from", "quarantine", "--queue", "out", "--batch", "2", "--interval", "0"]);
     assert!(out.status.success());
     assert_eq!(n(&back, "moved"), 3);
     assert_eq!(files(q.path(), "bak"), 0, "requeued as .pck");
@@ -209,7 +223,10 @@ fn held_entries_are_not_delivered_until_released_in_batches() {
     assert!(out.status.success());
     balanced(&held);
     let hold_dir = q.path().join(".mailqueue/hold/out");
-    assert!(support::wait_until(LIMIT, || files(q.path(), "pck") + files(q.path(), "bak") == 0), "runners never emptied out/");
+    assert!(
+        support::wait_until(LIMIT, || files(q.path(), "pck") + files(q.path(), "bak") == 0),
+        "runners never emptied out/"
+    );
     let held_ids: Vec<usize> = mailqueue_queue::area::entries(&hold_dir)
         .unwrap()
         .iter()
@@ -220,10 +237,28 @@ fn held_entries_are_not_delivered_until_released_in_batches() {
     census(q.path(), &[&server], 0..200);
 
     // Release a slice of them, then the rest, never more than 20 in out/.
-    let (out, some) = op(q.path(), &["release", "--queue", "out", "--slices", "2", "--slice", "0", "--batch", "7", "--interval", "0", "--max-depth", "20"]);
+    let (out, some) = op(
+        q.path(),
+        &[
+            "release",
+            "--queue",
+            "out",
+            "--slices",
+            "2",
+            "--slice",
+            "0",
+            "--batch",
+            "7",
+            "--interval",
+            "0",
+            "--max-depth",
+            "20",
+        ],
+    );
     assert!(out.status.success());
     balanced(&some);
-    let (out, rest) = op(q.path(), &["release", "--queue", "out", "--all", "--batch", "7", "--interval", "0", "--max-depth", "20"]);
+    let (out, rest) =
+        op(q.path(), &["release", "--queue", "out", "--all", "--batch", "7", "--interval", "0", "--max-depth", "20"]);
     assert!(out.status.success());
     assert_eq!(n(&some, "moved") + n(&rest, "moved"), held_ids.len() as u64);
     wait_delivered(&server, 200);
@@ -274,10 +309,24 @@ fn requeue_in_batches_stays_under_max_depth_and_resumes_after_an_interrupt() {
 
     // Interrupted part-way (SIGINT, as Ctrl-C): it stops between two moves.
     let mut cmd = Command::new(support::runner_bin());
-    cmd.args(["requeue", "--from", "quarantine", "--queue", "out", "--batch", "10", "--interval", "20ms", "--max-depth", "25", "--json", "--qfiles"])
-        .arg(q.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "requeue",
+        "--from",
+        "quarantine",
+        "--queue",
+        "out",
+        "--batch",
+        "10",
+        "--interval",
+        "20ms",
+        "--max-depth",
+        "25",
+        "--json",
+        "--qfiles",
+    ])
+    .arg(q.path())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut first = cmd.spawn().unwrap();
     assert!(support::wait_until(LIMIT, || mailqueue_queue::area::entries(&quarantine).unwrap().len() < 200));
     kill(Pid::from_raw(first.id() as i32), Signal::SIGINT).unwrap();
@@ -290,7 +339,22 @@ fn requeue_in_batches_stays_under_max_depth_and_resumes_after_an_interrupt() {
     assert_eq!(n(&part, "remaining"), left, "what it says is left is what is left: {part}");
 
     // Run again: it carries on with what is left.
-    let (out, rest) = op(q.path(), &["requeue", "--from", "quarantine", "--queue", "out", "--batch", "10", "--interval", "20ms", "--max-depth", "25"]);
+    let (out, rest) = op(
+        q.path(),
+        &[
+            "requeue",
+            "--from",
+            "quarantine",
+            "--queue",
+            "out",
+            "--batch",
+            "10",
+            "--interval",
+            "20ms",
+            "--max-depth",
+            "25",
+        ],
+    );
     assert!(out.status.success());
     assert_eq!(n(&rest, "moved"), left);
     wait_delivered(&server, 300);
@@ -317,7 +381,10 @@ fn compact_refuses_live_owners_and_with_wait_drain_swaps_and_refeeds() {
     assert!(err.contains("has live runners") && err.contains("--wait-drain"), "{err}");
     assert!(!q.path().join(".mailqueue/compact/out").exists(), "nothing moved");
 
-    let (out, done) = op(q.path(), &["compact", "--queue", "out", "--wait-drain", "--batch", "20", "--interval", "0", "--max-depth", "40"]);
+    let (out, done) = op(
+        q.path(),
+        &["compact", "--queue", "out", "--wait-drain", "--batch", "20", "--interval", "0", "--max-depth", "40"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     balanced(&done);
     assert_eq!(done["result"]["done"], true);
@@ -497,7 +564,12 @@ fn a_misspelt_source_is_refused_even_where_a_directory_has_that_name() {
     std::fs::create_dir(cwd.path().join("quarantne")).unwrap();
     fill(cwd.path(), "quarantne", 0..3);
     let mut cmd = Command::new(support::runner_bin());
-    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args(["--from", "quarantne", "--queue", "out"]);
+    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args([
+        "--from",
+        "quarantne",
+        "--queue",
+        "out",
+    ]);
     let out = support::run_to_end(cmd, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
@@ -507,7 +579,12 @@ fn a_misspelt_source_is_refused_even_where_a_directory_has_that_name() {
 
     // Written as a path, the same directory is a source.
     let mut cmd = Command::new(support::runner_bin());
-    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args(["--from", "./quarantne", "--queue", "out"]);
+    cmd.current_dir(cwd.path()).args(["requeue", "--qfiles"]).arg(q.path()).args([
+        "--from",
+        "./quarantne",
+        "--queue",
+        "out",
+    ]);
     let out = support::run_to_end(cmd, LIMIT);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(support::files(q.path(), "out", "pck").len(), 3);

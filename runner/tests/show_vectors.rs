@@ -24,7 +24,11 @@ fn show_json_matches_the_manifest_for_every_vector() {
         let out = runner().args(["show", "--json"]).arg(&path).output().unwrap();
         let label = format!("{} ({} {})", v["path"].as_str().unwrap(), v["version"], v["kind"]);
         if !out.status.success() {
-            failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim()));
+            failures.push(format!(
+                "{label}: exit {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
             continue;
         }
         let shown: Json = serde_json::from_slice(&out.stdout).unwrap();

@@ -23,7 +23,9 @@ fn status_counts_per_queue_and_slice() {
     let hold = root.path().join(".mailqueue/hold/out");
     fs::create_dir_all(&quarantine).unwrap();
     fs::create_dir_all(&hold).unwrap();
-    for (dir, top, ext) in [(&quarantine, "00", "bak"), (&quarantine, "40", "bak"), (&quarantine, "80", "psv"), (&hold, "c0", "pck")] {
+    for (dir, top, ext) in
+        [(&quarantine, "00", "bak"), (&quarantine, "40", "bak"), (&quarantine, "80", "psv"), (&hold, "c0", "pck")]
+    {
         fs::write(dir.join(name(5.0, top, ext)), b"").unwrap();
     }
 
@@ -43,8 +45,12 @@ fn status_counts_per_queue_and_slice() {
     assert!(q["oldest_age_seconds"].as_f64().unwrap() >= 3000.0 * 60.0);
     assert_eq!(q["ignored"]["being written (.tmp)"]["count"], 1);
     assert_eq!(q["ignored"]["not a queue entry name"]["examples"], serde_json::json!(["stray"]));
-    let per_slice: Vec<(u64, u64)> =
-        q["slices"].as_array().unwrap().iter().map(|s| (s["pck"].as_u64().unwrap(), s["bak"].as_u64().unwrap())).collect();
+    let per_slice: Vec<(u64, u64)> = q["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["pck"].as_u64().unwrap(), s["bak"].as_u64().unwrap()))
+        .collect();
     assert_eq!(per_slice, [(1, 0), (1, 0), (1, 0), (0, 1)]);
     assert_eq!((q["quarantined"].as_u64(), q["held"].as_u64()), (Some(3), Some(1)));
     assert_eq!((queues[2]["quarantined"].as_u64(), queues[2]["held"].as_u64()), (Some(0), Some(0)));
@@ -59,7 +65,8 @@ fn status_counts_per_queue_and_slice() {
     let text = String::from_utf8_lossy(&table.stdout);
     let header: Vec<&str> = text.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header[..8], ["queue", "pck", "bak", "psv", "quarantined", "held", "ignored", "oldest"], "{text}");
-    let out_row: Vec<&str> = text.lines().find(|l| l.starts_with("out ")).unwrap_or_default().split_whitespace().collect();
+    let out_row: Vec<&str> =
+        text.lines().find(|l| l.starts_with("out ")).unwrap_or_default().split_whitespace().collect();
     assert_eq!(out_row[..7], ["out", "3", "1", "0", "3", "1", "2"], "{text}");
     assert!(text.contains("  out/3"), "{text}");
     assert!(text.contains("out: 1 ignored, not a queue entry name: stray"), "{text}");
@@ -75,7 +82,10 @@ fn status_refuses_bad_slice_counts_and_missing_roots() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a power of two"));
-    let out = Command::new(env!("CARGO_BIN_EXE_mailqueue-runner")).args(["status", "--qfiles", "/nonexistent"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailqueue-runner"))
+        .args(["status", "--qfiles", "/nonexistent"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
 }

@@ -35,11 +35,7 @@ fn serve(stream: TcpStream, tx: &mpsc::Sender<Export>) {
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
+        let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
         let (mut length, mut content_type) = (0usize, String::new());
         loop {
             let mut line = String::new();
@@ -63,11 +59,7 @@ fn serve(stream: TcpStream, tx: &mpsc::Sender<Export>) {
         writer
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n")
             .expect("answer");
-        let _ = tx.send(Export {
-            path,
-            content_type,
-            body,
-        });
+        let _ = tx.send(Export { path, content_type, body });
     }
 }
 
@@ -76,13 +68,10 @@ fn run_runner(otel_endpoint: Option<&str>) {
     let smtp = Server::start();
     let q = support::qfiles();
     let manifest = support::manifest();
-    let vector = manifest["vectors"][0]["path"]
-        .as_str()
-        .expect("vector path");
+    let vector = manifest["vectors"][0]["path"].as_str().expect("vector path");
     support::add_vector(q.path(), "out", vector);
     let mut cmd = support::run_cmd(q.path(), &smtp.smtp_arg(), &["--exit-when-empty"]);
-    cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     if let Some(endpoint) = otel_endpoint {
         cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
     }
@@ -90,11 +79,7 @@ fn run_runner(otel_endpoint: Option<&str>) {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "runner failed: {logs}");
     assert!(!logs.contains("OTLP"), "trace export complained: {logs}");
-    assert_eq!(
-        smtp.captured().len(),
-        1,
-        "the vector was not delivered: {logs}"
-    );
+    assert_eq!(smtp.captured().len(), 1, "the vector was not delivered: {logs}");
 }
 
 #[test]
@@ -106,30 +91,21 @@ fn spans_reach_the_otlp_endpoint_before_exit() {
     run_runner(Some(&endpoint));
 
     // The runner flushed before exiting, so the export is already on its way here.
-    let export = exports
-        .recv_timeout(Duration::from_secs(30))
-        .expect("no OTLP export arrived");
+    let export = exports.recv_timeout(Duration::from_secs(30)).expect("no OTLP export arrived");
     assert_eq!(export.path, "/v1/traces");
     assert_eq!(export.content_type, "application/x-protobuf");
     let has = |needle: &[u8]| export.body.windows(needle.len()).any(|w| w == needle);
     assert!(has(b"service.name"), "no service.name in the export");
-    assert!(
-        has(b"mailqueue-runner"),
-        "service name missing from the export"
-    );
-    assert!(
-        has(b"worker"),
-        "the delivery worker span is missing from the export"
-    );
+    assert!(has(b"mailqueue-runner"), "service name missing from the export");
+    assert!(has(b"worker"), "the delivery worker span is missing from the export");
 }
 
 #[test]
 fn no_endpoint_no_connection() {
     // The exporter's built-in default is localhost:4318: listen there when it is free, so a
     // runner that exported without being asked would be caught.
-    let listener = TcpListener::bind("127.0.0.1:4318")
-        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-        .expect("bind receiver");
+    let listener =
+        TcpListener::bind("127.0.0.1:4318").or_else(|_| TcpListener::bind("127.0.0.1:0")).expect("bind receiver");
     listener.set_nonblocking(true).expect("nonblocking");
 
     run_runner(None);

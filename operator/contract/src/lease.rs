@@ -109,7 +109,11 @@ impl LeaseLock {
         }
     }
 
-    async fn create(&self, annotations: &BTreeMap<String, String>, now: jiff::Timestamp) -> Result<Attempt, LeaseError> {
+    async fn create(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        now: jiff::Timestamp,
+    ) -> Result<Attempt, LeaseError> {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -135,7 +139,9 @@ impl LeaseLock {
     {
         match op(self.api.clone(), self.post_params()).await {
             Ok(lease) => Ok(Attempt::Held(Box::new(lease))),
-            Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => Ok(Attempt::Contended),
+            Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
+                Ok(Attempt::Contended)
+            }
             Err(e) => Err(self.error("write", e)),
         }
     }

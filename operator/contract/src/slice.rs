@@ -169,7 +169,14 @@ mod tests {
 
     #[test]
     fn heartbeat_round_trips_and_tolerates_garbage() {
-        let hb = Heartbeat { pending: 7, in_flight: 1, draining: true, unclaimable: 2, disk_full: true, ..Default::default() };
+        let hb = Heartbeat {
+            pending: 7,
+            in_flight: 1,
+            draining: true,
+            unclaimable: 2,
+            disk_full: true,
+            ..Default::default()
+        };
         let annotations = BTreeMap::from([(HEARTBEAT_ANNOTATION.to_owned(), hb.to_annotation())]);
         assert_eq!(Heartbeat::from_annotations(&annotations), Some(hb));
         // A runner that predates a field still reads as a heartbeat, the field at its default.

@@ -12,10 +12,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-const ENDPOINT_VARS: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-];
+const ENDPOINT_VARS: [&str; 2] = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"];
 
 /// The provider behind the installed layer, kept so that `shutdown` can send what is batched.
 static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
@@ -28,9 +25,7 @@ pub enum TelemetryError {
 
 /// True when an OTLP endpoint is configured in the environment.
 pub fn enabled() -> bool {
-    ENDPOINT_VARS
-        .iter()
-        .any(|var| std::env::var_os(var).is_some_and(|value| !value.is_empty()))
+    ENDPOINT_VARS.iter().any(|var| std::env::var_os(var).is_some_and(|value| !value.is_empty()))
 }
 
 /// The layer exporting spans as `service` (its `service.name`), or `None` when export is off or
@@ -42,9 +37,7 @@ where
     if !enabled() {
         return Ok(None);
     }
-    let mut installed = PROVIDER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut installed = PROVIDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if installed.is_some() {
         return Ok(None);
     }
@@ -65,20 +58,13 @@ where
         .with_target("opentelemetry", LevelFilter::OFF)
         .with_target("opentelemetry_sdk", LevelFilter::OFF)
         .with_target("opentelemetry_otlp", LevelFilter::OFF);
-    Ok(Some(
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_filter(quiet_exporter),
-    ))
+    Ok(Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(quiet_exporter)))
 }
 
 /// Sends the spans still batched and stops the exporter; a no-op when export is off. Blocks
 /// until the endpoint answered or timed out, so call it outside async tasks.
 pub fn shutdown() {
-    let provider = PROVIDER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
+    let provider = PROVIDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     if let Some(provider) = provider {
         if let Err(error) = provider.shutdown() {
             tracing::warn!("spans may be lost: cannot flush them to the OTLP endpoint: {error}");

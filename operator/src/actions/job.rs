@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use sha1::{Digest, Sha1};
 
-use mailqueue_contract::crd::MailQueue;
 use crate::desired::{app_labels, queue_pod_spec, runner_image, RunnerTemplate};
+use mailqueue_contract::crd::MailQueue;
 
 use super::plan::{Counts, Request};
 
@@ -93,7 +93,14 @@ fn result_tally(message: &str) -> Option<Counts> {
 }
 
 /// The Job for `request`: one container per runner command, run to completion.
-pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue, request: &Request, template: &RunnerTemplate) -> Job {
+pub fn build(
+    name: &str,
+    namespace: &str,
+    owner: &OwnerReference,
+    mq: &MailQueue,
+    request: &Request,
+    template: &RunnerTemplate,
+) -> Job {
     let spec = &mq.spec;
     let instance = mq.metadata.name.clone().unwrap_or_default();
     let mut labels = app_labels(&instance, "action");
@@ -128,7 +135,10 @@ pub fn build(name: &str, namespace: &str, owner: &OwnerReference, mq: &MailQueue
         },
         spec: Some(JobSpec {
             backoff_limit: Some(BACKOFF_LIMIT),
-            template: PodTemplateSpec { metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }), spec: Some(pod) },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                spec: Some(pod),
+            },
             ..JobSpec::default()
         }),
         status: None,
@@ -153,7 +163,8 @@ mod tests {
             .expect("pod")
         };
         let first = r#"{"action":"requeue","result":{"moved":30,"remaining":10,"skipped_in_flight":0}}"#;
-        let second = r#"{"action":"compact","result":{"tally":{"moved":10,"remaining":0,"skipped_in_flight":1},"done":true}}"#;
+        let second =
+            r#"{"action":"compact","result":{"tally":{"moved":10,"remaining":0,"skipped_in_flight":1},"done":true}}"#;
         let killed = pod(3, "");
         assert_eq!(
             counts(&[pod(2, second), pod(1, first), killed]),
@@ -172,7 +183,11 @@ mod tests {
     #[test]
     fn every_action_container_mounts_the_claim_and_runs_locked_down() {
         let mut spec = crate::validate::tests::spec(&[("out", 1)]);
-        spec.runner = Some(mailqueue_contract::crd::RunnerSettings { run_as_user: Some(1000), run_as_group: Some(1001), ..Default::default() });
+        spec.runner = Some(mailqueue_contract::crd::RunnerSettings {
+            run_as_user: Some(1000),
+            run_as_group: Some(1001),
+            ..Default::default()
+        });
         let mq = MailQueue::new("lists", spec);
         let commands = vec![vec!["compact".to_owned()], vec!["compact".to_owned()]];
         let request = Request { kind: ActionKind::Compact, request_id: "a".to_owned(), commands };

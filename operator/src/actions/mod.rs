@@ -23,15 +23,15 @@ mod job;
 mod plan;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 
-use mailqueue_contract::crd::{ActionsStatus, MailQueue, MailQueueStatus};
 use crate::events::Note;
 use crate::reconcile::Context;
 use crate::FIELD_MANAGER;
+use mailqueue_contract::crd::{ActionsStatus, MailQueue, MailQueueStatus};
 
 pub use job::JobOutcome;
 pub use plan::{needs_drain, requests, step, ActionKind, Counts, Request, Step};
@@ -83,7 +83,10 @@ pub async fn advance(
         let step = step(&request, kind.get(&previous), outcome.as_ref(), counts, drained, &job_name, now);
         if step.create_job {
             let job = job::build(&job_name, namespace, owner, mq, &request, template);
-            match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() }, &job).await {
+            match jobs
+                .create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() }, &job)
+                .await
+            {
                 Ok(_) => tracing::info!(mailqueue = ?mq.metadata.name, job = %job_name, "{} started", kind.as_str()),
                 // Created by an earlier pass whose status write did not land: it is the same work.
                 Err(kube::Error::Api(e)) if e.code == 409 => {}

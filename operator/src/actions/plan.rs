@@ -4,8 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 
-use mailqueue_contract::crd::{ActionPhase, ActionStatus, ActionsStatus, MailQueue, RequeueSource};
 use crate::desired::MOUNT_PATH;
+use mailqueue_contract::crd::{ActionPhase, ActionStatus, ActionsStatus, MailQueue, RequeueSource};
 
 use super::job::JobOutcome;
 
@@ -85,11 +85,18 @@ pub fn requests(mq: &MailQueue, stale_bak: i64, now: jiff::Timestamp) -> Vec<Req
         args
     };
     let quarantine = |older_than: &str| -> Vec<Vec<String>> {
-        spec.queues.iter().map(|queue| command(&["quarantine", "--queue", &queue.name, "--older-than", older_than])).collect()
+        spec.queues
+            .iter()
+            .map(|queue| command(&["quarantine", "--queue", &queue.name, "--older-than", older_than]))
+            .collect()
     };
     let mut out = Vec::new();
     if let Some(q) = spec.quarantine.as_ref().filter(|q| !q.request_id.is_empty()) {
-        out.push(Request { kind: ActionKind::Quarantine, request_id: q.request_id.clone(), commands: quarantine(&q.older_than) });
+        out.push(Request {
+            kind: ActionKind::Quarantine,
+            request_id: q.request_id.clone(),
+            commands: quarantine(&q.older_than),
+        });
     }
     if let (Some(policy), Some(request_id)) = (spec.bak_policy.as_ref(), policy_run(mq, stale_bak, now)) {
         out.push(Request { kind: ActionKind::BakPolicy, request_id, commands: quarantine(&policy.quarantine_after) });
@@ -101,8 +108,24 @@ pub fn requests(mq: &MailQueue, stale_bak: i64, now: jiff::Timestamp) -> Vec<Req
             RequeueSource::Bad => "bad",
         };
         let (batch, depth) = (r.batch_size.to_string(), r.max_depth.to_string());
-        let args = ["requeue", "--from", from, "--queue", &r.queue, "--batch", &batch, "--interval", &r.interval, "--max-depth", &depth];
-        out.push(Request { kind: ActionKind::Requeue, request_id: r.request_id.clone(), commands: vec![command(&args)] });
+        let args = [
+            "requeue",
+            "--from",
+            from,
+            "--queue",
+            &r.queue,
+            "--batch",
+            &batch,
+            "--interval",
+            &r.interval,
+            "--max-depth",
+            &depth,
+        ];
+        out.push(Request {
+            kind: ActionKind::Requeue,
+            request_id: r.request_id.clone(),
+            commands: vec![command(&args)],
+        });
     }
     if let Some(c) = spec.compact.as_ref().filter(|c| !c.request_id.is_empty()) {
         // The operator drains the runners through their Leases before the Job starts, so the
@@ -137,7 +160,8 @@ fn finished(phase: ActionPhase) -> bool {
 pub fn needs_drain(mq: &MailQueue) -> bool {
     let actions = mq.status.as_ref().and_then(|s| s.actions.as_ref());
     requests(mq, 0, jiff::Timestamp::now()).iter().filter(|r| r.kind.needs_drain()).any(|r| {
-        let done = actions.and_then(|a| r.kind.get(a)).is_some_and(|s| s.request_id == r.request_id && finished(s.phase));
+        let done =
+            actions.and_then(|a| r.kind.get(a)).is_some_and(|s| s.request_id == r.request_id && finished(s.phase));
         !done
     })
 }
@@ -202,7 +226,8 @@ pub fn step(
                 "Job {job_name} finished: {} {done}, {} remaining, {} skipped in flight",
                 counts.moved, counts.remaining, counts.skipped_in_flight
             );
-            let event = Some((EventType::Normal, "ActionSucceeded", format!("{what} {}: {message}", request.request_id)));
+            let event =
+                Some((EventType::Normal, "ActionSucceeded", format!("{what} {}: {message}", request.request_id)));
             Step { status: status(ActionPhase::Succeeded, message), create_job: false, event }
         }
         Some(JobOutcome::Failed(reason)) => {
@@ -216,7 +241,9 @@ pub fn step(
         }
         None if request.kind.needs_drain() && !drained => {
             let message = "waiting for every runner of the queue to drain (condition Drained)".to_owned();
-            let event = same.is_none().then(|| (EventType::Normal, "ActionPending", format!("{what} {}: {message}", request.request_id)));
+            let event = same
+                .is_none()
+                .then(|| (EventType::Normal, "ActionPending", format!("{what} {}: {message}", request.request_id)));
             Step { status: status(ActionPhase::Pending, message), create_job: false, event }
         }
         None => {
@@ -275,7 +302,11 @@ mod tests {
     #[test]
     fn the_message_uses_the_words_of_the_status_fields() {
         let counts = Counts { moved: 2, remaining: 1, skipped_in_flight: 0 };
-        for (kind, word) in [(ActionKind::Requeue, "2 requeued"), (ActionKind::Compact, "2 requeued"), (ActionKind::Quarantine, "2 moved")] {
+        for (kind, word) in [
+            (ActionKind::Requeue, "2 requeued"),
+            (ActionKind::Compact, "2 requeued"),
+            (ActionKind::Quarantine, "2 moved"),
+        ] {
             let r = request(kind, "x");
             let done = step(&r, None, Some(&JobOutcome::Succeeded), counts, true, "j", now()).status;
             let message = done.message.clone().unwrap_or_default();
@@ -301,10 +332,26 @@ mod tests {
     fn a_failed_job_fails_the_action_and_a_new_request_id_starts_over() {
         let r = request(ActionKind::Requeue, "r1");
         let running = step(&r, None, None, Counts::default(), false, "j", now()).status;
-        let failed = step(&r, Some(&running), Some(&JobOutcome::Failed("BackoffLimitExceeded".into())), Counts::default(), false, "j", now());
+        let failed = step(
+            &r,
+            Some(&running),
+            Some(&JobOutcome::Failed("BackoffLimitExceeded".into())),
+            Counts::default(),
+            false,
+            "j",
+            now(),
+        );
         assert_eq!(failed.status.phase, ActionPhase::Failed);
         assert!(failed.status.message.as_deref().unwrap_or_default().contains("BackoffLimitExceeded"));
-        let next = step(&request(ActionKind::Requeue, "r2"), Some(&failed.status), None, Counts::default(), false, "j2", now());
+        let next = step(
+            &request(ActionKind::Requeue, "r2"),
+            Some(&failed.status),
+            None,
+            Counts::default(),
+            false,
+            "j2",
+            now(),
+        );
         assert!(next.create_job);
         assert_eq!(next.status.request_id, "r2");
     }
@@ -327,7 +374,10 @@ spec:
         let due = requests(&mq, 3, now());
         let run = due.first().expect("a policy run");
         assert_eq!(run.kind, ActionKind::BakPolicy);
-        assert_eq!(run.commands[0].join(" "), "quarantine --qfiles /var/lib/mailman/var/queue --queue out --older-than 10m --json");
+        assert_eq!(
+            run.commands[0].join(" "),
+            "quarantine --qfiles /var/lib/mailman/var/queue --queue out --older-than 10m --json"
+        );
         // Under way: the same run, whatever the count says now.
         let running = step(run, None, None, Counts::default(), false, "j", now()).status;
         let status = mailqueue_contract::crd::MailQueueStatus {
@@ -362,7 +412,8 @@ spec:
 ",
         )
         .expect("spec");
-        let joined: Vec<Vec<String>> = requests(&mq, 0, now()).iter().map(|r| r.commands.iter().map(|c| c.join(" ")).collect()).collect();
+        let joined: Vec<Vec<String>> =
+            requests(&mq, 0, now()).iter().map(|r| r.commands.iter().map(|c| c.join(" ")).collect()).collect();
         assert_eq!(
             joined,
             [

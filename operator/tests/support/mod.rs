@@ -20,8 +20,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::conditions::is_crd_established;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
-use mailqueue_contract::crd::MailQueueStatus;
 use mailqueue_contract::crd::MailQueue;
+use mailqueue_contract::crd::MailQueueStatus;
 use mailqueue_testenv::images::{self, ImageArchive, NONROOT_UID};
 use mailqueue_testenv::{cluster, Cluster, ControlPlane, FailureReport};
 use smtp::Sink;
@@ -161,7 +161,10 @@ pub async fn runner_namespace(plane: &ControlPlane, client: &Client, namespace: 
                    "verbs": ["get", "list", "watch", "create", "update"]}],
     }))
     .expect("role");
-    Api::<Role>::namespaced(client.clone(), namespace).create(&PostParams::default(), &role).await.expect("runner role");
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("runner role");
     let binding: RoleBinding = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "mailqueue-runner"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mailqueue-runner"},

@@ -17,10 +17,9 @@ pub fn message_from_value(v: &Value, version: Version) -> Result<Message, Error>
         (Value::Object(o), _) => message_from_object(o, &PartPath::default()),
         (Value::Str(s), Version::Mailman3) => crate::py3::parser::parse(s),
         (Value::Bytes(b), Version::Mailman2) => crate::py2::parser::parse(b),
-        (other, _) => Err(bad(
-            &PartPath::default(),
-            format!("the pickled message is a {}, not an email message", other.kind()),
-        )),
+        (other, _) => {
+            Err(bad(&PartPath::default(), format!("the pickled message is a {}, not an email message", other.kind())))
+        }
     }
 }
 
@@ -32,10 +31,7 @@ fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
         return Err(bad(part, format!("expected an email message, found a {class} object")));
     }
     let headers = match o.attr("_headers") {
-        Some(Value::List(items)) => items
-            .iter()
-            .map(|h| header_from_value(h, part))
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::List(items)) => items.iter().map(|h| header_from_value(h, part)).collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
         Some(other) => return Err(bad(part, format!("_headers is a {}, not a list", other.kind()))),
     };
@@ -47,10 +43,9 @@ fn message_from_object(o: &Object, part: &PartPath) -> Result<Message, Error> {
                 .enumerate()
                 .map(|(i, p)| match p {
                     Value::Object(po) => message_from_object(po, &part.child(i)),
-                    other => Err(bad(
-                        &part.child(i),
-                        format!("a sub-part is a {}, not an email message", other.kind()),
-                    )),
+                    other => {
+                        Err(bad(&part.child(i), format!("a sub-part is a {}, not an email message", other.kind())))
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
@@ -93,9 +88,9 @@ fn header_from_value(h: &Value, part: &PartPath) -> Result<(Text, HeaderValue), 
     let name = text(name).ok_or_else(|| bad(part, format!("a header name is a {}", name.kind())))?;
     let value = match value {
         Value::Object(o) if o.name == "Header" => HeaderValue::Header(Box::new(header_obj(o, part, &name)?)),
-        v => HeaderValue::Text(text(v).ok_or_else(|| {
-            bad(part, format!("header {} has a {} value", name.to_string_lossy(), v.kind()))
-        })?),
+        v => HeaderValue::Text(
+            text(v).ok_or_else(|| bad(part, format!("header {} has a {} value", name.to_string_lossy(), v.kind())))?,
+        ),
     };
     Ok((name, value))
 }
@@ -110,7 +105,9 @@ fn header_obj(o: &Object, part: &PartPath, name: &Text) -> Result<HeaderObj, Err
                     let s = text(&t[0]).ok_or_else(|| bad(part, format!("header {field}: a chunk is not text")))?;
                     let cs = match &t[1] {
                         Value::Object(c) => charset_from_object(c, part)?,
-                        other => return Err(bad(part, format!("header {field}: a chunk's charset is a {}", other.kind()))),
+                        other => {
+                            return Err(bad(part, format!("header {field}: a chunk's charset is a {}", other.kind())))
+                        }
                     };
                     Ok((s, cs))
                 }
@@ -140,8 +137,7 @@ fn charset_from_object(c: &Object, part: &PartPath) -> Result<Charset, Error> {
         _ => None,
     };
     Ok(Charset {
-        input_charset: name("input_charset")
-            .ok_or_else(|| bad(part, "a Charset object has no input_charset"))?,
+        input_charset: name("input_charset").ok_or_else(|| bad(part, "a Charset object has no input_charset"))?,
         output_charset: name("output_charset"),
         header_encoding: encoding("header_encoding"),
         body_encoding: encoding("body_encoding"),
@@ -164,4 +160,3 @@ fn int(v: Option<&Value>) -> Option<i64> {
         _ => None,
     }
 }
-

@@ -20,12 +20,7 @@ fn nested(depth: usize) -> Vec<u8> {
 }
 
 fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(256 * 1024)
-        .spawn(f)
-        .expect("spawn")
-        .join()
-        .expect("no panic, no overflow")
+    std::thread::Builder::new().stack_size(256 * 1024).spawn(f).expect("spawn").join().expect("no panic, no overflow")
 }
 
 #[test]
@@ -43,9 +38,6 @@ fn nesting_up_to_pythons_limit_flattens() {
 fn nesting_beyond_pythons_limit_is_a_typed_error() {
     for depth in [246, 20_000] {
         let err = on_small_stack(move || py2::parser::parse(&nested(depth)).expect_err("too deep"));
-        assert!(
-            err.to_string().contains("nested more than 245 deep"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("nested more than 245 deep"), "{err}");
     }
 }

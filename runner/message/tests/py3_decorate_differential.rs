@@ -13,8 +13,15 @@ fn workspace_root() -> PathBuf {
 }
 
 fn mailman_python() -> String {
-    let out = Command::new("bash").arg(workspace_root().join("tests/tools/python-env.sh")).output().expect("run python-env.sh");
-    assert!(out.status.success(), "python-env.sh failed (this test needs Mailman 3 from PyPI): {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(workspace_root().join("tests/tools/python-env.sh"))
+        .output()
+        .expect("run python-env.sh");
+    assert!(
+        out.status.success(),
+        "python-env.sh failed (this test needs Mailman 3 from PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("export MQ_PY3=").map(str::to_owned))
@@ -62,7 +69,8 @@ fn decoration_matches_mailman_3() {
     let (mut same, mut refused, mut failures) = (0, Vec::new(), Vec::new());
     for name in &names {
         let path = |ext: &str| dir.path().join(format!("{name}.{ext}"));
-        let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(path("json")).expect("json")).expect("parse");
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path("json")).expect("json")).expect("parse");
         let entry = mailqueue_pickle::read_entry(&std::fs::read(path("pck")).expect("pck")).expect("pickle");
         let mut msg = message_from_value(&entry.message, Version::Mailman3).expect("message");
         let d = Decoration {
@@ -70,7 +78,9 @@ fn decoration_matches_mailman_3() {
             footer: spec["footer"].as_str().unwrap_or("").to_owned(),
             list_charset: spec["charset"].as_str().unwrap_or("").to_owned(),
         };
-        let ours = decorate::decorate(&mut msg, &d).map_err(|e| e.to_string()).and_then(|()| py3::delivery_bytes(&msg).map_err(|e| e.to_string()));
+        let ours = decorate::decorate(&mut msg, &d)
+            .map_err(|e| e.to_string())
+            .and_then(|()| py3::delivery_bytes(&msg).map_err(|e| e.to_string()));
         match (ours, std::fs::read(path("out"))) {
             (Ok(got), Ok(want)) if mask(&got) == mask(&want) => same += 1,
             (Ok(got), Ok(want)) => failures.push(format!(

@@ -15,7 +15,8 @@ fn dir() -> PathBuf {
 }
 
 fn rest(name: &str) -> Json {
-    let v: Json = serde_json::from_slice(&std::fs::read(dir().join("rest").join(name)).expect("rest sample")).expect("json");
+    let v: Json =
+        serde_json::from_slice(&std::fs::read(dir().join("rest").join(name)).expect("rest sample")).expect("json");
     v["body"].clone()
 }
 
@@ -74,7 +75,8 @@ fn list_vars(list: &Json) -> ListVars {
 
 #[test]
 fn mailman3_list_vectors_decorate_byte_for_byte() {
-    let manifest: Json = serde_json::from_slice(&std::fs::read(dir().join("manifest.json")).expect("manifest")).expect("json");
+    let manifest: Json =
+        serde_json::from_slice(&std::fs::read(dir().join("manifest.json")).expect("manifest")).expect("json");
     let mut checked = 0;
     let mut failures = Vec::new();
     for v in manifest["vectors"].as_array().expect("vectors").iter().filter(|v| v["version"] == "mailman3") {
@@ -86,10 +88,8 @@ fn mailman3_list_vectors_decorate_byte_for_byte() {
         let templates = &list["effective_templates"];
         let lcset = s(&list["language_charset"]);
         let individual = v["delivery"] == "individual";
-        let dup: Vec<String> = v["expected_metadata"]["add-dup-header"]
-            .as_array()
-            .map(|a| a.iter().map(s).collect())
-            .unwrap_or_default();
+        let dup: Vec<String> =
+            v["expected_metadata"]["add-dup-header"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
         for tx in v["expected_transactions"].as_array().expect("transactions") {
             let want = base64::engine::general_purpose::STANDARD.decode(s(&tx["data_b64"])).expect("b64");
             let rcpt = s(&tx["rcpt_tos"][0]);
@@ -105,7 +105,10 @@ fn mailman3_list_vectors_decorate_byte_for_byte() {
                     .or(mm["user_display_name"].as_str())
                     .unwrap_or("")
                     .to_owned(),
-                language_description: s(&rest(&format!("system-configuration-language.{}.json", s(&mm["preferred_language"])))["description"]),
+                language_description: s(&rest(&format!(
+                    "system-configuration-language.{}.json",
+                    s(&mm["preferred_language"])
+                ))["description"]),
             });
             if individual {
                 personalize::avoid_duplicates(&mut m, dup.contains(&rcpt));
@@ -119,7 +122,8 @@ fn mailman3_list_vectors_decorate_byte_for_byte() {
             };
             decorate::decorate(&mut m, &d).expect("decorate");
             if individual && list["personalize"] == "full" {
-                let user = member.filter(|mm| mm["has_user"] == true).map(|mm| mm["user_display_name"].as_str().unwrap_or(""));
+                let user =
+                    member.filter(|mm| mm["has_user"] == true).map(|mm| mm["user_display_name"].as_str().unwrap_or(""));
                 personalize::personalize_to(&mut m, user, &rcpt).expect("personalize");
             }
             let got = py3::delivery_bytes(&m).expect("flatten");

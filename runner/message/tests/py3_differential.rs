@@ -96,7 +96,9 @@ fn run_seed(python: &str, count: u32, seed: u32) -> (usize, Vec<String>) {
                 base64::engine::general_purpose::STANDARD.encode(&data)
             )),
             (Err(e), Some(_), _) => failures.push(format!("{name}: we failed ({e}) where Python delivered")),
-            (Ok(_), None, Some(perr)) => failures.push(format!("{name}: we delivered where Python failed: {}", perr.trim())),
+            (Ok(_), None, Some(perr)) => {
+                failures.push(format!("{name}: we delivered where Python failed: {}", perr.trim()))
+            }
             (Err(_), None, Some(_)) => {}
             (_, None, None) => failures.push(format!("{name}: the generator wrote no result")),
         }

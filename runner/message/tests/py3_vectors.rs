@@ -15,13 +15,10 @@ fn vectors_dir() -> PathBuf {
 #[test]
 fn mailman3_vectors_deliver_byte_for_byte() {
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest.json")).expect("manifest");
-    let vectors: Vec<&serde_json::Value> = manifest["vectors"]
-        .as_array()
-        .expect("vectors")
-        .iter()
-        .filter(|v| v["version"] == "mailman3")
-        .collect();
+        serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("manifest.json"))
+            .expect("manifest");
+    let vectors: Vec<&serde_json::Value> =
+        manifest["vectors"].as_array().expect("vectors").iter().filter(|v| v["version"] == "mailman3").collect();
     assert!(!vectors.is_empty(), "no mailman3 vectors found");
     let mut failures = Vec::new();
     for v in &vectors {

@@ -15,12 +15,7 @@ pub enum Error {
     #[error("pickle nesting deeper than {limit}")]
     TooDeep { limit: usize },
     #[error("{what} length {len} at byte {at} exceeds remaining {remaining} bytes")]
-    LengthTooLarge {
-        what: &'static str,
-        len: u64,
-        at: usize,
-        remaining: usize,
-    },
+    LengthTooLarge { what: &'static str, len: u64, at: usize, remaining: usize },
     /// The pickle is well-formed up to here but makes no sense (stack underflow, a
     /// `REDUCE` whose arguments are not a tuple, bad text escapes, ...).
     #[error("{what} at byte {at}")]
@@ -31,9 +26,7 @@ pub enum Error {
     #[error("pickle object created at byte {at} contains itself")]
     Cycle { at: usize },
     /// Shared (memoised) objects would expand into a tree larger than the limit.
-    #[error(
-        "pickle expands to more than {limit} bytes of values (shared objects repeated too often)"
-    )]
+    #[error("pickle expands to more than {limit} bytes of values (shared objects repeated too often)")]
     TooLarge { limit: usize },
     /// Reading needs more copy/compare work than the limit allows for an input this size.
     #[error("pickle needs more than {limit} steps to read (hostile or corrupt input)")]
@@ -63,16 +56,10 @@ impl fmt::Display for Part {
 
 impl Error {
     pub(crate) fn malformed(what: impl Into<String>, at: usize) -> Self {
-        Error::Malformed {
-            what: what.into(),
-            at,
-        }
+        Error::Malformed { what: what.into(), at }
     }
 
     pub(crate) fn unsupported(what: impl Into<String>, at: usize) -> Self {
-        Error::Unsupported {
-            what: what.into(),
-            at,
-        }
+        Error::Unsupported { what: what.into(), at }
     }
 }

@@ -60,14 +60,7 @@ pub struct ObjectNode {
 
 impl ObjectNode {
     pub fn new(module: String, name: String, args: Option<Id>) -> Self {
-        ObjectNode {
-            module,
-            name,
-            args,
-            state: None,
-            list_items: Vec::new(),
-            dict_items: Vec::new(),
-        }
+        ObjectNode { module, name, args, state: None, list_items: Vec::new(), dict_items: Vec::new() }
     }
 }
 
@@ -103,11 +96,7 @@ pub struct Arena {
 
 impl Arena {
     pub fn new(input_len: usize) -> Self {
-        Arena {
-            nodes: Vec::new(),
-            work: 0,
-            work_limit: work_limit(input_len),
-        }
+        Arena { nodes: Vec::new(), work: 0, work_limit: work_limit(input_len) }
     }
 
     pub fn add(&mut self, node: Node, at: usize) -> Id {
@@ -126,9 +115,7 @@ impl Arena {
     pub fn charge(&mut self, steps: usize) -> Result<(), Error> {
         self.work = self.work.saturating_add(steps);
         if self.work > self.work_limit {
-            return Err(Error::TooMuchWork {
-                limit: self.work_limit,
-            });
+            return Err(Error::TooMuchWork { limit: self.work_limit });
         }
         Ok(())
     }
@@ -143,9 +130,7 @@ impl Arena {
                 Value::Bytes(b) => (1u8, b).hash(&mut h),
                 Value::Int(i) => (2u8, i).hash(&mut h),
                 Value::Bool(b) => (2u8, i64::from(*b)).hash(&mut h),
-                Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => {
-                    (2u8, *f as i64).hash(&mut h)
-                }
+                Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (2u8, *f as i64).hash(&mut h),
                 Value::None => 3u8.hash(&mut h),
                 _ => (4u8, id).hash(&mut h),
             },
@@ -336,10 +321,7 @@ struct Frame {
 
 impl<'a> Expander<'a> {
     fn spend(&mut self, bytes: usize) -> Result<(), Error> {
-        self.spent = self
-            .spent
-            .saturating_add(bytes)
-            .saturating_add(size_of::<Value>());
+        self.spent = self.spent.saturating_add(bytes).saturating_add(size_of::<Value>());
         if self.spent > self.limit {
             return Err(Error::TooLarge { limit: self.limit });
         }
@@ -380,11 +362,7 @@ impl<'a> Expander<'a> {
                         self.spend(0)?;
                         let mut children = children(node);
                         children.reverse(); // popped from the end, in order
-                        stack.push(Frame {
-                            id,
-                            children,
-                            values: Vec::new(),
-                        });
+                        stack.push(Frame { id, children, values: Vec::new() });
                     }
                 }
             }
@@ -410,10 +388,7 @@ impl<'a> Expander<'a> {
         let arena: &'a Arena = self.arena;
         match arena.nodes.get(id) {
             Some((node, at)) => Ok((node, *at)),
-            None => Err(Error::malformed(
-                "reference to an object that was never created",
-                0,
-            )),
+            None => Err(Error::malformed("reference to an object that was never created", 0)),
         }
     }
 

@@ -77,21 +77,13 @@ pub fn read_pickle(data: &[u8]) -> Result<Pickle, Error> {
 /// Reads a queue entry: the message pickle, then the metadata pickle, then nothing.
 /// Error offsets count from the start of `data`.
 pub fn read_entry(data: &[u8]) -> Result<Entry, Error> {
-    let in_part = |part| {
-        move |e| Error::InEntry {
-            part,
-            error: Box::new(e),
-        }
-    };
+    let in_part = |part| move |e| Error::InEntry { part, error: Box::new(e) };
     let message = read_at(data, 0).map_err(in_part(Part::Message))?;
     let rest = data.get(message.len..).unwrap_or_default();
     let metadata = read_at(rest, message.len).map_err(in_part(Part::Metadata))?;
     let end = message.len + metadata.len;
     if end < data.len() {
-        return Err(Error::TrailingBytes {
-            count: data.len() - end,
-            at: end,
-        });
+        return Err(Error::TrailingBytes { count: data.len() - end, at: end });
     }
     Ok(Entry {
         message: message.value,
@@ -115,15 +107,8 @@ fn read_at(data: &[u8], base: usize) -> Result<Pickle, Error> {
         protocol: 0,
     };
     let root = reader.run()?;
-    let value = reader
-        .arena
-        .take_value(root, data.len())
-        .map_err(|e| reader.rebase(e))?;
-    Ok(Pickle {
-        value,
-        len: reader.pos,
-        protocol: reader.protocol,
-    })
+    let value = reader.arena.take_value(root, data.len()).map_err(|e| reader.rebase(e))?;
+    Ok(Pickle { value, len: reader.pos, protocol: reader.protocol })
 }
 
 /// The unpickler's state: CPython's stack, mark stack and memo, over arena ids.
@@ -163,30 +148,13 @@ impl<'a> Machine<'a> {
         let base = self.base;
         match e {
             Error::Truncated { at } => Error::Truncated { at: at + base },
-            Error::UnknownOpcode { opcode, at } => Error::UnknownOpcode {
-                opcode,
-                at: at + base,
-            },
+            Error::UnknownOpcode { opcode, at } => Error::UnknownOpcode { opcode, at: at + base },
             Error::MemoKeyMissing { key, at } => Error::MemoKeyMissing { key, at: at + base },
-            Error::LengthTooLarge {
-                what,
-                len,
-                at,
-                remaining,
-            } => Error::LengthTooLarge {
-                what,
-                len,
-                at: at + base,
-                remaining,
-            },
-            Error::Malformed { what, at } => Error::Malformed {
-                what,
-                at: at + base,
-            },
-            Error::Unsupported { what, at } => Error::Unsupported {
-                what,
-                at: at + base,
-            },
+            Error::LengthTooLarge { what, len, at, remaining } => {
+                Error::LengthTooLarge { what, len, at: at + base, remaining }
+            }
+            Error::Malformed { what, at } => Error::Malformed { what, at: at + base },
+            Error::Unsupported { what, at } => Error::Unsupported { what, at: at + base },
             Error::Cycle { at } => Error::Cycle { at: at + base },
             other => other,
         }
@@ -288,15 +256,11 @@ impl<'a> Machine<'a> {
             }
             0x8b => {
                 let len = i32::from_le_bytes(self.fixed::<4>()?);
-                let len = u64::try_from(len)
-                    .map_err(|_| Error::malformed("negative LONG4 length", at))?;
+                let len = u64::try_from(len).map_err(|_| Error::malformed("negative LONG4 length", at))?;
                 let bytes = self.take("long", len, at)?;
                 if bytes.len() > MAX_LONG_BYTES {
                     return Err(Error::unsupported(
-                        format!(
-                            "integer of {} bytes (at most {MAX_LONG_BYTES})",
-                            bytes.len()
-                        ),
+                        format!("integer of {} bytes (at most {MAX_LONG_BYTES})", bytes.len()),
                         at,
                     ));
                 }
@@ -320,8 +284,7 @@ impl<'a> Machine<'a> {
             }
             b'T' => {
                 let len = i32::from_le_bytes(self.fixed::<4>()?);
-                let len = u64::try_from(len)
-                    .map_err(|_| Error::malformed("negative BINSTRING length", at))?;
+                let len = u64::try_from(len).map_err(|_| Error::malformed("negative BINSTRING length", at))?;
                 self.push_bytes(len, at)?;
             }
             b'U' | b'C' => {
@@ -424,12 +387,7 @@ impl<'a> Machine<'a> {
                 match self.arena.get_mut(target) {
                     Node::Set(_) => self.add_all(target, &items)?,
                     Node::Object(o) => o.list_items.extend(items),
-                    other => {
-                        return Err(Error::malformed(
-                            format!("ADDITEMS to a {}", other.kind()),
-                            at,
-                        ))
-                    }
+                    other => return Err(Error::malformed(format!("ADDITEMS to a {}", other.kind()), at)),
                 }
             }
             0x91 => {
@@ -519,12 +477,7 @@ impl<'a> Machine<'a> {
     }
 
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let bytes = self
-            .data
-            .get(self.pos..self.pos + N)
-            .ok_or(Error::Truncated {
-                at: self.data.len(),
-            })?;
+        let bytes = self.data.get(self.pos..self.pos + N).ok_or(Error::Truncated { at: self.data.len() })?;
         self.pos += N;
         let mut out = [0; N];
         out.copy_from_slice(bytes);
@@ -535,12 +488,7 @@ impl<'a> Machine<'a> {
         let remaining = self.remaining();
         match usize::try_from(len) {
             Ok(n) if n <= remaining => Ok(n),
-            _ => Err(Error::LengthTooLarge {
-                what,
-                len,
-                at,
-                remaining,
-            }),
+            _ => Err(Error::LengthTooLarge { what, len, at, remaining }),
         }
     }
 
@@ -555,12 +503,7 @@ impl<'a> Machine<'a> {
     /// A protocol-0 argument: the bytes up to the next `\n`, which is consumed.
     fn line(&mut self) -> Result<&'a [u8], Error> {
         let rest = self.data.get(self.pos..).unwrap_or_default();
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(Error::Truncated {
-                at: self.data.len(),
-            })?;
+        let n = rest.iter().position(|&b| b == b'\n').ok_or(Error::Truncated { at: self.data.len() })?;
         let start = self.pos;
         self.pos += n + 1;
         Ok(&self.data[start..start + n])
@@ -568,8 +511,7 @@ impl<'a> Machine<'a> {
 
     fn name_line(&mut self, at: usize) -> Result<String, Error> {
         let line = self.line()?;
-        String::from_utf8(line.to_vec())
-            .map_err(|_| Error::malformed("class name is not UTF-8", at))
+        String::from_utf8(line.to_vec()).map_err(|_| Error::malformed("class name is not UTF-8", at))
     }
 
     fn memo_key_line(&mut self, at: usize) -> Result<u64, Error> {
@@ -577,12 +519,7 @@ impl<'a> Machine<'a> {
         std::str::from_utf8(line)
             .ok()
             .and_then(|s| s.trim_ascii().parse::<u64>().ok())
-            .ok_or_else(|| {
-                Error::malformed(
-                    format!("invalid memo key {:?}", String::from_utf8_lossy(line)),
-                    at,
-                )
-            })
+            .ok_or_else(|| Error::malformed(format!("invalid memo key {:?}", String::from_utf8_lossy(line)), at))
     }
 
     // ---- stack ----
@@ -614,18 +551,12 @@ impl<'a> Machine<'a> {
     }
 
     fn top(&self, at: usize) -> Result<Id, Error> {
-        self.stack
-            .last()
-            .copied()
-            .ok_or_else(|| stack_underflow(at))
+        self.stack.last().copied().ok_or_else(|| stack_underflow(at))
     }
 
     /// The items pushed since the last MARK, which is closed.
     fn pop_mark(&mut self, at: usize) -> Result<Vec<Id>, Error> {
-        let outer = self
-            .marks
-            .pop()
-            .ok_or_else(|| Error::malformed("no MARK to close", at))?;
+        let outer = self.marks.pop().ok_or_else(|| Error::malformed("no MARK to close", at))?;
         Ok(std::mem::replace(&mut self.stack, outer))
     }
 
@@ -636,10 +567,7 @@ impl<'a> Machine<'a> {
     }
 
     fn get(&mut self, key: u64, at: usize) -> Result<(), Error> {
-        let id = *self
-            .memo
-            .get(&key)
-            .ok_or(Error::MemoKeyMissing { key, at })?;
+        let id = *self.memo.get(&key).ok_or(Error::MemoKeyMissing { key, at })?;
         self.stack.push(id);
         Ok(())
     }
@@ -650,12 +578,7 @@ impl<'a> Machine<'a> {
         match self.arena.get_mut(target) {
             Node::List(list) => list.extend(items),
             Node::Object(o) => o.list_items.extend(items),
-            other => {
-                return Err(Error::malformed(
-                    format!("APPEND to a {}", other.kind()),
-                    at,
-                ))
-            }
+            other => return Err(Error::malformed(format!("APPEND to a {}", other.kind()), at)),
         }
         Ok(())
     }
@@ -672,12 +595,7 @@ impl<'a> Machine<'a> {
                 }
             }
             Node::Object(o) => o.dict_items.extend(pairs),
-            other => {
-                return Err(Error::malformed(
-                    format!("SETITEM on a {}", other.kind()),
-                    at,
-                ))
-            }
+            other => return Err(Error::malformed(format!("SETITEM on a {}", other.kind()), at)),
         }
         Ok(())
     }
@@ -729,20 +647,14 @@ impl<'a> Machine<'a> {
     fn class_of(&self, id: Id, opcode: &str, at: usize) -> Result<(String, String), Error> {
         match self.arena.get(id) {
             Node::Leaf(Value::Global { module, name }) => Ok((module.clone(), name.clone())),
-            other => Err(Error::malformed(
-                format!("{opcode} on a {} instead of a class", other.kind()),
-                at,
-            )),
+            other => Err(Error::malformed(format!("{opcode} on a {} instead of a class", other.kind()), at)),
         }
     }
 
     fn tuple_items(&self, id: Id, opcode: &str, at: usize) -> Result<Vec<Id>, Error> {
         match self.arena.get(id) {
             Node::Tuple(items) => Ok(items.clone()),
-            other => Err(Error::malformed(
-                format!("{opcode} arguments are a {}, not a tuple", other.kind()),
-                at,
-            )),
+            other => Err(Error::malformed(format!("{opcode} arguments are a {}, not a tuple", other.kind()), at)),
         }
     }
 
@@ -764,19 +676,14 @@ impl<'a> Machine<'a> {
                 };
                 if let Some(source) = source {
                     self.arena.charge(source.len())?;
-                    let set = if name == "set" {
-                        Node::Set(Keyed::default())
-                    } else {
-                        Node::FrozenSet(Keyed::default())
-                    };
+                    let set =
+                        if name == "set" { Node::Set(Keyed::default()) } else { Node::FrozenSet(Keyed::default()) };
                     let set = self.arena.add(set, at);
                     self.add_all(set, &source)?;
                     return Ok(set);
                 }
             }
-            (_, "bytes", []) if builtin => {
-                return Ok(self.arena.add(Node::Leaf(Value::Bytes(Vec::new())), at))
-            }
+            (_, "bytes", []) if builtin => return Ok(self.arena.add(Node::Leaf(Value::Bytes(Vec::new())), at)),
             ("_codecs", "encode", [text, encoding]) => {
                 if let Some(bytes) = self.latin1_encode(*text, *encoding, at)? {
                     return Ok(self.arena.add(Node::Leaf(Value::Bytes(bytes)), at));
@@ -788,20 +695,12 @@ impl<'a> Machine<'a> {
                 let plain_object = matches!(self.arena.get(*base),
                     Node::Leaf(Value::Global { module, name }) if (module == "__builtin__" || module == "builtins") && name == "object")
                     && matches!(self.arena.get(*state), Node::Leaf(Value::None));
-                let args = if plain_object {
-                    None
-                } else {
-                    Some(self.arena.add(Node::Tuple(vec![*base, *state]), at))
-                };
-                return Ok(self
-                    .arena
-                    .add(Node::Object(ObjectNode::new(module, name, args)), at));
+                let args = if plain_object { None } else { Some(self.arena.add(Node::Tuple(vec![*base, *state]), at)) };
+                return Ok(self.arena.add(Node::Object(ObjectNode::new(module, name, args)), at));
             }
             _ => {}
         }
-        Ok(self
-            .arena
-            .add(Node::Object(ObjectNode::new(module, name, Some(args))), at))
+        Ok(self.arena.add(Node::Object(ObjectNode::new(module, name, Some(args))), at))
     }
 
     /// `cls.__new__(cls, *args)`.
@@ -810,21 +709,12 @@ impl<'a> Machine<'a> {
         let only_arg = match self.arena.get(args) {
             Node::Tuple(items) if items.len() == 1 => items.first().copied(),
             Node::Tuple(_) => None,
-            other => {
-                return Err(Error::malformed(
-                    format!("NEWOBJ arguments are a {}, not a tuple", other.kind()),
-                    at,
-                ))
-            }
+            other => return Err(Error::malformed(format!("NEWOBJ arguments are a {}, not a tuple", other.kind()), at)),
         };
-        if let (("datetime", "datetime"), Some(state)) =
-            ((module.as_str(), name.as_str()), only_arg)
-        {
+        if let (("datetime", "datetime"), Some(state)) = ((module.as_str(), name.as_str()), only_arg) {
             return self.datetime(state, at);
         }
-        Ok(self
-            .arena
-            .add(Node::Object(ObjectNode::new(module, name, Some(args))), at))
+        Ok(self.arena.add(Node::Object(ObjectNode::new(module, name, Some(args))), at))
     }
 
     /// `text.encode(encoding)` when the encoding is latin-1; `None` for other encodings.
@@ -843,9 +733,7 @@ impl<'a> Machine<'a> {
         }
         text.code_points()
             .map(|cp| {
-                u8::try_from(cp).map_err(|_| {
-                    Error::malformed(format!("U+{cp:04X} cannot be encoded as latin-1"), at)
-                })
+                u8::try_from(cp).map_err(|_| Error::malformed(format!("U+{cp:04X} cannot be encoded as latin-1"), at))
             })
             .collect::<Result<Vec<u8>, Error>>()
             .map(Some)
@@ -855,15 +743,11 @@ impl<'a> Machine<'a> {
     fn datetime(&mut self, state: Id, at: usize) -> Result<Id, Error> {
         let Node::Leaf(Value::Bytes(b)) = self.arena.get(state) else {
             return Err(Error::malformed(
-                format!(
-                    "datetime state is a {}, not 10 bytes",
-                    self.arena.get(state).kind()
-                ),
+                format!("datetime state is a {}, not 10 bytes", self.arena.get(state).kind()),
                 at,
             ));
         };
-        let d =
-            datetime_from_state(b).ok_or_else(|| Error::malformed("invalid datetime state", at))?;
+        let d = datetime_from_state(b).ok_or_else(|| Error::malformed("invalid datetime state", at))?;
         Ok(self.arena.add(Node::Leaf(Value::DateTime(d)), at))
     }
 }
@@ -909,8 +793,8 @@ fn stack_underflow(at: usize) -> Error {
 /// The protocol that introduced `op`, for pickles without `PROTO`.
 fn opcode_protocol(op: u8) -> u8 {
     match op {
-        b'J' | b'K' | b'M' | b'G' | b'T' | b'U' | b'X' | b'}' | b']' | b')' | b'e' | b'u'
-        | b'1' | b'h' | b'j' | b'q' | b'r' | b'o' | b'Q' => 1,
+        b'J' | b'K' | b'M' | b'G' | b'T' | b'U' | b'X' | b'}' | b']' | b')' | b'e' | b'u' | b'1' | b'h' | b'j'
+        | b'q' | b'r' | b'o' | b'Q' => 1,
         0x80..=0x8b => 2,
         b'B' | b'C' => 3,
         0x8c..=0x95 => 4,

@@ -26,15 +26,9 @@ pub fn parse_long(line: &[u8]) -> Result<Value, String> {
 
 fn parse_decimal(text: &[u8]) -> Result<Value, String> {
     let text = text.trim_ascii();
-    let digits = text
-        .strip_prefix(b"-")
-        .or_else(|| text.strip_prefix(b"+"))
-        .unwrap_or(text);
+    let digits = text.strip_prefix(b"-").or_else(|| text.strip_prefix(b"+")).unwrap_or(text);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "invalid integer {:?}",
-            String::from_utf8_lossy(text)
-        ));
+        return Err(format!("invalid integer {:?}", String::from_utf8_lossy(text)));
     }
     if digits.len() > MAX_INT_DIGITS {
         return Err(format!("integer with more than {MAX_INT_DIGITS} digits"));
@@ -143,10 +137,7 @@ pub fn parse_unicode(line: &[u8]) -> Result<PyStr, String> {
         };
         let digits = line.get(i + 1..i + 1 + width);
         let Some(cp) = digits.and_then(hex_value) else {
-            return Err(format!(
-                "truncated \\{} escape in UNICODE",
-                if width == 4 { 'u' } else { 'U' }
-            ));
+            return Err(format!("truncated \\{} escape in UNICODE", if width == 4 { 'u' } else { 'U' }));
         };
         if cp > 0x10FFFF {
             return Err(format!("\\U{cp:08x} is not a Unicode code point"));
@@ -171,10 +162,7 @@ mod tests {
 
     #[test]
     fn string_escapes_follow_python2_repr() {
-        assert_eq!(
-            parse_string(br"'a\nb\\c\'d\x00\xff\101\7'").unwrap(),
-            b"a\nb\\c'd\x00\xffA\x07"
-        );
+        assert_eq!(parse_string(br"'a\nb\\c\'d\x00\xff\101\7'").unwrap(), b"a\nb\\c'd\x00\xffA\x07");
         assert_eq!(parse_string(br#""it's""#).unwrap(), b"it's");
         assert_eq!(parse_string(br"'\q'").unwrap(), b"\\q");
         assert!(parse_string(b"'abc").is_err());
@@ -186,11 +174,7 @@ mod tests {
     fn raw_unicode_escape_counts_backslashes() {
         let s = parse_unicode(br"caf\u00e9 \U0001f600 \\u0041 \udc80").unwrap();
         let cps: Vec<u32> = s.code_points().collect();
-        let expected: Vec<u32> = "caf\u{e9} \u{1f600} \\\\u0041 "
-            .chars()
-            .map(u32::from)
-            .chain([0xDC80])
-            .collect();
+        let expected: Vec<u32> = "caf\u{e9} \u{1f600} \\\\u0041 ".chars().map(u32::from).chain([0xDC80]).collect();
         assert_eq!(cps, expected);
         assert_eq!(parse_unicode(b"\xe9").unwrap().as_str(), Some("\u{e9}"));
         assert!(parse_unicode(br"\u12").is_err());
@@ -208,9 +192,6 @@ mod tests {
         );
         assert!(parse_int(b"12a").is_err());
         assert!(parse_int(&vec![b'9'; MAX_INT_DIGITS + 1]).is_err());
-        assert_eq!(
-            parse_float(b"1546304647.7135298").unwrap(),
-            1546304647.7135298
-        );
+        assert_eq!(parse_float(b"1546304647.7135298").unwrap(), 1546304647.7135298);
     }
 }

@@ -73,10 +73,7 @@ impl Object {
 
 /// Looks up `key` in a dict whose keys are text (`str`/`unicode`) or byte strings.
 pub fn dict_get<'a>(dict: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
-    dict.iter()
-        .rev()
-        .find(|(k, _)| k.key_is(key))
-        .map(|(_, v)| v)
+    dict.iter().rev().find(|(k, _)| k.key_is(key)).map(|(_, v)| v)
 }
 
 impl Value {
@@ -211,10 +208,7 @@ impl PyStr {
     pub fn to_string_lossy(&self) -> String {
         match self.as_str() {
             Some(s) => s.to_owned(),
-            None => self
-                .code_points()
-                .map(|cp| char::from_u32(cp).unwrap_or('\u{FFFD}'))
-                .collect(),
+            None => self.code_points().map(|cp| char::from_u32(cp).unwrap_or('\u{FFFD}')).collect(),
         }
     }
 
@@ -236,11 +230,7 @@ impl PyStr {
     pub fn decode_surrogateescape(bytes: &[u8]) -> Self {
         let mut out = Vec::with_capacity(bytes.len());
         for &b in bytes {
-            let cp = if b < 0x80 {
-                b as u32
-            } else {
-                0xDC00 + b as u32
-            };
+            let cp = if b < 0x80 { b as u32 } else { 0xDC00 + b as u32 };
             push_code_point(&mut out, cp);
         }
         PyStr(out)
@@ -276,11 +266,9 @@ fn push_code_point(out: &mut Vec<u8>, cp: u32) -> bool {
     match cp {
         0..=0x7F => out.push(cp as u8),
         0x80..=0x7FF => out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
-        0x800..=0xFFFF => out.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
+        0x800..=0xFFFF => {
+            out.extend_from_slice(&[0xE0 | (cp >> 12) as u8, 0x80 | ((cp >> 6) & 0x3F) as u8, 0x80 | (cp & 0x3F) as u8])
+        }
         0x10000..=0x10FFFF => out.extend_from_slice(&[
             0xF0 | (cp >> 18) as u8,
             0x80 | ((cp >> 12) & 0x3F) as u8,
@@ -355,15 +343,8 @@ impl DateTime {
 
     /// This datetime, taken as UTC (as Mailman 3 stores them), as Unix seconds.
     pub fn to_unix(&self) -> f64 {
-        let days = days_from_civil(
-            i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
-        );
-        let secs = days * 86_400
-            + i64::from(self.hour) * 3600
-            + i64::from(self.minute) * 60
-            + i64::from(self.second);
+        let days = days_from_civil(i64::from(self.year), i64::from(self.month), i64::from(self.day));
+        let secs = days * 86_400 + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second);
         secs as f64 + f64::from(self.microsecond) / 1e6
     }
 }
@@ -429,41 +410,19 @@ mod tests {
 
     #[test]
     fn isoformat_matches_python() {
-        let d = DateTime {
-            year: 2024,
-            month: 1,
-            day: 2,
-            hour: 3,
-            minute: 4,
-            second: 5,
-            microsecond: 60,
-        };
+        let d = DateTime { year: 2024, month: 1, day: 2, hour: 3, minute: 4, second: 5, microsecond: 60 };
         assert_eq!(d.to_string(), "2024-01-02T03:04:05.000060");
     }
 
     #[test]
     fn unix_times_round_trip() {
-        let d = DateTime {
-            year: 2024,
-            month: 2,
-            day: 29,
-            hour: 23,
-            minute: 59,
-            second: 58,
-            microsecond: 123_456,
-        };
+        let d = DateTime { year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 58, microsecond: 123_456 };
         let secs = d.to_unix();
         assert!((secs - 1_709_251_198.123_456).abs() < 1e-6);
         assert_eq!(DateTime::from_unix(secs), d);
         assert_eq!(DateTime::from_unix(0.0).to_string(), "1970-01-01T00:00:00");
-        assert_eq!(
-            DateTime::from_unix(951_782_400.0).to_string(),
-            "2000-02-29T00:00:00"
-        );
-        assert_eq!(
-            DateTime::from_unix(f64::NAN).to_string(),
-            "1970-01-01T00:00:00"
-        );
+        assert_eq!(DateTime::from_unix(951_782_400.0).to_string(), "2000-02-29T00:00:00");
+        assert_eq!(DateTime::from_unix(f64::NAN).to_string(), "1970-01-01T00:00:00");
         assert_eq!(DateTime::from_unix(1e300).year, 9999);
     }
 }

@@ -123,17 +123,13 @@ impl Writer {
         }
         match v {
             Value::None => self.out.push(b'N'),
-            Value::Bool(b) => self
-                .out
-                .extend_from_slice(if *b { b"I01\n" } else { b"I00\n" }),
+            Value::Bool(b) => self.out.extend_from_slice(if *b { b"I01\n" } else { b"I00\n" }),
             Value::Int(i) => self.int(*i),
             Value::BigInt(b) => {
                 let digits = b.to_string();
                 // Python 3 refuses to print such an integer, and so to pickle it.
                 if digits.trim_start_matches('-').len() > crate::text::MAX_INT_DIGITS {
-                    return Err(WriteError::Unsupported {
-                        what: "an integer of more than 4300 digits".into(),
-                    });
+                    return Err(WriteError::Unsupported { what: "an integer of more than 4300 digits".into() });
                 }
                 self.text_op(b'L', &format!("{digits}L"));
             }
@@ -148,22 +144,15 @@ impl Writer {
             Value::Bytes(b) => self.bytes(b)?,
             Value::Str(s) => self.str(s)?,
             Value::List(items) => {
-                self.out
-                    .extend_from_slice(if self.binary { b"]" } else { b"(l" });
+                self.out.extend_from_slice(if self.binary { b"]" } else { b"(l" });
                 self.memoize();
                 self.batched(items.iter().map(|v| (v, None)).collect(), b'a', b'e', depth)?;
             }
             Value::Tuple(items) => self.tuple(items, depth)?,
             Value::Dict(pairs) => {
-                self.out
-                    .extend_from_slice(if self.binary { b"}" } else { b"(d" });
+                self.out.extend_from_slice(if self.binary { b"}" } else { b"(d" });
                 self.memoize();
-                self.batched(
-                    pairs.iter().map(|(k, v)| (k, Some(v))).collect(),
-                    b's',
-                    b'u',
-                    depth,
-                )?;
+                self.batched(pairs.iter().map(|(k, v)| (k, Some(v))).collect(), b's', b'u', depth)?;
             }
             Value::Set(items) => self.reduce_builtin("set", items, depth)?,
             Value::FrozenSet(items) => self.reduce_builtin("frozenset", items, depth)?,
@@ -175,16 +164,12 @@ impl Writer {
             }
             Value::Global { module, name } => {
                 if module.contains('\n') || name.contains('\n') {
-                    return Err(WriteError::Unsupported {
-                        what: "a class name with a line break".into(),
-                    });
+                    return Err(WriteError::Unsupported { what: "a class name with a line break".into() });
                 }
                 self.global(module, name);
             }
             Value::Object(o) => {
-                return Err(WriteError::Unsupported {
-                    what: format!("an instance of {}", o.class_path()),
-                })
+                return Err(WriteError::Unsupported { what: format!("an instance of {}", o.class_path()) })
             }
         }
         Ok(())
@@ -208,9 +193,7 @@ impl Writer {
                 self.out.extend_from_slice(&(i as i32).to_le_bytes());
             }
             // Python 2 `int` is 64 bits; Python 3 writes ints beyond 32 bits as `long`.
-            _ if self.dialect == Dialect::Mailman2 || i32::try_from(i).is_ok() => {
-                self.text_op(b'I', &i.to_string())
-            }
+            _ if self.dialect == Dialect::Mailman2 || i32::try_from(i).is_ok() => self.text_op(b'I', &i.to_string()),
             _ => self.text_op(b'L', &format!("{i}L")),
         }
     }
@@ -222,9 +205,8 @@ impl Writer {
                     (true, Ok(n)) => self.out.extend_from_slice(&[b'U', n]),
                     (true, Err(_)) => {
                         self.out.push(b'T');
-                        let n = u32::try_from(b.len()).map_err(|_| WriteError::Unsupported {
-                            what: "a string of 4 GiB or more".into(),
-                        })?;
+                        let n = u32::try_from(b.len())
+                            .map_err(|_| WriteError::Unsupported { what: "a string of 4 GiB or more".into() })?;
                         self.out.extend_from_slice(&n.to_le_bytes());
                     }
                     (false, _) => {
@@ -251,10 +233,7 @@ impl Writer {
                 } else {
                     self.global("_codecs", "encode");
                     self.out.push(b'(');
-                    self.str(
-                        &PyStr::from_code_points(b.iter().map(|&c| u32::from(c)))
-                            .unwrap_or_default(),
-                    )?;
+                    self.str(&PyStr::from_code_points(b.iter().map(|&c| u32::from(c))).unwrap_or_default())?;
                     if !self.get_shared(&Shared::Latin1) {
                         self.str(&PyStr::from("latin1"))?;
                         self.remember(Shared::Latin1);
@@ -275,15 +254,14 @@ impl Writer {
     fn str(&mut self, s: &PyStr) -> Result<(), WriteError> {
         let key = Shared::Str(s.as_wtf8().to_vec());
         let mut cps = s.code_points();
-        let singleton = self.dialect == Dialect::Mailman3
-            && matches!((cps.next(), cps.next()), (None, _) | (Some(0..=0xFF), None));
+        let singleton =
+            self.dialect == Dialect::Mailman3 && matches!((cps.next(), cps.next()), (None, _) | (Some(0..=0xFF), None));
         if singleton && self.get_shared(&key) {
             return Ok(());
         }
         if self.binary {
-            let n = u32::try_from(s.as_wtf8().len()).map_err(|_| WriteError::Unsupported {
-                what: "a text of 4 GiB or more".into(),
-            })?;
+            let n = u32::try_from(s.as_wtf8().len())
+                .map_err(|_| WriteError::Unsupported { what: "a text of 4 GiB or more".into() })?;
             self.out.push(b'X');
             self.out.extend_from_slice(&n.to_le_bytes());
             self.out.extend_from_slice(s.as_wtf8());
@@ -304,8 +282,7 @@ impl Writer {
 
     fn tuple(&mut self, items: &[Value], depth: usize) -> Result<(), WriteError> {
         if items.is_empty() {
-            self.out
-                .extend_from_slice(if self.binary { b")" } else { b"(t" });
+            self.out.extend_from_slice(if self.binary { b")" } else { b"(t" });
             return Ok(());
         }
         self.out.push(b'(');
@@ -318,12 +295,7 @@ impl Writer {
     }
 
     /// `set(list)` / `frozenset(list)`: how protocols < 4 store sets.
-    fn reduce_builtin(
-        &mut self,
-        name: &str,
-        items: &[Value],
-        depth: usize,
-    ) -> Result<(), WriteError> {
+    fn reduce_builtin(&mut self, name: &str, items: &[Value], depth: usize) -> Result<(), WriteError> {
         self.global("__builtin__", name);
         self.tuple(&[Value::List(items.to_vec())], depth)?;
         self.out.push(b'R');
@@ -411,18 +383,12 @@ impl Writer {
 fn datetime_state(d: &DateTime) -> [u8; 10] {
     let [y0, y1] = d.year.to_be_bytes();
     let [_, u0, u1, u2] = d.microsecond.to_be_bytes();
-    [
-        y0, y1, d.month, d.day, d.hour, d.minute, d.second, u0, u1, u2,
-    ]
+    [y0, y1, d.month, d.day, d.hour, d.minute, d.second, u0, u1, u2]
 }
 
 /// Python 2 `repr(str)`, as protocol 0 `STRING` holds it.
 fn python2_str_repr(b: &[u8]) -> Vec<u8> {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
-        b'"'
-    } else {
-        b'\''
-    };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
     let mut out = vec![quote];
     for &c in b {
         match c {
@@ -478,25 +444,15 @@ pub fn python_float_repr(f: f64) -> String {
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     if !(-5 < exp && exp < 16) {
         let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
+        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
         let exp_sign = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{first}{dot}e{exp_sign}{:02}", exp.abs());
     }
     let point = exp + 1; // digits before the decimal point
     if point <= 0 {
-        format!(
-            "{sign}0.{}{digits}",
-            "0".repeat(point.unsigned_abs() as usize)
-        )
+        format!("{sign}0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
     } else if point as usize >= digits.len() {
-        format!(
-            "{sign}{digits}{}.0",
-            "0".repeat(point as usize - digits.len())
-        )
+        format!("{sign}{digits}{}.0", "0".repeat(point as usize - digits.len()))
     } else {
         let (int, frac) = digits.split_at(point as usize);
         format!("{sign}{int}.{frac}")
@@ -533,9 +489,6 @@ mod tests {
     fn python2_repr_picks_quotes_like_python() {
         assert_eq!(python2_str_repr(b"a'b\""), br#"'a\'b"'"#.to_vec());
         assert_eq!(python2_str_repr(b"a'b"), br#""a'b""#.to_vec());
-        assert_eq!(
-            python2_str_repr(b"\t\x7f\x80\\"),
-            br"'\t\x7f\x80\\'".to_vec()
-        );
+        assert_eq!(python2_str_repr(b"\t\x7f\x80\\"), br"'\t\x7f\x80\\'".to_vec());
     }
 }

@@ -9,13 +9,7 @@ use common::{same, Rng};
 use mailqueue_pickle::{read, read_entry, write, Dialect, Value, WriteError};
 
 const OPCODES: &[u8] = b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu})]G\x80\x81\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96";
-const LENGTHS: &[[u8; 4]] = &[
-    [0xff; 4],
-    [0xff, 0xff, 0xff, 0x7f],
-    [0, 0, 0, 0x80],
-    [0, 0, 0, 0],
-    [0x10, 0, 0, 0],
-];
+const LENGTHS: &[[u8; 4]] = &[[0xff; 4], [0xff, 0xff, 0xff, 0x7f], [0, 0, 0, 0x80], [0, 0, 0, 0], [0x10, 0, 0, 0]];
 
 fn mutate(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
     let mut d = data.to_vec();
@@ -61,14 +55,10 @@ fn check_round_trip(metadata: &Value, case: usize) {
         for protocol in [0, 1] {
             match write(metadata, dialect, protocol) {
                 Ok(bytes) => {
-                    let (again, len) = read(&bytes).unwrap_or_else(|e| {
-                        panic!("case {case}: rewritten pickle unreadable: {e}")
-                    });
+                    let (again, len) =
+                        read(&bytes).unwrap_or_else(|e| panic!("case {case}: rewritten pickle unreadable: {e}"));
                     assert_eq!(len, bytes.len(), "case {case}");
-                    assert!(
-                        same(&again, metadata),
-                        "case {case} {dialect:?} {protocol}:\n{metadata:?}\n{again:?}"
-                    );
+                    assert!(same(&again, metadata), "case {case} {dialect:?} {protocol}:\n{metadata:?}\n{again:?}");
                 }
                 Err(WriteError::Unsupported { .. }) => {}
                 Err(e) => panic!("case {case}: {e}"),
@@ -79,20 +69,11 @@ fn check_round_trip(metadata: &Value, case: usize) {
 
 #[test]
 fn mutated_entries_never_panic() {
-    let files: Vec<Vec<u8>> = common::vector_files()
-        .iter()
-        .map(|(p, _)| std::fs::read(p).unwrap())
-        .collect();
-    let seed = std::env::var("MQ_FUZZ_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0x9E37_79B9_7F4A_7C15);
+    let files: Vec<Vec<u8>> = common::vector_files().iter().map(|(p, _)| std::fs::read(p).unwrap()).collect();
+    let seed = std::env::var("MQ_FUZZ_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0x9E37_79B9_7F4A_7C15);
     let mut rng = Rng(seed);
     // MQ_FUZZ_CASES runs longer locally; CI keeps the default, a second or two.
-    let cases = std::env::var("MQ_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(4000);
+    let cases = std::env::var("MQ_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(4000);
     let mut read_ok = 0;
     for case in 0..cases {
         let data = &files[rng.below(files.len())];
@@ -107,8 +88,5 @@ fn mutated_entries_never_panic() {
         }
     }
     // Some mutations keep the entry readable: the round trip was exercised.
-    assert!(
-        read_ok > cases / 40,
-        "only {read_ok} of {cases} mutated entries were readable"
-    );
+    assert!(read_ok > cases / 40, "only {read_ok} of {cases} mutated entries were readable");
 }

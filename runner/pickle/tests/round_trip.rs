@@ -9,18 +9,13 @@ use mailqueue_pickle::{read, write, DateTime, Dialect, PyStr, Value};
 
 fn text(rng: &mut Rng) -> PyStr {
     let len = [0, 1, 5, 300][rng.below(4)];
-    let pool = [
-        0x41, 0x0A, 0x0D, 0x00, 0x1A, 0x5C, 0x27, 0xE9, 0xFF, 0x20AC, 0xDC80, 0xDCFF, 0xD800,
-        0x1F600,
-    ];
+    let pool = [0x41, 0x0A, 0x0D, 0x00, 0x1A, 0x5C, 0x27, 0xE9, 0xFF, 0x20AC, 0xDC80, 0xDCFF, 0xD800, 0x1F600];
     PyStr::from_code_points((0..len).map(|_| pool[rng.below(pool.len())])).unwrap_or_default()
 }
 
 fn bytes(rng: &mut Rng) -> Vec<u8> {
     let len = [0, 1, 5, 300][rng.below(4)];
-    (0..len)
-        .map(|_| [b'a', b'\'', b'"', b'\\', b'\n', 0, 0x7F, 0x80, 0xFF][rng.below(9)])
-        .collect()
+    (0..len).map(|_| [b'a', b'\'', b'"', b'\\', b'\n', 0, 0x7F, 0x80, 0xFF][rng.below(9)]).collect()
 }
 
 /// A scalar usable as a dict key or set member; `n` makes it unique.
@@ -37,32 +32,9 @@ fn value(rng: &mut Rng, depth: usize) -> Value {
     match rng.below(kinds) {
         0 => Value::None,
         1 => Value::Bool(rng.below(2) == 1),
-        2 => Value::Int(
-            [
-                0,
-                255,
-                256,
-                65535,
-                65536,
-                -1,
-                i32::MAX as i64 + 1,
-                i64::MIN,
-                i64::MAX,
-            ][rng.below(9)],
-        ),
+        2 => Value::Int([0, 255, 256, 65535, 65536, -1, i32::MAX as i64 + 1, i64::MIN, i64::MAX][rng.below(9)]),
         3 => Value::BigInt(num_bigint::BigInt::from(u64::MAX) * (rng.below(1000) as i64 + 2)),
-        4 => Value::Float(
-            [
-                0.0,
-                -0.0,
-                1.5,
-                1e22,
-                1e-7,
-                f64::INFINITY,
-                f64::NAN,
-                1546304647.7135298,
-            ][rng.below(8)],
-        ),
+        4 => Value::Float([0.0, -0.0, 1.5, 1e22, 1e-7, f64::INFINITY, f64::NAN, 1546304647.7135298][rng.below(8)]),
         5 => Value::Bytes(bytes(rng)),
         6 => Value::Str(text(rng)),
         7 => Value::DateTime(DateTime {
@@ -74,10 +46,7 @@ fn value(rng: &mut Rng, depth: usize) -> Value {
             second: rng.below(60) as u8,
             microsecond: rng.below(1_000_000) as u32,
         }),
-        8 => Value::Global {
-            module: "email.header".into(),
-            name: "Header".into(),
-        },
+        8 => Value::Global { module: "email.header".into(), name: "Header".into() },
         9 | 10 => {
             // Only the top level is long, so that trees stay small.
             let len = [0, 1, 2, if depth == 0 { 1500 } else { 3 }][rng.below(4)];
@@ -90,11 +59,7 @@ fn value(rng: &mut Rng, depth: usize) -> Value {
         }
         11 | 12 => {
             let len = [0, 1, 3, if depth == 0 { 1200 } else { 2 }][rng.below(4)];
-            Value::Dict(
-                (0..len)
-                    .map(|n| (key(rng, n), value(rng, depth + 1)))
-                    .collect(),
-            )
+            Value::Dict((0..len).map(|n| (key(rng, n), value(rng, depth + 1))).collect())
         }
         13 => Value::Set((0..rng.below(5)).map(|n| key(rng, n)).collect()),
         _ => Value::FrozenSet((0..rng.below(5)).map(|n| key(rng, n)).collect()),
@@ -108,15 +73,10 @@ fn random_values_round_trip() {
         let v = value(&mut rng, 0);
         for dialect in [Dialect::Mailman2, Dialect::Mailman3] {
             for protocol in [0, 1] {
-                let bytes =
-                    write(&v, dialect, protocol).unwrap_or_else(|e| panic!("case {case}: {e}"));
-                let (back, len) = read(&bytes)
-                    .unwrap_or_else(|e| panic!("case {case} {dialect:?} {protocol}: {e}"));
+                let bytes = write(&v, dialect, protocol).unwrap_or_else(|e| panic!("case {case}: {e}"));
+                let (back, len) = read(&bytes).unwrap_or_else(|e| panic!("case {case} {dialect:?} {protocol}: {e}"));
                 assert_eq!(len, bytes.len());
-                assert!(
-                    same(&back, &v),
-                    "case {case} {dialect:?} {protocol}:\n{v:?}\n{back:?}"
-                );
+                assert!(same(&back, &v), "case {case} {dialect:?} {protocol}:\n{v:?}\n{back:?}");
             }
         }
     }

@@ -14,15 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn script(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
 }
 
 fn canon(v: &Value) -> Json {
-    let pairs = |p: &[(Value, Value)]| {
-        Json::Array(p.iter().map(|(k, v)| json!([canon(k), canon(v)])).collect())
-    };
+    let pairs = |p: &[(Value, Value)]| Json::Array(p.iter().map(|(k, v)| json!([canon(k), canon(v)])).collect());
     let list = |items: &[Value]| Json::Array(items.iter().map(canon).collect());
     match v {
         Value::None => Json::Null,
@@ -68,17 +64,12 @@ fn sort_sets(j: &mut Json) {
 }
 
 fn python_lines(mut cmd: Command, stdin: Option<String>) -> Vec<Json> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("python runs");
     let mut pipe = child.stdin.take().expect("stdin is piped");
     let feeder = std::thread::spawn(move || pipe.write_all(stdin.unwrap_or_default().as_bytes()));
     let out = child.wait_with_output().expect("python finishes");
-    feeder
-        .join()
-        .expect("feeder thread")
-        .expect("write to python");
+    feeder.join().expect("feeder thread").expect("write to python");
     assert!(out.status.success(), "python failed");
     String::from_utf8(out.stdout)
         .expect("JSON is UTF-8")
@@ -98,20 +89,14 @@ fn vectors_read_as_python_reads_them() {
     };
     let files = common::vector_files();
     let mut cmd = Command::new(&py3);
-    cmd.arg(script("canonical.py"))
-        .arg("entries")
-        .args(files.iter().map(|(p, _)| p));
+    cmd.arg(script("canonical.py")).arg("entries").args(files.iter().map(|(p, _)| p));
     let expected = python_lines(cmd, None);
     assert_eq!(expected.len(), files.len());
     for ((path, _), python) in files.iter().zip(expected) {
         let entry = read_entry(&std::fs::read(path).unwrap()).unwrap();
         let mut ours = json!([canon(&entry.message), canon(&entry.metadata)]);
         sort_sets(&mut ours);
-        assert!(
-            ours == python,
-            "{}:\nours   {ours}\npython {python}",
-            path.display()
-        );
+        assert!(ours == python, "{}:\nours   {ours}\npython {python}", path.display());
     }
 }
 
@@ -122,18 +107,9 @@ fn sample_pickles_read_as_python_reads_them() {
     };
     let mut samples = Vec::new();
     for python in [&py2, &py3] {
-        let out = Command::new(python)
-            .arg(script("samples.py"))
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
+        let out = Command::new(python).arg(script("samples.py")).stderr(Stdio::null()).output().unwrap();
         assert!(out.status.success(), "{python} samples.py failed");
-        samples.extend(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
+        samples.extend(String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned));
     }
     assert!(samples.len() > 1000, "only {} samples", samples.len());
     let mut cmd = Command::new(&py3);

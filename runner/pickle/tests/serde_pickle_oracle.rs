@@ -11,12 +11,7 @@ use serde_pickle::{DeOptions, Value as Sp};
 /// serde-pickle models (instances, classes, datetimes, lone surrogates).
 fn plain(v: &Value) -> Option<Sp> {
     let all = |items: &[Value]| items.iter().map(plain).collect::<Option<Vec<Sp>>>();
-    let hashable = |items: &[Value]| {
-        all(items)?
-            .into_iter()
-            .map(|v| v.into_hashable().ok())
-            .collect::<Option<_>>()
-    };
+    let hashable = |items: &[Value]| all(items)?.into_iter().map(|v| v.into_hashable().ok()).collect::<Option<_>>();
     Some(match v {
         Value::None => Sp::None,
         Value::Bool(b) => Sp::Bool(*b),
@@ -30,10 +25,7 @@ fn plain(v: &Value) -> Option<Sp> {
         Value::Set(items) => Sp::Set(hashable(items)?),
         Value::FrozenSet(items) => Sp::FrozenSet(hashable(items)?),
         Value::Dict(pairs) => Sp::Dict(
-            pairs
-                .iter()
-                .map(|(k, v)| Some((plain(k)?.into_hashable().ok()?, plain(v)?)))
-                .collect::<Option<_>>()?,
+            pairs.iter().map(|(k, v)| Some((plain(k)?.into_hashable().ok()?, plain(v)?))).collect::<Option<_>>()?,
         ),
         Value::DateTime(_) | Value::Global { .. } | Value::Object(_) => return None,
     })
@@ -45,10 +37,7 @@ fn plain_data_pickles_read_as_serde_pickle_reads_them() {
     for (path, v) in common::vector_files() {
         let data = std::fs::read(&path).unwrap();
         let entry = read_entry(&data).unwrap();
-        let pickles = [
-            (&entry.message, &data[..entry.message_len]),
-            (&entry.metadata, &data[entry.message_len..]),
-        ];
+        let pickles = [(&entry.message, &data[..entry.message_len]), (&entry.metadata, &data[entry.message_len..])];
         for (ours, bytes) in pickles {
             let Some(expected) = plain(ours) else {
                 continue;
@@ -59,11 +48,7 @@ fn plain_data_pickles_read_as_serde_pickle_reads_them() {
             compared += 1;
         }
         if v["version"] == "mailman2" {
-            assert!(
-                plain(&entry.metadata).is_some(),
-                "{}: 2.1 metadata is plain data",
-                path.display()
-            );
+            assert!(plain(&entry.metadata).is_some(), "{}: 2.1 metadata is plain data", path.display());
         }
     }
     assert!(compared >= 33, "only {compared} pickles compared");

@@ -14,9 +14,7 @@ use std::process::{Command, Stdio};
 /// `metadata['_bak_count'] = metadata.get('_bak_count', 0) + 1`, with the key type of
 /// the owning Python's `str`.
 fn bump_bak_count(metadata: &mut Value, dialect: Dialect) {
-    let Value::Dict(pairs) = metadata else {
-        panic!("metadata is not a dict: {metadata:?}")
-    };
+    let Value::Dict(pairs) = metadata else { panic!("metadata is not a dict: {metadata:?}") };
     match pairs.iter_mut().find(|(k, _)| k.key_is("_bak_count")) {
         Some((_, Value::Int(n))) => *n += 1,
         Some((_, other)) => panic!("_bak_count is {other:?}"),
@@ -39,15 +37,8 @@ fn check_with_python(python: &str, version: &str, pairs: &[(PathBuf, PathBuf)]) 
     }
     let out = cmd.output().unwrap_or_else(|e| panic!("{python}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{version} check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("checked {} entries, 0 failed", pairs.len())),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{version} check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("checked {} entries, 0 failed", pairs.len())), "{stdout}");
 }
 
 #[test]
@@ -56,15 +47,13 @@ fn rewritten_metadata_loads_in_the_owning_python() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut by_version: [(&str, Vec<(PathBuf, PathBuf)>); 2] =
-        [("mailman2", Vec::new()), ("mailman3", Vec::new())];
+    let mut by_version: [(&str, Vec<(PathBuf, PathBuf)>); 2] = [("mailman2", Vec::new()), ("mailman3", Vec::new())];
     for (path, v) in common::vector_files() {
         let data = std::fs::read(&path).unwrap();
         let mut entry = read_entry(&data).unwrap();
         let dialect = Dialect::of(&entry);
         bump_bak_count(&mut entry.metadata, dialect);
-        let rewritten =
-            rewrite_metadata(&data, entry.message_len, &entry.metadata, dialect).unwrap();
+        let rewritten = rewrite_metadata(&data, entry.message_len, &entry.metadata, dialect).unwrap();
         assert_eq!(&rewritten[..entry.message_len], &data[..entry.message_len]);
 
         // Our own reader sees the change, and nothing else.
@@ -73,15 +62,9 @@ fn rewritten_metadata_loads_in_the_owning_python() {
         assert_eq!(again.message, entry.message);
 
         let version = v["version"].as_str().unwrap();
-        let out = dir.path().join(format!(
-            "{version}-{}",
-            path.file_name().unwrap().to_string_lossy()
-        ));
+        let out = dir.path().join(format!("{version}-{}", path.file_name().unwrap().to_string_lossy()));
         std::fs::write(&out, rewritten).unwrap();
-        let slot = by_version
-            .iter_mut()
-            .find(|(name, _)| *name == version)
-            .unwrap();
+        let slot = by_version.iter_mut().find(|(name, _)| *name == version).unwrap();
         slot.1.push((path, out));
     }
     let [(_, mailman2), (_, mailman3)] = &by_version;
@@ -100,10 +83,7 @@ fn written_values_load_equal_in_python() {
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py");
     for (python, dialect) in [(&py2, Dialect::Mailman2), (&py3, Dialect::Mailman3)] {
-        let out = Command::new(python)
-            .arg(dir.join("writer_samples.py"))
-            .output()
-            .unwrap();
+        let out = Command::new(python).arg(dir.join("writer_samples.py")).output().unwrap();
         assert!(out.status.success(), "{python} writer_samples.py failed");
         let mut lines = String::new();
         for line in String::from_utf8(out.stdout).unwrap().lines() {
@@ -121,17 +101,9 @@ fn written_values_load_equal_in_python() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(lines.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains(" 0 failed"),
-            "{dialect:?}:\n{stdout}"
-        );
+        assert!(out.status.success() && stdout.contains(" 0 failed"), "{dialect:?}:\n{stdout}");
     }
 }

@@ -75,7 +75,9 @@ fn main() {
         let digest: String = (0..3).map(|_| format!("{:016x}", xorshift(&mut digest_state))).collect();
         let name = format!("{}+{}.pck", start_time + i as f64 * 0.01, &digest[..40]);
         let src = &sources[i % sources.len()];
-        fs::hard_link(src, out_dir.join(&name)).or_else(|_| fs::copy(src, out_dir.join(&name)).map(|_| ())).expect("creating an entry");
+        fs::hard_link(src, out_dir.join(&name))
+            .or_else(|_| fs::copy(src, out_dir.join(&name)).map(|_| ()))
+            .expect("creating an entry");
     }
     eprintln!("made {entries} entries in {:.1} s", made.elapsed().as_secs_f64());
 
@@ -118,8 +120,13 @@ fn main() {
         std::hint::black_box(sb.read(&bak).expect("read").delivery_bytes().expect("flatten"));
     }
     let ours_flatten = started.elapsed();
-    let mailman_dequeue = secs("dequeue_s").map(|s| format!("{:.0} entries/s", dequeue as f64 / s)).unwrap_or_else(|| "n/a".into());
-    rows.push((format!("dequeue (claim + unpickle), {dequeue} entries"), rate(dequeue as f64, ours_dequeue), mailman_dequeue));
+    let mailman_dequeue =
+        secs("dequeue_s").map(|s| format!("{:.0} entries/s", dequeue as f64 / s)).unwrap_or_else(|| "n/a".into());
+    rows.push((
+        format!("dequeue (claim + unpickle), {dequeue} entries"),
+        rate(dequeue as f64, ours_dequeue),
+        mailman_dequeue,
+    ));
     rows.push(("dequeue + flatten".into(), rate(dequeue as f64, ours_flatten), "-".into()));
 
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
@@ -135,7 +142,8 @@ fn main() {
 fn mailman3_bench(crate_dir: &Path, dir: &Path, dequeue: usize) -> Option<Json> {
     let env = Command::new("bash").arg(crate_dir.join("../../tests/tools/python-env.sh")).output().ok()?;
     let text = String::from_utf8_lossy(&env.stdout).into_owned();
-    let py3 = text.lines().find_map(|l| l.strip_prefix("export MQ_PY3="))?.trim_matches(|c| c == '"' || c == '\'').to_owned();
+    let py3 =
+        text.lines().find_map(|l| l.strip_prefix("export MQ_PY3="))?.trim_matches(|c| c == '"' || c == '\'').to_owned();
     let out = Command::new(py3)
         .arg(crate_dir.join("benches/mailman3_queue.py"))
         .arg(dir)
@@ -169,7 +177,8 @@ fn ms(took: Duration) -> String {
 }
 
 fn sorted_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir).expect("vectors dir").map(|e| e.expect("dir entry").path()).collect();
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(dir).expect("vectors dir").map(|e| e.expect("dir entry").path()).collect();
     files.sort();
     files
 }

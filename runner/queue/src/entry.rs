@@ -158,9 +158,7 @@ impl QueueEntry {
         let items = match self.metadata().get(key) {
             None | Some(Value::None) => return Ok(Vec::new()),
             Some(Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v)) => v,
-            Some(other) => {
-                return Err(EntryError::FieldType { key, found: other.kind(), expected: "a list or set" })
-            }
+            Some(other) => return Err(EntryError::FieldType { key, found: other.kind(), expected: "a list or set" }),
         };
         items
             .iter()
@@ -349,4 +347,3 @@ pub fn version_str(version: Version, s: &str) -> Value {
         Version::Mailman3 => Value::Str(PyStr::from(s)),
     }
 }
-

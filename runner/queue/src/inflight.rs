@@ -153,7 +153,8 @@ pub fn probe(path: &Path) -> Result<Probe> {
 /// claim `.pck` -> `.bak`), as does a rewrite.
 pub fn state_time(path: &Path) -> Result<SystemTime> {
     let meta = std::fs::symlink_metadata(path).map_err(Error::io("reading", path))?;
-    Ok(SystemTime::UNIX_EPOCH + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32))
+    Ok(SystemTime::UNIX_EPOCH
+        + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32))
 }
 
 /// One fine sub-slice (1/256 of the digest space) of a queue.
@@ -181,9 +182,8 @@ impl FineSlices {
                 Ok(lock) => fine.push(Fine::Held(lock)),
                 Err(LockError::Held { holder, .. }) => {
                     let path = fine_lock_path(qfiles, queue, k);
-                    let since = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map_err(Error::io("reading", path))?;
+                    let since =
+                        std::fs::metadata(&path).and_then(|m| m.modified()).map_err(Error::io("reading", path))?;
                     fine.push(Fine::Owned { since, holder });
                 }
                 Err(e) => return Err(e.into()),
@@ -244,7 +244,6 @@ pub fn bak_state(fine: &FineSlices, dir: &Path, bak: &EntryName) -> Result<BakSt
         Probe::Free(lock) => BakState::Movable(lock),
     })
 }
-
 
 /// Who took a fine sub-slice last, from the record its lock file keeps (see
 /// [`crate::lock`]): `pid <pid> on host <host> (...)`. The record outlives its owner,

@@ -44,11 +44,11 @@ impl SliceLock {
     /// `Slice::all()` holds the whole queue (no runner can start on any slice).
     pub fn acquire(qfiles: &Path, queue: &str, slice: Slice) -> Result<SliceLock, LockError> {
         let dir = locks_dir(qfiles, queue);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o770)
-            .create(&dir)
-            .map_err(|error| LockError::Io { op: "creating directory for", path: dir.clone(), error })?;
+        fs::DirBuilder::new().recursive(true).mode(0o770).create(&dir).map_err(|error| LockError::Io {
+            op: "creating directory for",
+            path: dir.clone(),
+            error,
+        })?;
         let mut held = Vec::new();
         let mut paths = Vec::new();
         for k in slice.fine_range() {
@@ -62,7 +62,8 @@ impl SliceLock {
                 .map_err(|error| LockError::Io { op: "opening", path: path.clone(), error })?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => {
-                    let meta = lock.metadata().map_err(|error| LockError::Io { op: "reading", path: path.clone(), error })?;
+                    let meta =
+                        lock.metadata().map_err(|error| LockError::Io { op: "reading", path: path.clone(), error })?;
                     paths.push((path, meta.dev(), meta.ino()));
                     held.push(lock);
                 }

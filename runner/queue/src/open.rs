@@ -27,10 +27,7 @@ pub struct Opened {
 /// Opens `path` for reading as a queue file. `Ok(None)` when nothing is there;
 /// [`Error::NotAFile`] for a symbolic link, fifo, socket, device or directory.
 pub fn open_regular(path: &Path) -> Result<Option<Opened>> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
+    let opened = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path);
     let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -127,9 +127,8 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let mut digests: Vec<String> = (0..300)
-            .map(|_| format!("{:016x}{:016x}{:08x}", next(), next(), next() as u32))
-            .collect();
+        let mut digests: Vec<String> =
+            (0..300).map(|_| format!("{:016x}{:016x}{:08x}", next(), next(), next() as u32)).collect();
         // The edges of the space and of every slice boundary at 256.
         digests.push("0".repeat(40));
         digests.push("f".repeat(40));

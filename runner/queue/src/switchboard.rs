@@ -180,7 +180,13 @@ impl Switchboard {
     /// Crash window: after the new entry is renamed into place and before the `.bak`
     /// is unlinked, the entry exists in both queues; recovery then requeues the `.bak`
     /// and the message can be delivered twice. It is never lost.
-    pub fn move_to(&self, bak: &EntryName, current: &QueueEntry, metadata: &Value, target: &Switchboard) -> Result<EntryName> {
+    pub fn move_to(
+        &self,
+        bak: &EntryName,
+        current: &QueueEntry,
+        metadata: &Value,
+        target: &Switchboard,
+    ) -> Result<EntryName> {
         self.move_to_with_pickle(bak, current.message_pickle(), current, metadata, target)
     }
 
@@ -314,7 +320,8 @@ impl Switchboard {
             if let Err(e) = self.write_atomically(&bak, &bytes) {
                 if count >= MAX_BAK_COUNT {
                     // Set aside anyway: a rename needs no space.
-                    let reason = format!("recovered {count} times (_bak_count reached {MAX_BAK_COUNT}; not written: {e})");
+                    let reason =
+                        format!("recovered {count} times (_bak_count reached {MAX_BAK_COUNT}; not written: {e})");
                     self.preserve(&bak, &reason)?;
                     done.preserved.push((bak, reason));
                 } else {

@@ -110,7 +110,11 @@ fn listing_matches_mailman3_get_files_for_every_slice() {
     fs::write(out.dir().join(format!("1.0+{}.pck.tmp", "e".repeat(40))), b"").unwrap();
     fs::write(out.dir().join(format!("1.0+{}.bak", "e".repeat(40))), b"").unwrap();
 
-    let expected = run_python(&pythons.py3, "mailman3_get_files.py", &[out.dir(), Path::new("1"), Path::new("2"), Path::new("4"), Path::new("8"), Path::new("16")]);
+    let expected = run_python(
+        &pythons.py3,
+        "mailman3_get_files.py",
+        &[out.dir(), Path::new("1"), Path::new("2"), Path::new("4"), Path::new("8"), Path::new("16")],
+    );
     let mut checked = 0;
     for (key, names) in expected.as_object().unwrap() {
         let (i, n) = key.split_once('/').unwrap();
@@ -228,7 +232,11 @@ fn recovery_only_touches_its_slice_and_preserves_unreadable_files() {
     assert_eq!(done.requeued, vec![name.with_ext(Ext::Pck)]);
     assert_eq!(done.preserved.len(), 1);
     assert_eq!(done.preserved[0].0, broken);
-    assert!(done.preserved[0].1.contains("unreadable at recovery: ") && done.preserved[0].1.contains("message pickle"), "{}", done.preserved[0].1);
+    assert!(
+        done.preserved[0].1.contains("unreadable at recovery: ") && done.preserved[0].1.contains("message pickle"),
+        "{}",
+        done.preserved[0].1
+    );
     assert!(root.path().join("bad").join(broken.with_ext(Ext::Psv).to_string()).exists());
 }
 
@@ -243,13 +251,24 @@ fn enqueue_writes_what_mailman_would_and_python_reads_it() {
         ("mailman3", "plaintext", false),
     ] {
         let src = QueueEntry::read(&vector(version, kind)).unwrap();
-        let mut metadata = mailqueue_queue::entry::with_field(src.metadata(), src.version(), "_volatile", Value::Int(1));
+        let mut metadata =
+            mailqueue_queue::entry::with_field(src.metadata(), src.version(), "_volatile", Value::Int(1));
         if python2 {
             // 2.1 keeps an existing received_time as the file's time.
-            metadata = mailqueue_queue::entry::with_field(&metadata, src.version(), "received_time", Value::Float(1600000000.25));
+            metadata = mailqueue_queue::entry::with_field(
+                &metadata,
+                src.version(),
+                "received_time",
+                Value::Float(1600000000.25),
+            );
         }
         let name = out
-            .enqueue(NewEntry { message_pickle: src.message_pickle(), metadata: &metadata, version: src.version(), text: src.is_text() })
+            .enqueue(NewEntry {
+                message_pickle: src.message_pickle(),
+                metadata: &metadata,
+                version: src.version(),
+                text: src.is_text(),
+            })
             .unwrap();
         assert_eq!(name.ext(), Ext::Pck);
         let written = out.read(&name).unwrap();
@@ -302,7 +321,8 @@ fn move_to_writes_the_target_then_unlinks_the_claim() {
     let name = copy_in(&out, &vector("mailman2", "corpus"), Ext::Pck);
     let bak = out.claim(&name).unwrap().unwrap();
     let entry = out.read(&bak).unwrap();
-    let metadata = mailqueue_queue::entry::with_field(entry.metadata(), entry.version(), "whichq", Value::Bytes(b"out".to_vec()));
+    let metadata =
+        mailqueue_queue::entry::with_field(entry.metadata(), entry.version(), "whichq", Value::Bytes(b"out".to_vec()));
     let moved = out.move_to(&bak, &entry, &metadata, &retry).unwrap();
     assert!(fs::read_dir(out.dir()).unwrap().next().is_none());
     let there = retry.read(&moved).unwrap();
@@ -320,7 +340,8 @@ fn broken_and_foreign_files_never_crash_listing_or_reading() {
         assert!(QueueEntry::from_bytes(bytes[..len].to_vec()).is_err(), "truncated at {len} accepted");
     }
     let mut names = Vec::new();
-    for (i, content) in [&b""[..], &bytes[..100], b"\x80\x05garbage", b"From nobody\n\nplain mail\n"].iter().enumerate() {
+    for (i, content) in [&b""[..], &bytes[..100], b"\x80\x05garbage", b"From nobody\n\nplain mail\n"].iter().enumerate()
+    {
         let name = EntryName::parse(&format!("{i}.0+{}.pck", "1".repeat(40))).unwrap();
         fs::write(out.path_of(&name), content).unwrap();
         names.push(name);

@@ -3,10 +3,10 @@
 //! moves the directory aside, recreates it empty with the same mode and owner, and
 //! feeds the old entries back in batches. Run it again after any interruption or crash
 //! and it finishes the job.
-use super::drain;
-use mailqueue_contract::duration;
 use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use super::drain;
 use anyhow::bail;
+use mailqueue_contract::duration;
 use mailqueue_queue::ops::compact::{Compact, Stage};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,9 +70,17 @@ fn swap(args: &Args, op: &Compact<'_>, stopped: &dyn Fn() -> bool) -> anyhow::Re
             bail!("interrupted while waiting for the drain; nothing was moved");
         }
         if !state.drained {
-            let waiting: Vec<String> =
-                state.owners.iter().filter(|o| !o.drained).map(|o| format!("pid {} on host {}", o.pid, o.host)).collect();
-            bail!("the runners of {queue} did not go idle within {:?} ({}); nothing was moved", args.drain_timeout, waiting.join(", "));
+            let waiting: Vec<String> = state
+                .owners
+                .iter()
+                .filter(|o| !o.drained)
+                .map(|o| format!("pid {} on host {}", o.pid, o.host))
+                .collect();
+            bail!(
+                "the runners of {queue} did not go idle within {:?} ({}); nothing was moved",
+                args.drain_timeout,
+                waiting.join(", ")
+            );
         }
         Ok(op.swap(true)?)
     })();

@@ -2,10 +2,10 @@
 //! claiming (the drain flag file, see `ownership::Standalone`), and wait until every one
 //! of them has acknowledged it in its heartbeat, which it publishes only between
 //! batches: from then on it has nothing in flight. `--resume` removes the flag.
-use mailqueue_contract::duration;
 use super::common::{emit, interrupted, start_logs, OutputArgs, QueueArgs};
 use crate::ownership::Standalone;
 use anyhow::Context;
+use mailqueue_contract::duration;
 use mailqueue_queue::inflight::{recorded_holders, Holder};
 use mailqueue_queue::lock::STATE_DIR;
 use mailqueue_queue::Slice;
@@ -59,9 +59,16 @@ impl DrainReport {
         }
         let done = self.owners.iter().filter(|o| o.drained).count();
         let state = if self.drained { "drained" } else { "NOT drained yet" };
-        let mut s = format!("drain {}: {state}: {done} of {} live runners idle, nothing in flight", self.queue, self.owners.len());
+        let mut s = format!(
+            "drain {}: {state}: {done} of {} live runners idle, nothing in flight",
+            self.queue,
+            self.owners.len()
+        );
         for o in self.owners.iter().filter(|o| !o.drained) {
-            s.push_str(&format!("\n  waiting for pid {} on host {} ({} of 256 fine slices)", o.pid, o.host, o.fine_slices));
+            s.push_str(&format!(
+                "\n  waiting for pid {} on host {} ({} of 256 fine slices)",
+                o.pid, o.host, o.fine_slices
+            ));
         }
         s
     }
@@ -78,11 +85,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     request(qfiles, queue)?;
-    let report = if args.no_wait {
-        state(qfiles, queue)?
-    } else {
-        wait_drained(qfiles, queue, args.timeout, &interrupted())?
-    };
+    let report =
+        if args.no_wait { state(qfiles, queue)? } else { wait_drained(qfiles, queue, args.timeout, &interrupted())? };
     emit(&args.output, &report.summary(), &report)?;
     Ok(if report.drained || args.no_wait { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -120,7 +124,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// Waits until every live runner of the queue has acknowledged the drain, up to
 /// `timeout`. The report says who has not when it ran out.
 /// `stop` ends the wait early (an interrupt), with the report of the moment.
-pub fn wait_drained(qfiles: &Path, queue: &str, timeout: Duration, stop: &dyn Fn() -> bool) -> anyhow::Result<DrainReport> {
+pub fn wait_drained(
+    qfiles: &Path,
+    queue: &str,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<DrainReport> {
     let deadline = Instant::now() + timeout;
     loop {
         let report = state(qfiles, queue)?;
@@ -134,7 +143,9 @@ pub fn wait_drained(qfiles: &Path, queue: &str, timeout: Duration, stop: &dyn Fn
 /// Where the drain stands now.
 pub fn state(qfiles: &Path, queue: &str) -> anyhow::Result<DrainReport> {
     let flag = Standalone::drain_flag(qfiles, queue);
-    let flag_time = std::fs::metadata(&flag).and_then(|m| m.modified()).with_context(|| format!("reading the drain flag {}", flag.display()))?;
+    let flag_time = std::fs::metadata(&flag)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("reading the drain flag {}", flag.display()))?;
     let acks = acknowledgements(qfiles, queue, flag_time);
     let host = this_host();
     let mut by_holder: BTreeMap<Holder, (usize, bool)> = BTreeMap::new();

@@ -1,8 +1,8 @@
 //! `mailqueue-runner list`: every entry of one queue, oldest first, with its age, size,
 //! list, sender and recipient count (what `postqueue -p` shows for Postfix). Rows are
 //! printed as they are read, so a long backlog shows progress as it goes.
-use super::table::human_age;
 use super::common::QueueArgs;
+use super::table::human_age;
 use anyhow::Context;
 use mailqueue_queue::listing::{list_entries, EntryRow};
 use std::io::Write;
@@ -28,7 +28,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mut shown, mut unreadable) = (0usize, 0usize);
     let mut result = Ok(());
     if !args.json {
-        writeln!(out, "{:<64} {:>5} {:>7} {:>9} {:>10}  {:<30} sender", "file", "state", "age", "size", "recipients", "list")?;
+        writeln!(
+            out,
+            "{:<64} {:>5} {:>7} {:>9} {:>10}  {:<30} sender",
+            "file", "state", "age", "size", "recipients", "list"
+        )?;
     }
     list_entries(&args.target.qfiles, &args.target.queue, now, |row| {
         if result.is_err() || args.limit.is_some_and(|limit| shown >= limit) {
@@ -47,7 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !args.json {
-        writeln!(out, "{shown} entries{}", if unreadable > 0 { format!(", {unreadable} unreadable") } else { String::new() })?;
+        writeln!(
+            out,
+            "{shown} entries{}",
+            if unreadable > 0 { format!(", {unreadable} unreadable") } else { String::new() }
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,14 @@ impl Reporter {
         let due = self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
         if due || p.moved == p.total {
             self.last_log = Some(Instant::now());
-            tracing::info!(moved = p.moved, total = p.total, queue_depth = p.depth, waiting = p.waiting, "{} progress", self.what);
+            tracing::info!(
+                moved = p.moved,
+                total = p.total,
+                queue_depth = p.depth,
+                waiting = p.waiting,
+                "{} progress",
+                self.what
+            );
         }
     }
 

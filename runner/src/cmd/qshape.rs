@@ -1,8 +1,8 @@
 //! `mailqueue-runner qshape`: a queue's recipients per domain and age, the view
 //! Postfix's `qshape` gives, so an admin sees at once which destination holds the
 //! backlog (one MTA down, one provider deferring).
-use super::table::aligned;
 use super::common::QueueArgs;
+use super::table::aligned;
 use anyhow::Context;
 use mailqueue_queue::listing::{shape, ShapeBy};
 use mailqueue_queue::status::bucket_labels;
@@ -43,13 +43,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = vec![["domain".to_owned(), "total".to_owned()].into_iter().chain(bucket_labels()).collect::<Vec<_>>()];
+    let mut table =
+        vec![["domain".to_owned(), "total".to_owned()].into_iter().chain(bucket_labels()).collect::<Vec<_>>()];
     for row in rows {
-        table.push([row.domain, row.total.to_string()].into_iter().chain(row.age_histogram.iter().map(u64::to_string)).collect());
+        table.push(
+            [row.domain, row.total.to_string()]
+                .into_iter()
+                .chain(row.age_histogram.iter().map(u64::to_string))
+                .collect(),
+        );
     }
     print!("{}", aligned(&table));
     if unreadable > 0 {
-        eprintln!("not counted, because they could not be read: {unreadable} entries (`mailqueue-runner list` says why)");
+        eprintln!(
+            "not counted, because they could not be read: {unreadable} entries (`mailqueue-runner list` says why)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! `mailqueue-runner quarantine`: set aside `.bak` entries stuck longer than a
 //! threshold, never one a live runner has in flight.
-use mailqueue_contract::duration;
 use super::common::{finish, start_logs, OutputArgs, QueueArgs};
+use mailqueue_contract::duration;
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::quarantine::Quarantine;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use crate::deliver::engine::Engine;
 use crate::deliver::plan::{Policy, VerpMode};
 use crate::deliver::smtp::{Security, Settings};
 use crate::metrics::Metrics;
-use crate::ownership::{Ownership, HeldSlice, Standalone};
+use crate::ownership::{HeldSlice, Ownership, Standalone};
 use crate::retry::{RetryMover, RetryPolicy};
 use crate::shutdown::{self, Stop};
 use crate::{http, logging};
@@ -134,7 +134,8 @@ const PANIC_EXIT: i32 = 70;
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format);
     exit_on_panic();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let result = runtime.block_on(main(args));
     // Entries are on disk in a safe state by now; do not wait for stray blocking tasks.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -168,10 +169,11 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
         let serve = http::bind(addr, endpoint).await.with_context(|| format!("serving metrics on {addr}"))?;
         tokio::spawn(serve);
     }
-    let ownership: Box<dyn Ownership> = match crate::lease::ClusterOwnership::from_args(&args.lease, &args.qfiles).await? {
-        Some(cluster) => Box::new(cluster),
-        None => Box::new(Standalone::new(&args.qfiles)),
-    };
+    let ownership: Box<dyn Ownership> =
+        match crate::lease::ClusterOwnership::from_args(&args.lease, &args.qfiles).await? {
+            Some(cluster) => Box::new(cluster),
+            None => Box::new(Standalone::new(&args.qfiles)),
+        };
     // Ownership first: nothing is recovered or claimed in a slice we do not own.
     let mut leases: Vec<(Slice, Arc<dyn HeldSlice>)> = Vec::new();
     for &slice in &slices {
@@ -180,7 +182,11 @@ async fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     for (slice, _) in &leases {
         let done = sb.recover(*slice).with_context(|| format!("recovering slice {slice} of {}", args.queue))?;
-        if !done.requeued.is_empty() || !done.preserved.is_empty() || !done.requeued_uncounted.is_empty() || !done.in_flight.is_empty() {
+        if !done.requeued.is_empty()
+            || !done.preserved.is_empty()
+            || !done.requeued_uncounted.is_empty()
+            || !done.in_flight.is_empty()
+        {
             tracing::info!(
                 slice = %slice,
                 requeued = done.requeued.len(),
@@ -333,7 +339,8 @@ fn engine(args: &Args, out: Switchboard, metrics: Arc<Metrics>, stop: Stop) -> a
         exit_when_empty: args.exit_when_empty,
         idle: args.poll_interval_ms.map_or(args.poll_interval, Duration::from_millis),
         metrics,
-        bounces: BounceLog::open(&bounce_path).with_context(|| format!("opening the bounce log {}", bounce_path.display()))?,
+        bounces: BounceLog::open(&bounce_path)
+            .with_context(|| format!("opening the bounce log {}", bounce_path.display()))?,
         stop,
         mm3_lists,
         mm2_lists,

@@ -79,7 +79,8 @@ fn dump(path: &Path, entry: &QueueEntry) -> String {
     out += "-------------------- metadata\n";
     if let Value::Dict(items) = entry.metadata() {
         for (k, v) in items {
-            out += &format!("{}: {}\n", k.as_text().unwrap_or_else(|| repr(k, entry.version())), repr(v, entry.version()));
+            out +=
+                &format!("{}: {}\n", k.as_text().unwrap_or_else(|| repr(k, entry.version())), repr(v, entry.version()));
         }
     }
     match entry.delivery_bytes() {
@@ -123,7 +124,10 @@ fn to_json(v: &Value) -> Json {
             Json::Array(items)
         }
         Value::Dict(items) => Json::Object(
-            items.iter().map(|(k, v)| (k.as_text().unwrap_or_else(|| to_json(k).to_string()), to_json(v))).collect::<Map<_, _>>(),
+            items
+                .iter()
+                .map(|(k, v)| (k.as_text().unwrap_or_else(|| to_json(k).to_string()), to_json(v)))
+                .collect::<Map<_, _>>(),
         ),
         Value::DateTime(d) => Json::String(d.to_string()),
         Value::Global { module, name } => Json::String(format!("{module}.{name}")),
@@ -159,7 +163,11 @@ fn repr(v: &Value, version: Version) -> String {
         Value::FrozenSet(items) => format!("frozenset({{{}}})", join(items)),
         Value::Dict(items) => format!(
             "{{{}}}",
-            items.iter().map(|(k, v)| format!("{}: {}", repr(k, version), repr(v, version))).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|(k, v)| format!("{}: {}", repr(k, version), repr(v, version)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::DateTime(d) => format!("datetime.datetime({d})"),
         Value::Global { module, name } => format!("<class '{module}.{name}'>"),

@@ -1,8 +1,8 @@
 //! `mailqueue-runner status`: entries per queue (and per slice), those set aside in
 //! its quarantine and hold areas, the oldest entry's age and a `qshape`-like age
 //! histogram, from file names only.
-use anyhow::Context;
 use super::table::{aligned, human_age};
+use anyhow::Context;
 use mailqueue_queue::status::{bucket_labels, qfiles_status, Counts, QueueStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,4 +98,3 @@ fn row(name: &str, c: &Counts, whole: Option<Whole>) -> Vec<String> {
     r.extend(c.age_histogram.iter().map(u64::to_string));
     r
 }
-

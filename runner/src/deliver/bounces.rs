@@ -33,10 +33,7 @@ impl BounceLog {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(BounceLog {
-            path: path.to_owned(),
-            file: Mutex::new(file),
-        })
+        Ok(BounceLog { path: path.to_owned(), file: Mutex::new(file) })
     }
 
     /// Appends one record; a failure is logged (the log line of the bounce remains).

@@ -79,19 +79,9 @@ mod tests {
 
     #[test]
     fn groups_by_tld_then_limits() {
-        let r = s(&[
-            "a@x.com", "b@y.org", "c@z.net", "d@w.de", "e@v.com", "f@u.edu",
-        ]);
+        let r = s(&["a@x.com", "b@y.org", "c@z.net", "d@w.de", "e@v.com", "f@u.edu"]);
         let c = chunk(&r, 500, Version::Mailman2);
-        assert_eq!(
-            c,
-            vec![
-                s(&["d@w.de"]),
-                s(&["a@x.com", "e@v.com"]),
-                s(&["b@y.org", "c@z.net"]),
-                s(&["f@u.edu"])
-            ]
-        );
+        assert_eq!(c, vec![s(&["d@w.de"]), s(&["a@x.com", "e@v.com"]), s(&["b@y.org", "c@z.net"]), s(&["f@u.edu"])]);
         let c = chunk(&r, 1, Version::Mailman3);
         assert_eq!(c.len(), 6);
         assert!(c.iter().all(|t| t.len() == 1));
@@ -100,9 +90,6 @@ mod tests {
     #[test]
     fn zero_limit_is_one_transaction() {
         let r = s(&["b@y.org", "a@x.com"]);
-        assert_eq!(
-            chunk(&r, 0, Version::Mailman3),
-            vec![s(&["a@x.com", "b@y.org"])]
-        );
+        assert_eq!(chunk(&r, 0, Version::Mailman3), vec![s(&["a@x.com", "b@y.org"])]);
     }
 }

@@ -3,25 +3,25 @@
 //! list again. Every entry is claimed by rename just before its delivery, so at any
 //! moment only the entries really in flight are `.bak`.
 use super::bounces::{Bounce, BounceLog};
-use super::outcome::{EntryOutcome, Refusal, TxOutcome};
 use super::mm2_list;
 use super::mm3_list;
+use super::outcome::{EntryOutcome, Refusal, TxOutcome};
 use super::plan::{self, Plan, PlanError, Policy, Transaction};
+use super::smtp::{Session, SessionBroken, Settings};
 use crate::lists::mm2::Mm2Lists;
 use crate::lists::mm3::Mm3Rest;
-use super::smtp::{Session, SessionBroken, Settings};
 use crate::metrics::Metrics;
-use crate::ownership::{SliceCounters, HeldSlice};
+use crate::ownership::{HeldSlice, SliceCounters};
 use crate::retry::{self, RetryDecision, RetryPolicy};
 use crate::shutdown::Stop;
-use mailqueue_queue::entry::{with_field, version_str, QueueEntry};
+use mailqueue_message::Version;
+use mailqueue_queue::entry::{version_str, with_field, QueueEntry};
 use mailqueue_queue::inflight::{self, Claimed};
 use mailqueue_queue::switchboard::{NewEntry, Switchboard};
-use mailqueue_message::Version;
 use mailqueue_queue::{EntryName, Ext, Slice};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
@@ -457,7 +457,11 @@ impl Engine {
             Ok(p) => p,
             Err(PlanError::Unavailable(reason)) => {
                 set(&self.metrics.list_settings_error, Some(reason.clone()));
-                tracing::warn!(reason, retry_secs = self.list_retry.as_secs(), "list settings unavailable; entry left queued, not sent undecorated");
+                tracing::warn!(
+                    reason,
+                    retry_secs = self.list_retry.as_secs(),
+                    "list settings unavailable; entry left queued, not sent undecorated"
+                );
                 self.metrics.list_settings_unavailable.inc();
                 let me = self.clone();
                 blocking(move || me.put_back(&bak)).await;
@@ -525,7 +529,9 @@ impl Engine {
                 .read_message_pickle(u.entry.message_len())
                 .and_then(|pickle| self.out.move_to_with_pickle(&bak, &pickle, &u.entry, &u.metadata, target));
             match moved {
-                Ok(new) => tracing::info!(entry = %bak, new_entry = %new, target = ?u.target, "space again: follow-up entry written"),
+                Ok(new) => {
+                    tracing::info!(entry = %bak, new_entry = %new, target = ?u.target, "space again: follow-up entry written")
+                }
                 Err(e) if e.is_bad_entry() => self.set_aside_bad(&bak, &e.to_string()),
                 Err(e) => {
                     tracing::debug!(entry = %bak, error = %e, "follow-up entry still cannot be written");
@@ -619,7 +625,14 @@ impl Engine {
     /// Records the outcome: finished, moved to retry, requeued in part. Returns the
     /// follow-up entry that could not be written for lack of space (the `.bak` is then
     /// kept, claimed, for [`Engine::write_unwritten`]).
-    fn dispose(&self, claimed: &Claimed, entry: &QueueEntry, message_id: Option<&str>, plan: &Plan, outcome: EntryOutcome) -> Option<(Target, mailqueue_pickle::Value)> {
+    fn dispose(
+        &self,
+        claimed: &Claimed,
+        entry: &QueueEntry,
+        message_id: Option<&str>,
+        plan: &Plan,
+        outcome: EntryOutcome,
+    ) -> Option<(Target, mailqueue_pickle::Value)> {
         let bak = claimed.bak();
         let m = &self.metrics;
         m.recipients_delivered.inc_by(outcome.delivered.len() as u64);
@@ -630,7 +643,8 @@ impl Engine {
         for (rcpt, r) in &outcome.temporary {
             tracing::info!(recipient = %rcpt, code = r.code, stage = r.stage, reply = %r.message, "temporary failure; will retry");
         }
-        let nothing_happened = outcome.delivered.is_empty() && outcome.temporary.is_empty() && outcome.permanent.is_empty();
+        let nothing_happened =
+            outcome.delivered.is_empty() && outcome.temporary.is_empty() && outcome.permanent.is_empty();
         if nothing_happened {
             self.put_back(bak);
             m.entries_requeued.inc();
@@ -644,9 +658,14 @@ impl Engine {
                 .read_message_pickle(entry.message_len())
                 .and_then(|pickle| self.out.enqueue(new_entry(entry, &pickle, &metadata)));
             match requeued {
-                Ok(new) => tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued"),
+                Ok(new) => {
+                    tracing::info!(new_entry = %new, recipients = outcome.not_attempted.len(), "untried recipients requeued")
+                }
                 Err(e) if e.is_bad_entry() => {
-                    let reason = format!("cannot write its metadata to requeue {} untried recipients: {e}", outcome.not_attempted.len());
+                    let reason = format!(
+                        "cannot write its metadata to requeue {} untried recipients: {e}",
+                        outcome.not_attempted.len()
+                    );
                     self.set_aside_bad(bak, &reason);
                     return None;
                 }
@@ -679,14 +698,21 @@ impl Engine {
                 // write but this one does not): it never will be, so it is set aside
                 // now rather than left claimed to be redelivered at every recovery.
                 Err(e) if e.is_bad_entry() => {
-                    let reason = format!("cannot write its metadata for the retry queue ({} recipients delivered, {} to retry): {e}", outcome.delivered.len(), failed.len());
+                    let reason = format!(
+                        "cannot write its metadata for the retry queue ({} recipients delivered, {} to retry): {e}",
+                        outcome.delivered.len(),
+                        failed.len()
+                    );
                     self.set_aside_bad(bak, &reason);
                 }
                 Err(e) if e.is_no_space() => return Some((Target::Retry, metadata)),
                 Err(e) => tracing::error!(error = %e, "cannot move to retry; the entry stays claimed for recovery"),
             },
             RetryDecision::Expire => {
-                tracing::error!(recipients = failed.len(), "discarding message with persistent temporary failures past its retry period");
+                tracing::error!(
+                    recipients = failed.len(),
+                    "discarding message with persistent temporary failures past its retry period"
+                );
                 self.finish(bak);
                 m.entries_expired.inc();
             }
@@ -694,7 +720,14 @@ impl Engine {
         None
     }
 
-    fn record_bounces(&self, bak: &EntryName, entry: &QueueEntry, message_id: Option<&str>, sender: &str, failures: &[(String, Refusal)]) {
+    fn record_bounces(
+        &self,
+        bak: &EntryName,
+        entry: &QueueEntry,
+        message_id: Option<&str>,
+        sender: &str,
+        failures: &[(String, Refusal)],
+    ) {
         if failures.is_empty() {
             return;
         }
@@ -743,7 +776,8 @@ impl Engine {
     fn shunt(&self, claimed: &Claimed, entry: &QueueEntry, reason: &str) {
         let bak = claimed.bak();
         self.metrics.entries_shunted.inc();
-        let metadata = with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
+        let metadata =
+            with_field(entry.metadata(), entry.version(), "whichq", version_str(entry.version(), self.out.name()));
         let moved = claimed
             .read_message_pickle(entry.message_len())
             .and_then(|pickle| self.out.move_to_with_pickle(bak, &pickle, entry, &metadata, &self.shunt));
@@ -781,7 +815,10 @@ fn note(done: Done, deferred: &mut HashMap<EntryName, f64>, troubled: &mut HashM
                     if unclaimable {
                         tracing::warn!(entry = %name, reason, retry_secs = FIRST_ENTRY_BACKOFF.as_secs(), "cannot claim entry; left queued and retried with a growing delay (logged once)");
                     }
-                    troubled.insert(name, Trouble { until: now + FIRST_ENTRY_BACKOFF, delay: FIRST_ENTRY_BACKOFF, unclaimable });
+                    troubled.insert(
+                        name,
+                        Trouble { until: now + FIRST_ENTRY_BACKOFF, delay: FIRST_ENTRY_BACKOFF, unclaimable },
+                    );
                 }
                 Some(t) => {
                     t.delay = (t.delay * 2).min(MAX_ENTRY_BACKOFF);
@@ -806,15 +843,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The message's Message-ID header, for logs and bounce records.
 fn message_id_of(m: &mailqueue_message::Message) -> Option<String> {
-    m.headers
-        .iter()
-        .find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id"))
-        .and_then(|(_, v)| match v {
-            mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
-            mailqueue_message::HeaderValue::Header(_) => None,
-        })
+    m.headers.iter().find(|(n, _)| n.to_string_lossy().eq_ignore_ascii_case("message-id")).and_then(|(_, v)| match v {
+        mailqueue_message::HeaderValue::Text(t) => Some(t.to_string_lossy().trim().to_owned()),
+        mailqueue_message::HeaderValue::Header(_) => None,
+    })
 }
 
-fn new_entry<'a>(entry: &'a QueueEntry, message_pickle: &'a [u8], metadata: &'a mailqueue_pickle::Value) -> NewEntry<'a> {
+fn new_entry<'a>(
+    entry: &'a QueueEntry,
+    message_pickle: &'a [u8],
+    metadata: &'a mailqueue_pickle::Value,
+) -> NewEntry<'a> {
     NewEntry { message_pickle, metadata, version: entry.version(), text: entry.is_text() }
 }

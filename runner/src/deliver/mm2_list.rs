@@ -42,7 +42,8 @@ pub fn plan(entry: &QueueEntry, message: Message, lists: &Mm2Lists, policy: &Pol
     };
     let personalize_ok = meta.get("personalize").is_none_or(Value::is_truthy);
     let d = Decorator::new(list.clone(), site, meta)?;
-    let sender_name = list.include_sender_header.then(|| py2_str(&list.real_name, "the list's real_name")).transpose()?;
+    let sender_name =
+        list.include_sender_header.then(|| py2_str(&list.real_name, "the list's real_name")).transpose()?;
     if !(personalize_ok && (verp || list.personalize != 0)) {
         let mut m = message;
         if !meta.get("decorated").is_some_and(Value::is_truthy) {
@@ -50,7 +51,9 @@ pub fn plan(entry: &QueueEntry, message: Message, lists: &Mm2Lists, policy: &Pol
             let member = match (personal, recipients.as_slice()) {
                 (false, _) => None,
                 (true, [only]) => Some(only.as_str()),
-                (true, _) => return Err(unreproducible("metadata 'personalize' with several recipients (Mailman asserts one)")),
+                (true, _) => {
+                    return Err(unreproducible("metadata 'personalize' with several recipients (Mailman asserts one)"))
+                }
             };
             d.decorate(&mut m, member)?;
         }
@@ -64,12 +67,8 @@ pub fn plan(entry: &QueueEntry, message: Message, lists: &Mm2Lists, policy: &Pol
         return Ok(Plan { transactions, skipped: Vec::new() });
     }
     let dups = add_dup_header(meta);
-    let copies = Arc::new(Copies {
-        message,
-        decorator: d,
-        rcpt_header: site.RCPT_BASE64_HEADER_NAME.clone(),
-        sender_name,
-    });
+    let copies =
+        Arc::new(Copies { message, decorator: d, rcpt_header: site.RCPT_BASE64_HEADER_NAME.clone(), sender_name });
     let mut plan = Plan::default();
     // Chunks are popped from the end of the list.
     for rcpt in recipients.into_iter().rev() {
@@ -263,7 +262,15 @@ fn options_url(list: &List, cgiext: &str, lc: &str) -> Result<Vec<u8>, PlanError
         None => &base[..],
     };
     let script = if path.is_empty() { b"options".to_vec() } else { [base.as_slice(), b"options"].concat() };
-    Ok([script.as_slice(), cgiext.as_bytes(), b"/", list.name.as_bytes(), b"/", decorate::url_quote(lc.as_bytes()).as_bytes()].concat())
+    Ok([
+        script.as_slice(),
+        cgiext.as_bytes(),
+        b"/",
+        list.name.as_bytes(),
+        b"/",
+        decorate::url_quote(lc.as_bytes()).as_bytes(),
+    ]
+    .concat())
 }
 
 /// A Python 2 string as a byte string: `unicode` only when ASCII (mixing non-ASCII
@@ -311,7 +318,10 @@ mod tests {
     #[test]
     fn user_name_encodes_as_python_2_does() {
         let uni = |s: &str| Text::Str(PyStr::from(s));
-        assert_eq!(user_name(Some(&uni("Dave \u{d8}deg\u{e5}rd")), "iso-8859-1"), Ok(Some(b"Dave \xd8deg\xe5rd".to_vec())));
+        assert_eq!(
+            user_name(Some(&uni("Dave \u{d8}deg\u{e5}rd")), "iso-8859-1"),
+            Ok(Some(b"Dave \xd8deg\xe5rd".to_vec()))
+        );
         assert_eq!(user_name(Some(&uni("Dave \u{d8}deg\u{e5}rd")), "us-ascii"), Ok(None));
         assert_eq!(user_name(Some(&uni("Frank \u{201c}T\u{201d}")), "iso-8859-1"), Ok(None));
         assert_eq!(user_name(Some(&uni("Erin")), "us-ascii"), Ok(Some(b"Erin".to_vec())));

@@ -30,7 +30,9 @@ pub async fn plan(entry: &QueueEntry, message: Message, rest: &Mm3Rest, policy: 
     let site = rest.site().await?;
     let list = rest.list(&list_id, &site).await?;
     if site.arc_enabled {
-        return Err(PlanError::Unreproducible("the site signs outgoing mail with ARC ([ARC] enabled), which the runner does not do".into()));
+        return Err(PlanError::Unreproducible(
+            "the site signs outgoing mail with ARC ([ARC] enabled), which the runner does not do".into(),
+        ));
     }
     let verp = wants_verp(meta, &list, &site);
     let sender = match meta.get("sender").and_then(Value::as_text) {
@@ -65,8 +67,7 @@ pub async fn plan(entry: &QueueEntry, message: Message, rest: &Mm3Rest, policy: 
         })
         .buffered(LOOKUPS_AT_ONCE)
         .try_collect()
-        .await
-        ?;
+        .await?;
     // Without member data or personal `To`, copies differ only by the duplicate flag:
     // those two are flattened once each and shared.
     let personal = needs_member || full;
@@ -76,7 +77,8 @@ pub async fn plan(entry: &QueueEntry, message: Message, rest: &Mm3Rest, policy: 
     for (rcpt, member, user) in lookups {
         let dup = dups.contains(&rcpt);
         let list = &copies.list;
-        let mail_from = if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
+        let mail_from =
+            if verp { verp::verp_sender(&site.verp_format, &list.vars, &sender, &rcpt) } else { sender.clone() };
         let rcpts = vec![rcpt.clone()];
         let copy = PersonalCopy { rcpt, dup, member, user };
         let data = if !personal {
@@ -166,7 +168,9 @@ impl Templates {
                 .iter()
                 .map(|(k, v)| match (k.as_text(), v.as_text()) {
                     (Some(k), Some(v)) => Ok((k, v)),
-                    _ => Err(PlanError::Unreproducible("metadata 'decoration-data' holds values that are not text".into())),
+                    _ => Err(PlanError::Unreproducible(
+                        "metadata 'decoration-data' holds values that are not text".into(),
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(PlanError::Unreproducible("metadata 'decoration-data' is not a dict".into())),
@@ -217,7 +221,9 @@ fn decorate_error(e: decorate::DecorateError) -> PlanError {
 /// Mailman 3 keeps `add-dup-header` as a set of addresses.
 fn add_dup_header(meta: &Value) -> Vec<String> {
     match meta.get("add-dup-header") {
-        Some(Value::Set(v) | Value::List(v) | Value::FrozenSet(v) | Value::Tuple(v)) => v.iter().filter_map(Value::as_text).collect(),
+        Some(Value::Set(v) | Value::List(v) | Value::FrozenSet(v) | Value::Tuple(v)) => {
+            v.iter().filter_map(Value::as_text).collect()
+        }
         Some(Value::Dict(d)) => d.iter().filter_map(|(k, _)| k.as_text()).collect(),
         _ => Vec::new(),
     }

@@ -25,11 +25,7 @@ impl Refusal {
     }
 
     pub fn lost_session(reason: &str) -> Refusal {
-        Refusal {
-            code: LOST_SESSION_CODE,
-            message: reason.to_owned(),
-            stage: "session",
-        }
+        Refusal { code: LOST_SESSION_CODE, message: reason.to_owned(), stage: "session" }
     }
 }
 
@@ -43,8 +39,7 @@ pub struct TxOutcome {
 
 impl TxOutcome {
     pub fn refuse_all(&mut self, rcpts: &[String], refusal: &Refusal) {
-        self.refused
-            .extend(rcpts.iter().map(|r| (r.clone(), refusal.clone())));
+        self.refused.extend(rcpts.iter().map(|r| (r.clone(), refusal.clone())));
     }
 }
 
@@ -84,11 +79,7 @@ mod tests {
 
     #[test]
     fn five_five_two_is_temporary_like_mailman() {
-        let r = |code| Refusal {
-            code,
-            message: String::new(),
-            stage: "RCPT",
-        };
+        let r = |code| Refusal { code, message: String::new(), stage: "RCPT" };
         assert!(r(550).is_permanent());
         assert!(r(554).is_permanent());
         assert!(!r(552).is_permanent());

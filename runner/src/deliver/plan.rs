@@ -118,10 +118,7 @@ pub fn plan(entry: &QueueEntry, message: Message, policy: &Policy) -> Result<Pla
     };
     // 2.1's SMTPDirect records `personalize` in the metadata when the list
     // personalizes; the per-member changes need the list's member database.
-    if version == Version::Mailman2
-        && !verp
-        && meta.get("personalize").is_some_and(Value::is_truthy)
-    {
+    if version == Version::Mailman2 && !verp && meta.get("personalize").is_some_and(Value::is_truthy) {
         return Err(PlanError::Unreproducible(
             "the list personalizes each copy (metadata 'personalize'), which needs the list's member data".into(),
         ));
@@ -136,23 +133,13 @@ pub fn plan(entry: &QueueEntry, message: Message, policy: &Policy) -> Result<Pla
     if verp {
         return verp_plan(&message, version, meta, &sender, recipients);
     }
-    let data =
-        Arc::new(mailqueue_message::delivery_bytes(&message, version, &sender).map_err(corrupt)?);
-    let limit = policy
-        .rcpt_limit
-        .unwrap_or_else(|| chunk::default_limit(version));
+    let data = Arc::new(mailqueue_message::delivery_bytes(&message, version, &sender).map_err(corrupt)?);
+    let limit = policy.rcpt_limit.unwrap_or_else(|| chunk::default_limit(version));
     let transactions = chunk::chunk(&recipients, limit, version)
         .into_iter()
-        .map(|rcpts| Transaction {
-            mail_from: sender.clone(),
-            rcpts,
-            data: Data::Ready(data.clone()),
-        })
+        .map(|rcpts| Transaction { mail_from: sender.clone(), rcpts, data: Data::Ready(data.clone()) })
         .collect();
-    Ok(Plan {
-        transactions,
-        skipped: Vec::new(),
-    })
+    Ok(Plan { transactions, skipped: Vec::new() })
 }
 
 /// One transaction per recipient. Besides the envelope, both versions change one
@@ -167,12 +154,8 @@ fn verp_plan(
 ) -> Result<Plan, PlanError> {
     let dup_wanted = add_dup_header(meta);
     let mut base = message.clone();
-    
-    base.headers.retain(|(name, _)| {
-        !name
-            .to_string_lossy()
-            .eq_ignore_ascii_case("x-mailman-copy")
-    });
+
+    base.headers.retain(|(name, _)| !name.to_string_lossy().eq_ignore_ascii_case("x-mailman-copy"));
     let base_shared: Arc<Message> = Arc::new(base);
     let base = base_shared.as_ref();
     let mut plan = Plan::default();
@@ -211,30 +194,18 @@ fn verp_plan(
                 Data::Lazy(Arc::new(move || flatten_copy(&base, version, &from, dup)))
             }
         };
-        plan.transactions.push(Transaction {
-            mail_from,
-            rcpts: vec![rcpt],
-            data,
-        });
+        plan.transactions.push(Transaction { mail_from, rcpts: vec![rcpt], data });
     }
     Ok(plan)
 }
 
-fn flatten_copy(
-    base: &Message,
-    version: Version,
-    mail_from: &str,
-    dup: bool,
-) -> Result<Vec<u8>, PlanError> {
+fn flatten_copy(base: &Message, version: Version, mail_from: &str, dup: bool) -> Result<Vec<u8>, PlanError> {
     if !dup {
         return mailqueue_message::delivery_bytes(base, version, mail_from).map_err(corrupt);
     }
     let mut m = base.clone();
     let (name, value) = match version {
-        Version::Mailman2 => (
-            Text::Bytes(b"X-Mailman-Copy".to_vec()),
-            Text::Bytes(b"yes".to_vec()),
-        ),
+        Version::Mailman2 => (Text::Bytes(b"X-Mailman-Copy".to_vec()), Text::Bytes(b"yes".to_vec())),
         Version::Mailman3 => (Text::from("X-Mailman-Copy"), Text::from("yes")),
     };
     m.headers.push((name, HeaderValue::Text(value)));

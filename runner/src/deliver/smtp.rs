@@ -49,48 +49,24 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to the SMTP relay {addr}: {error}")]
-    Tcp {
-        addr: String,
-        error: std::io::Error,
-    },
+    Tcp { addr: String, error: std::io::Error },
     #[error("cannot connect to the SMTP relay {addr}: {error}")]
-    Connect {
-        addr: String,
-        error: lettre::transport::smtp::Error,
-    },
+    Connect { addr: String, error: lettre::transport::smtp::Error },
     #[error("SMTP relay {addr} did not answer {stage} within {secs} s")]
-    Timeout {
-        addr: String,
-        stage: &'static str,
-        secs: u64,
-    },
+    Timeout { addr: String, stage: &'static str, secs: u64 },
     #[error("STARTTLS with the SMTP relay {addr} failed: {error}")]
-    Starttls {
-        addr: String,
-        error: lettre::transport::smtp::Error,
-    },
-    #[error(
-        "the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it"
-    )]
+    Starttls { addr: String, error: lettre::transport::smtp::Error },
+    #[error("the SMTP relay {addr} does not offer STARTTLS, and --smtp-security starttls requires it")]
     NoStarttls { addr: String },
     #[error("TLS settings for {addr} are unusable: {error}")]
-    TlsSettings {
-        addr: String,
-        error: lettre::transport::smtp::Error,
-    },
+    TlsSettings { addr: String, error: lettre::transport::smtp::Error },
     /// The relay broke the protocol: a reply line or reply over the bounds.
     #[error("SMTP relay {addr} broke the protocol: {error}")]
-    Protocol {
-        addr: String,
-        error: lettre::transport::smtp::Error,
-    },
+    Protocol { addr: String, error: lettre::transport::smtp::Error },
     #[error("the SMTP relay {addr} does not offer STARTTLS, and SMTP AUTH is never sent in the clear: use --smtp-security starttls or tls")]
     AuthInClear { addr: String },
     #[error("SMTP authentication with {addr} failed: {error}")]
-    Auth {
-        addr: String,
-        error: lettre::transport::smtp::Error,
-    },
+    Auth { addr: String, error: lettre::transport::smtp::Error },
 }
 
 /// Why a session cannot be used any more; the transaction it was in is unfinished.
@@ -117,12 +93,9 @@ impl Settings {
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, ConnectError> {
-        let tls_err = |error| ConnectError::TlsSettings {
-            addr: self.addr(),
-            error,
-        };
-        let mut builder = TlsParameters::builder(self.host.clone())
-            .dangerous_accept_invalid_certs(self.tls_accept_invalid_certs);
+        let tls_err = |error| ConnectError::TlsSettings { addr: self.addr(), error };
+        let mut builder =
+            TlsParameters::builder(self.host.clone()).dangerous_accept_invalid_certs(self.tls_accept_invalid_certs);
         if let Some(pem) = &self.tls_ca_pem {
             builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(tls_err)?);
         }
@@ -163,13 +136,8 @@ impl Session {
         // The greeting and EHLO are bounded here too, so a relay that accepts and then
         // says nothing cannot hang us.
         let connect = async {
-            let tcp_err = |error| ConnectError::Tcp {
-                addr: addr.clone(),
-                error,
-            };
-            let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
-                .await
-                .map_err(tcp_err)?;
+            let tcp_err = |error| ConnectError::Tcp { addr: addr.clone(), error };
+            let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port)).await.map_err(tcp_err)?;
             // lettre writes the message and its final dot separately; with Nagle on, the
             // dot waits for the peer's delayed ACK (40 ms per message).
             tcp.set_nodelay(true).map_err(tcp_err)?;
@@ -177,10 +145,9 @@ impl Session {
             // Either way the reply bounds see the plain SMTP text (see `tls`).
             match implicit_tls {
                 Some(tls) => {
-                    let encrypted = tls::encrypt(tcp, tls).await.map_err(|error| ConnectError::Connect {
-                        addr: addr.clone(),
-                        error,
-                    })?;
+                    let encrypted = tls::encrypt(tcp, tls)
+                        .await
+                        .map_err(|error| ConnectError::Connect { addr: addr.clone(), error })?;
                     let (bounded, flag) = BoundedReplies::new(encrypted, peer);
                     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello)
                         .await
@@ -199,13 +166,11 @@ impl Session {
             }
         };
         let (conn, overflow, plain) =
-            bounded(settings.connect_timeout, connect)
-                .await
-                .ok_or(ConnectError::Timeout {
-                    addr: addr.clone(),
-                    stage: "the greeting and EHLO",
-                    secs: settings.connect_timeout.as_secs(),
-                })??;
+            bounded(settings.connect_timeout, connect).await.ok_or(ConnectError::Timeout {
+                addr: addr.clone(),
+                stage: "the greeting and EHLO",
+                secs: settings.connect_timeout.as_secs(),
+            })??;
         let mut conn = conn;
         let starttls = match settings.security {
             Security::Starttls if !conn.can_starttls() => {
@@ -224,49 +189,33 @@ impl Session {
         let (mut conn, overflow) = match (starttls, plain) {
             (true, Some(plain)) => {
                 let params = settings.tls_parameters()?;
-                bounded(settings.connect_timeout, starttls_upgrade(conn, plain, params, &hello, &addr))
-                    .await
-                    .ok_or(ConnectError::Timeout {
+                bounded(settings.connect_timeout, starttls_upgrade(conn, plain, params, &hello, &addr)).await.ok_or(
+                    ConnectError::Timeout {
                         addr: addr.clone(),
                         stage: "STARTTLS",
                         secs: settings.connect_timeout.as_secs(),
-                    })??
+                    },
+                )??
             }
             _ => (conn, overflow),
         };
         if let Some((user, pass)) = &settings.credentials {
             let creds = Credentials::new(user.clone(), pass.clone());
-            bounded(
-                settings.command_timeout,
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
-            )
-            .await
-            .ok_or(ConnectError::Timeout {
-                addr: addr.clone(),
-                stage: "AUTH",
-                secs: settings.command_timeout.as_secs(),
-            })?
-            .map_err(|error| ConnectError::Auth {
-                addr: addr.clone(),
-                error,
-            })?;
+            bounded(settings.command_timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
+                .await
+                .ok_or(ConnectError::Timeout {
+                    addr: addr.clone(),
+                    stage: "AUTH",
+                    secs: settings.command_timeout.as_secs(),
+                })?
+                .map_err(|error| ConnectError::Auth { addr: addr.clone(), error })?;
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one: ask
         // again (EHLO may be repeated; it only resets the session state).
-        let ehlo = bounded(
-            settings.command_timeout,
-            conn.command(format!("EHLO {hello}\r\n")),
-        )
-        .await
-        .ok_or(ConnectError::Timeout {
-            addr: addr.clone(),
-            stage: "EHLO",
-            secs: settings.command_timeout.as_secs(),
-        })?;
-        let pipelining = ehlo.is_ok_and(|r| {
-            r.message()
-                .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"))
-        });
+        let ehlo = bounded(settings.command_timeout, conn.command(format!("EHLO {hello}\r\n"))).await.ok_or(
+            ConnectError::Timeout { addr: addr.clone(), stage: "EHLO", secs: settings.command_timeout.as_secs() },
+        )?;
+        let pipelining = ehlo.is_ok_and(|r| r.message().any(|line| line.trim().eq_ignore_ascii_case("PIPELINING")));
         Ok(Session {
             conn,
             overflow,
@@ -283,12 +232,7 @@ impl Session {
     /// `data` is the message as Mailman hands it to smtplib (ending in CRLF, not yet
     /// dot-stuffed). `Err` means the session is gone mid-transaction: nothing in this
     /// transaction was accepted.
-    pub async fn transaction(
-        &mut self,
-        from: &str,
-        rcpts: &[String],
-        data: &[u8],
-    ) -> Result<TxOutcome, SessionBroken> {
+    pub async fn transaction(&mut self, from: &str, rcpts: &[String], data: &[u8]) -> Result<TxOutcome, SessionBroken> {
         let mut outcome = TxOutcome::default();
         let started = Instant::now();
         self.dot_sent = false;
@@ -336,37 +280,20 @@ impl Session {
 
     /// MAIL, each RCPT and (only when some recipient was accepted) nothing more, one
     /// command per reply, as smtplib does.
-    async fn envelope_in_turn(
-        &mut self,
-        from: &str,
-        rcpts: &[String],
-    ) -> Result<Envelope, SessionBroken> {
-        let mail = self
-            .command(&format!("MAIL FROM:<{}>\r\n", clean(from)), "MAIL")
-            .await?;
+    async fn envelope_in_turn(&mut self, from: &str, rcpts: &[String]) -> Result<Envelope, SessionBroken> {
+        let mail = self.command(&format!("MAIL FROM:<{}>\r\n", clean(from)), "MAIL").await?;
         let mut replies = Vec::with_capacity(rcpts.len());
         if mail.is_none() {
             for rcpt in rcpts {
-                replies.push(
-                    self.command(&format!("RCPT TO:<{}>\r\n", clean(rcpt)), "RCPT")
-                        .await?,
-                );
+                replies.push(self.command(&format!("RCPT TO:<{}>\r\n", clean(rcpt)), "RCPT").await?);
             }
         }
-        Ok(Envelope {
-            mail,
-            rcpts: replies,
-            data: None,
-        })
+        Ok(Envelope { mail, rcpts: replies, data: None })
     }
 
     /// MAIL, RCPTs and DATA in one write, then their replies in order (RFC 2920): one
     /// round trip instead of one per command. The replies mean the same as in turn.
-    async fn envelope_pipelined(
-        &mut self,
-        from: &str,
-        rcpts: &[String],
-    ) -> Result<Envelope, SessionBroken> {
+    async fn envelope_pipelined(&mut self, from: &str, rcpts: &[String]) -> Result<Envelope, SessionBroken> {
         let mut batch = format!("MAIL FROM:<{}>\r\n", clean(from));
         for rcpt in rcpts {
             batch.push_str(&format!("RCPT TO:<{}>\r\n", clean(rcpt)));
@@ -378,11 +305,7 @@ impl Session {
             replies.push(self.reply("RCPT").await?);
         }
         let data = self.reply("DATA").await?;
-        Ok(Envelope {
-            mail,
-            rcpts: replies,
-            data: Some(data),
-        })
+        Ok(Envelope { mail, rcpts: replies, data: Some(data) })
     }
 
     /// Sends the message (dot-stuffed as smtplib does, in chunks: never a whole
@@ -413,11 +336,7 @@ impl Session {
     }
 
     /// `Ok(None)` for a positive reply, `Ok(Some(refusal))` for a negative one.
-    async fn command(
-        &mut self,
-        line: &str,
-        stage: &'static str,
-    ) -> Result<Option<Refusal>, SessionBroken> {
+    async fn command(&mut self, line: &str, stage: &'static str) -> Result<Option<Refusal>, SessionBroken> {
         let reply = bounded(self.command_timeout, self.conn.command(line))
             .await
             .ok_or(SessionBroken::Timeout(self.command_timeout.as_secs()))?;
@@ -440,10 +359,7 @@ impl Session {
         // A refused RSET leaves the session in an unknown state: treat it as lost.
         match self.command("RSET\r\n", "RSET").await? {
             None => Ok(()),
-            Some(r) => Err(SessionBroken::Network(format!(
-                "RSET refused: {} {}",
-                r.code, r.message
-            ))),
+            Some(r) => Err(SessionBroken::Network(format!("RSET refused: {} {}", r.code, r.message))),
         }
     }
 }
@@ -480,9 +396,13 @@ async fn starttls_upgrade(
     let peer = tcp.peer_addr().map_err(|error| ConnectError::Tcp { addr: addr.to_owned(), error })?;
     let encrypted = tls::encrypt(tcp, params).await.map_err(failed)?;
     let (bounded, flag) = BoundedReplies::resumed(encrypted, peer);
-    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), hello)
-        .await
-        .map_err(|error| if flag.load(Ordering::Relaxed) { ConnectError::Protocol { addr: addr.to_owned(), error } } else { failed(error) })?;
+    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(bounded), hello).await.map_err(|error| {
+        if flag.load(Ordering::Relaxed) {
+            ConnectError::Protocol { addr: addr.to_owned(), error }
+        } else {
+            failed(error)
+        }
+    })?;
     Ok((conn, flag))
 }
 
@@ -506,11 +426,7 @@ fn classify(
     match reply {
         Ok(_) => Ok(None),
         Err(e) => match e.status() {
-            Some(code) => Ok(Some(Refusal {
-                code: u16::from(code),
-                message: reply_text(&e),
-                stage,
-            })),
+            Some(code) => Ok(Some(Refusal { code: u16::from(code), message: reply_text(&e), stage })),
             None => Err(SessionBroken::Network(e.to_string())),
         },
     }
@@ -528,9 +444,7 @@ fn reply_text(e: &lettre::transport::smtp::Error) -> String {
 /// Addresses come from queue files; a CR, LF or angle bracket in one must not become a
 /// second SMTP command.
 fn clean(addr: &str) -> String {
-    addr.chars()
-        .filter(|c| !matches!(c, '\r' | '\n' | '<' | '>'))
-        .collect()
+    addr.chars().filter(|c| !matches!(c, '\r' | '\n' | '<' | '>')).collect()
 }
 
 /// Dot-stuffing as Python's smtplib does it (`^.` after every LF, lone LFs included),

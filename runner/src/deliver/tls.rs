@@ -97,7 +97,9 @@ impl<S> Detachable<S> {
     {
         match self.lock().as_mut() {
             Some(s) => op(Pin::new(s)),
-            None => Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the connection was taken over for TLS"))),
+            None => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the connection was taken over for TLS")))
+            }
         }
     }
 }

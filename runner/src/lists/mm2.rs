@@ -30,7 +30,8 @@ pub struct Site {
 impl Site {
     pub fn load(path: &Path) -> anyhow::Result<Site> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the Mailman 2.1 site settings {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the Mailman 2.1 site settings {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{}: expected a JSON object with CGIEXT, VERP_FORMAT, SMTP_MAX_RCPTS, LC_CHARSETS, DEFAULT_SERVER_LANGUAGE (mm_cfg values)",
@@ -198,7 +199,10 @@ impl Mm2Lists {
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ListError::Unreproducible(format!("no such Mailman 2.1 list {name:?} ({} is missing)", path.display())))
+                return Err(ListError::Unreproducible(format!(
+                    "no such Mailman 2.1 list {name:?} ({} is missing)",
+                    path.display()
+                )))
             }
             Err(e) => return Err(ListError::Unavailable(format!("cannot read {}: {e}", path.display()))),
         };

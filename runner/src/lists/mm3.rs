@@ -106,7 +106,10 @@ impl Mm3Rest {
         let arc = self.get("system/configuration/ARC").await?;
         let patterns = self.require("system/configuration/urlpatterns").await?;
         let number = |v: &Json, key: &str| -> Result<u64, ListError> {
-            text(v, key).trim().parse().map_err(|_| unreproducible(format!("[mta] {key} is not a number: {:?}", text(v, key))))
+            text(v, key)
+                .trim()
+                .parse()
+                .map_err(|_| unreproducible(format!("[mta] {key} is not a number: {:?}", text(v, key))))
         };
         Ok(Site {
             site_owner: text(&mailman, "site_owner"),
@@ -222,7 +225,8 @@ impl Mm3Rest {
     /// `TemplateLoader.get(name, mlist)`: the list's, the domain's, then the site's URI;
     /// else Mailman's template files.
     async fn template(&self, name: &str, list: &ListVars, site: &Site) -> Result<String, ListError> {
-        let contexts = [format!("lists/{}/uris", list.list_id), format!("domains/{}/uris", list.mail_host), "uris".to_owned()];
+        let contexts =
+            [format!("lists/{}/uris", list.list_id), format!("domains/{}/uris", list.mail_host), "uris".to_owned()];
         for context in &contexts {
             let Some(uris) = self.get(context).await? else { continue };
             let entry = uris
@@ -249,14 +253,24 @@ impl Mm3Rest {
                 .map_err(|e| unreproducible(format!("template {uri} of list {} cannot be read: {e}", list.list_id)));
         }
         if uri.starts_with("http://") || uri.starts_with("https://") {
-            let auth = entry.get("username").and_then(Json::as_str).map(|u| (u.to_owned(), entry.get("password").and_then(Json::as_str).map(str::to_owned)));
+            let auth = entry
+                .get("username")
+                .and_then(Json::as_str)
+                .map(|u| (u.to_owned(), entry.get("password").and_then(Json::as_str).map(str::to_owned)));
             return self.fetch_remote_template(&uri, auth).await;
         }
-        Err(unreproducible(format!("template URI {uri} of list {}: only file://, http:// and https:// are read", list.list_id)))
+        Err(unreproducible(format!(
+            "template URI {uri} of list {}: only file://, http:// and https:// are read",
+            list.list_id
+        )))
     }
 
     /// A template served over HTTP; 404 is an empty template, as in Mailman.
-    async fn fetch_remote_template(&self, uri: &str, auth: Option<(String, Option<String>)>) -> Result<String, ListError> {
+    async fn fetch_remote_template(
+        &self,
+        uri: &str,
+        auth: Option<(String, Option<String>)>,
+    ) -> Result<String, ListError> {
         let key = format!("template {uri}");
         if let Some(fresh) = self.cached(&key, false) {
             return Ok(fresh.body.and_then(|b| b.as_str().map(str::to_owned)).unwrap_or_default());
@@ -267,7 +281,9 @@ impl Mm3Rest {
         }
         let result = match req.send().await {
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => Ok(None),
-            Ok(r) if r.status().is_success() => r.text().await.map(|t| Some(Json::String(t))).map_err(|e| e.to_string()),
+            Ok(r) if r.status().is_success() => {
+                r.text().await.map(|t| Some(Json::String(t))).map_err(|e| e.to_string())
+            }
             Ok(r) => Err(format!("HTTP {}", r.status())),
             Err(e) => Err(e.to_string()),
         };
@@ -289,9 +305,9 @@ impl Mm3Rest {
         let result = match sent {
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => Ok(None),
             Ok(r) if r.status().is_success() => r.json::<Json>().await.map(Some).map_err(|e| format!("{url}: {e}")),
-            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                Err(format!("{url}: the API refused the credentials (HTTP 401); check --mailman-rest-user and the password"))
-            }
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Err(format!(
+                "{url}: the API refused the credentials (HTTP 401); check --mailman-rest-user and the password"
+            )),
             Ok(r) => Err(format!("{url}: HTTP {}", r.status())),
             Err(e) => Err(format!("{url}: {e}")),
         };
@@ -344,7 +360,12 @@ impl Mm3Rest {
 /// list's, the site default, English), the site's list, domain and site directories,
 /// then the built-in ones; `list:member:regular:footer` falls back to the generic
 /// footer as in `ALT_TEMPLATE_NAMES`.
-fn find_template_file(config: &RestConfig, name: &str, list: &ListVars, default_language: &str) -> Result<String, ListError> {
+fn find_template_file(
+    config: &RestConfig,
+    name: &str,
+    list: &ListVars,
+    default_language: &str,
+) -> Result<String, ListError> {
     let mut files = vec![format!("{name}.txt")];
     if name == FOOTER {
         files.push("list:member:generic:footer.txt".to_owned());
@@ -487,7 +508,9 @@ impl Mm3Args {
                 .trim_end_matches(['\r', '\n'])
                 .to_owned(),
             (None, Some(p)) => p.clone(),
-            (None, None) => anyhow::bail!("--mailman-rest needs a password: --mailman-rest-password-file FILE or $MQ_MAILMAN_REST_PASSWORD"),
+            (None, None) => anyhow::bail!(
+                "--mailman-rest needs a password: --mailman-rest-password-file FILE or $MQ_MAILMAN_REST_PASSWORD"
+            ),
         };
         let user = match &self.mailman_rest_user_file {
             Some(file) => std::fs::read_to_string(file)
@@ -500,7 +523,10 @@ impl Mm3Args {
             "--mailman-rest needs --mailman-templates DIR: Mailman's built-in templates (site-packages/mailman/templates)",
         )?;
         if !builtin.join("en").is_dir() {
-            anyhow::bail!("--mailman-templates {}: no en/ inside; expected Mailman's templates directory", builtin.display());
+            anyhow::bail!(
+                "--mailman-templates {}: no en/ inside; expected Mailman's templates directory",
+                builtin.display()
+            );
         }
         let mut root = url.trim_end_matches('/').to_owned();
         if !(root.ends_with("/3.1") || root.ends_with("/3.0")) {

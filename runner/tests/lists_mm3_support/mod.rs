@@ -20,7 +20,8 @@ pub fn vectors_dir() -> PathBuf {
 }
 
 pub fn manifest() -> Json {
-    serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("list vectors manifest")).expect("json")
+    serde_json::from_slice(&std::fs::read(vectors_dir().join("manifest.json")).expect("list vectors manifest"))
+        .expect("json")
 }
 
 /// The Mailman 3 vectors.
@@ -82,7 +83,8 @@ impl RestApi {
         let child = cmd.spawn().expect("start Mailman's REST runner");
         let mut api = RestApi { port, child: Some(child), _work: work };
         let up = support::wait_until(Duration::from_secs(120), || {
-            api.get("/3.1/system/versions").is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            api.get("/3.1/system/versions")
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
                 || api.exited()
         });
         assert!(up && !api.exited(), "Mailman's REST API did not come up:\n{}", api.log());
@@ -178,9 +180,11 @@ pub fn expected_transactions(v: &Json) -> Vec<Tx> {
         .expect("transactions")
         .iter()
         .map(|t| {
-            let mut rcpts: Vec<String> = t["rcpt_tos"].as_array().expect("rcpts").iter().map(|r| r.as_str().unwrap_or("").to_owned()).collect();
+            let mut rcpts: Vec<String> =
+                t["rcpt_tos"].as_array().expect("rcpts").iter().map(|r| r.as_str().unwrap_or("").to_owned()).collect();
             rcpts.sort();
-            let data = base64::engine::general_purpose::STANDARD.decode(t["data_b64"].as_str().expect("data")).expect("b64");
+            let data =
+                base64::engine::general_purpose::STANDARD.decode(t["data_b64"].as_str().expect("data")).expect("b64");
             (t["mail_from"].as_str().unwrap_or("").to_owned(), rcpts, mask(&data))
         })
         .collect()

@@ -18,8 +18,7 @@ pub fn vectors_dir() -> PathBuf {
 }
 
 pub fn manifest() -> serde_json::Value {
-    let text = std::fs::read_to_string(vectors_dir().join("manifest.json"))
-        .expect("read vectors manifest");
+    let text = std::fs::read_to_string(vectors_dir().join("manifest.json")).expect("read vectors manifest");
     serde_json::from_str(&text).expect("parse vectors manifest")
 }
 
@@ -35,11 +34,7 @@ pub fn qfiles() -> tempfile::TempDir {
 /// Copies vector `path` (relative to the vectors folder) into `queue`, keeping its name.
 pub fn add_vector(qfiles: &Path, queue: &str, path: &str) -> String {
     let src = vectors_dir().join(path);
-    let name = src
-        .file_name()
-        .expect("file name")
-        .to_string_lossy()
-        .into_owned();
+    let name = src.file_name().expect("file name").to_string_lossy().into_owned();
     std::fs::copy(&src, qfiles.join(queue).join(&name)).expect("copy vector");
     name
 }
@@ -47,11 +42,7 @@ pub fn add_vector(qfiles: &Path, queue: &str, path: &str) -> String {
 /// File names in a queue directory with the given extension.
 pub fn files(qfiles: &Path, queue: &str, ext: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(qfiles.join(queue))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     v.retain(|n| n.ends_with(&format!(".{ext}")));
     v.sort();
@@ -61,13 +52,7 @@ pub fn files(qfiles: &Path, queue: &str, ext: &str) -> Vec<String> {
 /// `run` with the common test settings plus `extra`.
 pub fn run_cmd(qfiles: &Path, smtp: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(runner_bin());
-    c.arg("run")
-        .arg("--qfiles")
-        .arg(qfiles)
-        .arg("--smtp")
-        .arg(smtp)
-        .args(["--poll-interval", "50ms"])
-        .args(extra);
+    c.arg("run").arg("--qfiles").arg(qfiles).arg("--smtp").arg(smtp).args(["--poll-interval", "50ms"]).args(extra);
     c.stdin(Stdio::null());
     c
 }
@@ -77,8 +62,7 @@ pub fn run_cmd(qfiles: &Path, smtp: &str, extra: &[&str]) -> Command {
 pub fn run_to_end(mut cmd: Command, limit: Duration) -> std::process::Output {
     let mut out_file = tempfile::tempfile().expect("temp file");
     let mut err_file = tempfile::tempfile().expect("temp file");
-    cmd.stdout(out_file.try_clone().expect("clone"))
-        .stderr(err_file.try_clone().expect("clone"));
+    cmd.stdout(out_file.try_clone().expect("clone")).stderr(err_file.try_clone().expect("clone"));
     let mut child = cmd.spawn().expect("spawn runner");
     let status = wait_child(&mut child, limit);
     let read = |f: &mut std::fs::File| {
@@ -90,16 +74,9 @@ pub fn run_to_end(mut cmd: Command, limit: Duration) -> std::process::Output {
     };
     let (stdout, stderr) = (read(&mut out_file), read(&mut err_file));
     let Some(status) = status else {
-        panic!(
-            "runner did not finish within {limit:?}; stderr:\n{}",
-            String::from_utf8_lossy(&stderr)
-        );
+        panic!("runner did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
     };
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
+    std::process::Output { status, stdout, stderr }
 }
 
 /// Waits for the child to exit, up to `limit`; kills it (returning None) otherwise.
@@ -125,7 +102,10 @@ pub fn python_env(var: &str) -> String {
     assert!(out.status.success(), "tests/tools/python-env.sh failed: these tests need its Pythons");
     let text = String::from_utf8_lossy(&out.stdout);
     let prefix = format!("export {var}=");
-    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::to_owned).unwrap_or_else(|| panic!("python-env.sh printed no {var}"))
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("python-env.sh printed no {var}"))
 }
 
 /// Polls `cond` until it holds or `limit` passes.

@@ -73,10 +73,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (c, f, s) = (captured.clone(), faults.clone(), sessions.clone());
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("tokio listener");
                 let accept = async {
@@ -97,14 +94,7 @@ impl Server {
                 }
             });
         });
-        Server {
-            addr,
-            captured,
-            faults,
-            sessions,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        Server { addr, captured, faults, sessions, shutdown: Some(tx), thread: Some(thread) }
     }
 
     pub fn captured(&self) -> Vec<Captured> {
@@ -154,8 +144,7 @@ async fn session(
             if f.no_pipelining {
                 w.write_all(b"250-capture.test\r\n250 8BITMIME\r\n").await?;
             } else {
-                w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
-                    .await?;
+                w.write_all(b"250-capture.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n").await?;
             }
         } else if upper.starts_with("MAIL FROM:") {
             if f.stall == Some(Stage::Mail) {
@@ -184,8 +173,7 @@ async fn session(
                 w.write_all(format!("{code} {msg}\r\n").as_bytes()).await?;
                 continue;
             }
-            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
+            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let mut data = Vec::new();
             let mut received = 0usize;
             loop {
@@ -214,11 +202,7 @@ async fn session(
                 if line == b".\r\n" {
                     break;
                 }
-                let unstuffed = if line.first() == Some(&b'.') {
-                    &line[1..]
-                } else {
-                    &line[..]
-                };
+                let unstuffed = if line.first() == Some(&b'.') { &line[1..] } else { &line[..] };
                 data.extend_from_slice(unstuffed);
             }
             if f.stall == Some(Stage::Message) {
@@ -247,8 +231,7 @@ async fn session(
             w.write_all(b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
-            w.write_all(b"502 5.5.2 Error: command not recognized\r\n")
-                .await?;
+            w.write_all(b"502 5.5.2 Error: command not recognized\r\n").await?;
         }
     }
 }

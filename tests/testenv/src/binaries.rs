@@ -22,7 +22,16 @@ impl Binaries {
         });
         let dir = found.clone().map_err(Error::Binaries)?;
         let binaries = Self { dir };
-        for tool in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "helm"] {
+        for tool in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubectl",
+            "kubelet",
+            "kube-proxy",
+            "helm",
+        ] {
             let path = binaries.path(tool);
             if !path.is_file() {
                 return Err(Error::Binaries(format!("{} is missing", path.display())));

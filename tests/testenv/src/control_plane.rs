@@ -78,9 +78,8 @@ impl ControlPlane {
 
     /// The same with the API server on `address` (the node IP, for a cluster with a node).
     pub async fn start_on(address: Ipv4Addr) -> Result<Self> {
-        let binaries = tokio::task::spawn_blocking(Binaries::locate)
-            .await
-            .map_err(|e| Error::Binaries(e.to_string()))??;
+        let binaries =
+            tokio::task::spawn_blocking(Binaries::locate).await.map_err(|e| Error::Binaries(e.to_string()))??;
         let dir = tempfile::Builder::new()
             .prefix("mq-testenv-")
             .tempdir()
@@ -93,20 +92,12 @@ impl ControlPlane {
             &admin_kubeconfig,
             &format!("https://{address}:{}", ports.apiserver),
             &pki.ca_cert,
-            Credentials::ClientCert {
-                cert: &pki.admin_cert,
-                key: &pki.admin_key,
-            },
+            Credentials::ClientCert { cert: &pki.admin_cert, key: &pki.admin_key },
             None,
         )?;
         let admin_config = kubeconfig::load(&admin_kubeconfig).await?;
         let plane = Self {
-            processes: Mutex::new(Processes {
-                scheduler: None,
-                controller_manager: None,
-                apiserver: None,
-                etcd: None,
-            }),
+            processes: Mutex::new(Processes { scheduler: None, controller_manager: None, apiserver: None, etcd: None }),
             binaries,
             address,
             ports,
@@ -183,25 +174,14 @@ impl ControlPlane {
             }),
             ..TokenRequest::default()
         };
-        let issued: TokenRequest = accounts
-            .create_subresource("token", name, &PostParams::default(), &request)
-            .await?;
+        let issued: TokenRequest = accounts.create_subresource("token", name, &PostParams::default(), &request).await?;
         let token = issued
             .status
             .and_then(|s| s.token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::NoToken {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })?;
+            .ok_or_else(|| Error::NoToken { namespace: namespace.to_owned(), name: name.to_owned() })?;
         let path = self.dir().join(format!("sa-{namespace}-{name}.kubeconfig"));
-        kubeconfig::write(
-            &path,
-            &self.server_url(),
-            &self.pki.ca_cert,
-            Credentials::Token(&token),
-            Some(namespace),
-        )?;
+        kubeconfig::write(&path, &self.server_url(), &self.pki.ca_cert, Credentials::Token(&token), Some(namespace))?;
         Ok(path)
     }
 
@@ -210,21 +190,14 @@ impl ControlPlane {
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
         let client = self.client()?;
         let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..ObjectMeta::default()
-            },
+            metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await?;
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
         let accounts: Api<ServiceAccount> = Api::namespaced(client, name);
-        self.wait_for(
-            &format!("the default service account of namespace {name}"),
-            CONTROLLER_MANAGER_START,
-            || async { matches!(accounts.get_opt("default").await, Ok(Some(_))) },
-        )
+        self.wait_for(&format!("the default service account of namespace {name}"), CONTROLLER_MANAGER_START, || async {
+            matches!(accounts.get_opt("default").await, Ok(Some(_)))
+        })
         .await
     }
 
@@ -253,8 +226,7 @@ impl ControlPlane {
             if processes.apiserver.is_none() {
                 let args = self.apiserver_args();
                 let log = self.log_path("kube-apiserver");
-                let process =
-                    Process::spawn("kube-apiserver", &self.binaries.path("kube-apiserver"), &args, &log)?;
+                let process = Process::spawn("kube-apiserver", &self.binaries.path("kube-apiserver"), &args, &log)?;
                 processes.apiserver = Some(process);
             }
         }
@@ -372,8 +344,12 @@ impl ControlPlane {
             "--leader-elect=false".to_owned(),
             "--profiling=false".to_owned(),
         ];
-        let process =
-            Process::spawn("kube-scheduler", &self.binaries.path("kube-scheduler"), &args, &self.log_path("kube-scheduler"))?;
+        let process = Process::spawn(
+            "kube-scheduler",
+            &self.binaries.path("kube-scheduler"),
+            &args,
+            &self.log_path("kube-scheduler"),
+        )?;
         self.processes().scheduler = Some(process);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.scheduler));
         // Its secure port is HTTPS only; listening is enough to know it has started.
@@ -445,23 +421,15 @@ impl ControlPlane {
 
     fn exited_process(&self) -> Option<Error> {
         let mut processes = self.processes();
-        let Processes {
-            scheduler,
-            controller_manager,
-            apiserver,
-            etcd,
-        } = &mut *processes;
-        let exited = [scheduler, controller_manager, apiserver, etcd]
-            .into_iter()
-            .flatten()
-            .find_map(|process| {
-                let status = process.exited()?;
-                Some(Error::Exited {
-                    process: process.name().to_owned(),
-                    status: status.to_string(),
-                    log_tail: log_tail(process.log(), 30),
-                })
-            });
+        let Processes { scheduler, controller_manager, apiserver, etcd } = &mut *processes;
+        let exited = [scheduler, controller_manager, apiserver, etcd].into_iter().flatten().find_map(|process| {
+            let status = process.exited()?;
+            Some(Error::Exited {
+                process: process.name().to_owned(),
+                status: status.to_string(),
+                log_tail: log_tail(process.log(), 30),
+            })
+        });
         exited
     }
 }
@@ -490,10 +458,7 @@ fn free_ports() -> Result<Ports> {
     let mut held = Vec::new();
     let mut next = || -> Result<u16> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind a port on", "127.0.0.1"))?;
-        let port = listener
-            .local_addr()
-            .map_err(io("bind a port on", "127.0.0.1"))?
-            .port();
+        let port = listener.local_addr().map_err(io("bind a port on", "127.0.0.1"))?.port();
         held.push(listener);
         Ok(port)
     };

@@ -17,17 +17,9 @@ pub enum Error {
     #[error("could not make the throwaway certificates: {0}")]
     Certificates(#[from] rcgen::Error),
     #[error("{what} was not ready after {seconds}s{}", tail_suffix(.log_tail))]
-    NotReady {
-        what: String,
-        seconds: u64,
-        log_tail: String,
-    },
+    NotReady { what: String, seconds: u64, log_tail: String },
     #[error("{process} exited while starting ({status}){}", tail_suffix(.log_tail))]
-    Exited {
-        process: String,
-        status: String,
-        log_tail: String,
-    },
+    Exited { process: String, status: String, log_tail: String },
     #[error("could not read the kubeconfig it wrote: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error("Kubernetes API call failed: {0}")]
@@ -52,9 +44,5 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| Error::Io { action, path, source }
 }

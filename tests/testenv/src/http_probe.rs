@@ -34,8 +34,5 @@ pub(crate) async fn get_status(addr: SocketAddr, path: &str, timeout: Duration) 
 
 /// Whether a TCP connection to `addr` is accepted.
 pub(crate) async fn tcp_open(addr: SocketAddr, timeout: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(timeout, TcpStream::connect(addr)).await, Ok(Ok(_)))
 }

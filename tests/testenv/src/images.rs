@@ -68,7 +68,8 @@ impl Buildah {
     }
 
     fn run(&self, args: &[&str], what: &str) -> Result<String> {
-        let output = self.command().args(args).output().map_err(|e| Error::Image(format!("could not run buildah: {e}")))?;
+        let output =
+            self.command().args(args).output().map_err(|e| Error::Image(format!("could not run buildah: {e}")))?;
         if !output.status.success() {
             return Err(Error::Image(format!(
                 "{what}: buildah {} failed ({}): {}",
@@ -109,7 +110,11 @@ fn lock(cache: &Path) -> Result<Flock<std::fs::File>> {
     std::fs::create_dir_all(cache).map_err(io("create directory", cache))?;
     let path = cache.join(".images.lock");
     let file = std::fs::File::create(&path).map_err(io("create lock file", &path))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Io { action: "lock", path, source: errno.into() })
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Io {
+        action: "lock",
+        path,
+        source: errno.into(),
+    })
 }
 
 fn pinned_kubernetes() -> Result<String> {
@@ -188,7 +193,8 @@ pub fn static_binaries(
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let dests: Vec<&str> = files.iter().map(|(_, d)| *d).collect();
-        (sums.split_whitespace().step_by(2).collect::<Vec<_>>(), dests, run, user, entrypoint, reference).hash(&mut hasher);
+        (sums.split_whitespace().step_by(2).collect::<Vec<_>>(), dests, run, user, entrypoint, reference)
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     };
     let archive = cache.join(format!("static-{key}.oci.tar"));
@@ -304,7 +310,9 @@ pub fn runtime_stage(dockerfile: &str) -> Result<String> {
         })
         .collect();
     if copies != 1 {
-        return Err(Error::Image(format!("the Dockerfile's runtime stage has {copies} COPY --from=builder lines, not 1")));
+        return Err(Error::Image(format!(
+            "the Dockerfile's runtime stage has {copies} COPY --from=builder lines, not 1"
+        )));
     }
     Ok(stage.join("\n") + "\n")
 }
@@ -395,13 +403,23 @@ fn rust_builder_base(buildah: &Buildah, cache: &Path, reference: &str) -> Result
         s = sysroot.display()
     ))?;
     // rustc finds its driver library through $ORIGIN: the toolchain's bin goes on PATH as is.
-    let path = format!("{toolchain}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path =
+        format!("{toolchain}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let container = buildah.run(&["from", "scratch"], reference)?.trim().to_owned();
     let rootfs_arg = format!("{}/", rootfs.display());
     let result = (|| {
         buildah.run(&["copy", "--quiet", &container, &rootfs_arg, "/"], reference)?;
         buildah.run(
-            &["config", "--env", "RUSTUP_HOME=/usr/local/rustup", "--env", "CARGO_HOME=/usr/local/cargo", "--env", &format!("PATH={path}"), &container],
+            &[
+                "config",
+                "--env",
+                "RUSTUP_HOME=/usr/local/rustup",
+                "--env",
+                "CARGO_HOME=/usr/local/cargo",
+                "--env",
+                &format!("PATH={path}"),
+                &container,
+            ],
             reference,
         )?;
         buildah.run(&["commit", "--quiet", &container, reference], reference)
@@ -415,7 +433,9 @@ fn rust_builder_base(buildah: &Buildah, cache: &Path, reference: &str) -> Result
 fn debian_mirror() -> Result<String> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list")));
+        files.extend(
+            dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list")),
+        );
     }
     files
         .iter()
@@ -454,7 +474,20 @@ pub fn dockerfile(reference: &str) -> Result<ImageArchive> {
     let root = repo_root();
     let ctx = root.to_str().ok_or_else(|| Error::Image("non-UTF-8 path".into()))?;
     buildah.run(
-        &["build", "--pull=never", "--isolation", "chroot", "--network", "host", "--layers=false", "-f", file, "-t", reference, ctx],
+        &[
+            "build",
+            "--pull=never",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--layers=false",
+            "-f",
+            file,
+            "-t",
+            reference,
+            ctx,
+        ],
         reference,
     )?;
     buildah.save(reference, &archive)?;

@@ -48,6 +48,6 @@ pub use binaries::Binaries;
 pub use cargo_binary::cargo_binary;
 pub use cluster::Cluster;
 pub use control_plane::ControlPlane;
-pub use node::{container_id, HostReady, Node};
 pub use error::{Error, Result};
+pub use node::{container_id, HostReady, Node};
 pub use report::FailureReport;

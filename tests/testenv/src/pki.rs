@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 use crate::error::{io, Result};
@@ -51,15 +50,10 @@ impl Pki {
 
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "mailqueue-testenv CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "mailqueue-testenv CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         write(&pki.ca_cert, &ca_cert.pem())?;
         write(&pki.ca_key, &ca_key.serialize_pem())?;
@@ -76,14 +70,10 @@ impl Pki {
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ] {
-            serving
-                .subject_alt_names
-                .push(rcgen::SanType::DnsName(name.try_into()?));
+            serving.subject_alt_names.push(rcgen::SanType::DnsName(name.try_into()?));
         }
         for ip in [[127, 0, 0, 1], [10, 0, 0, 1], crate::host::NODE_IP.octets()] {
-            serving
-                .subject_alt_names
-                .push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::from(ip).into()));
+            serving.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::from(ip).into()));
         }
         sign(&serving, &issuer, &pki.serving_cert, &pki.serving_key)?;
 
@@ -96,7 +86,8 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
         sign(&node, &issuer, &pki.node_cert, &pki.node_key)?;
-        let kubelet_client = leaf("kube-apiserver-kubelet-client", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
+        let kubelet_client =
+            leaf("kube-apiserver-kubelet-client", Some("system:masters"), ExtendedKeyUsagePurpose::ClientAuth)?;
         sign(&kubelet_client, &issuer, &pki.kubelet_client_cert, &pki.kubelet_client_key)?;
 
         let sa = KeyPair::generate()?;
@@ -106,30 +97,18 @@ impl Pki {
     }
 }
 
-fn leaf(
-    common_name: &str,
-    organization: Option<&str>,
-    usage: ExtendedKeyUsagePurpose,
-) -> Result<CertificateParams> {
+fn leaf(common_name: &str, organization: Option<&str>, usage: ExtendedKeyUsagePurpose) -> Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, common_name);
     if let Some(org) = organization {
         params.distinguished_name.push(DnType::OrganizationName, org);
     }
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![usage];
     Ok(params)
 }
 
-fn sign(
-    params: &CertificateParams,
-    issuer: &Issuer<'_, &KeyPair>,
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<()> {
+fn sign(params: &CertificateParams, issuer: &Issuer<'_, &KeyPair>, cert_path: &Path, key_path: &Path) -> Result<()> {
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
     write(cert_path, &cert.pem())?;

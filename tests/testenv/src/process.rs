@@ -24,7 +24,8 @@ pub(crate) struct Process {
 impl Process {
     pub(crate) fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
         // Appended to: a restarted process keeps the log of its earlier runs.
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io("create log file", log))?;
+        let out =
+            std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io("create log file", log))?;
         let err = out.try_clone().map_err(io("open log file", log))?;
         let child = Command::new(program)
             .args(args)
@@ -35,11 +36,7 @@ impl Process {
             .spawn()
             .map_err(io("start", program))?;
         watchdog::adopt_group(child.id());
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        })
+        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -158,4 +155,3 @@ printf '%s\n' "$dirs" | while IFS= read -r d; do [ -n "$d" ] && rm -rf -- "$d"; 
         send(&format!("release {pgid}"));
     }
 }
-

@@ -6,10 +6,7 @@ use mailqueue_testenv::cargo_binary;
 fn builds_the_runner_and_returns_its_path() {
     let runner = cargo_binary("mailqueue-runner", "mailqueue-runner").expect("the runner builds");
     assert_eq!(runner.file_name().and_then(|n| n.to_str()), Some("mailqueue-runner"));
-    let help = std::process::Command::new(&runner)
-        .arg("--help")
-        .output()
-        .expect("the runner runs");
+    let help = std::process::Command::new(&runner).arg("--help").output().expect("the runner runs");
     assert!(help.status.success(), "{}", String::from_utf8_lossy(&help.stderr));
 }
 

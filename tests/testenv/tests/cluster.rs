@@ -35,9 +35,10 @@ fn kubectl_image(cluster_bin: &std::path::Path) -> ImageArchive {
 
 async fn setup(namespace: &str) -> Setup {
     let kubectl = mailqueue_testenv::Binaries::locate().expect("binaries").path("kubectl");
-    let images = tokio::task::spawn_blocking(move || vec![images::busybox().expect("busybox image"), kubectl_image(&kubectl)])
-        .await
-        .expect("image task");
+    let images =
+        tokio::task::spawn_blocking(move || vec![images::busybox().expect("busybox image"), kubectl_image(&kubectl)])
+            .await
+            .expect("image task");
     let cluster = cluster::shared(images).await.expect("cluster starts");
     let plane = cluster.plane();
     let report = cluster.report_on_failure();
@@ -129,7 +130,8 @@ spec:
     crds.create(&PostParams::default(), &crd).await.expect("CRD is created");
     wait_for(&crds, "widgets.testenv.example.com", "Established", is_crd_established()).await;
     let gvk = GroupVersionKind::gvk("testenv.example.com", "v1", "Widget");
-    let widgets: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.namespace, &ApiResource::from_gvk(&gvk));
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(s.client.clone(), &s.namespace, &ApiResource::from_gvk(&gvk));
     let widget = |size: i64| {
         from_yaml::<DynamicObject>(&format!(
             "apiVersion: testenv.example.com/v1\nkind: Widget\nmetadata: {{ name: w{size} }}\nspec: {{ size: {size} }}\n"
@@ -302,10 +304,17 @@ spec:
     s.cluster.node().kill_container(&stubborn, "main").await.expect("ctr kills the container");
     let restarted = s
         .wait_pod("stubborn", "a restart", |p| {
-            p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c.iter().any(|c| c.restart_count >= 1))
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.restart_count >= 1))
         })
         .await;
-    let last = restarted.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next()).and_then(|c| c.last_state);
+    let last = restarted
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.last_state);
     assert_eq!(last.and_then(|l| l.terminated).map(|t| t.exit_code), Some(137), "killed by SIGKILL");
     s.wait_pod("stubborn", "Ready again", is_ready).await;
 
@@ -316,7 +325,10 @@ spec:
     pods.delete("stubborn", &DeleteParams::default().grace_period(2)).await.expect("delete stubborn");
     wait_for(&pods, "polite", "removed", is_deleted(&polite.uid().expect("uid"))).await;
     wait_for(&pods, "stubborn", "removed", is_deleted(&stubborn.uid().expect("uid"))).await;
-    assert!(before.elapsed() >= std::time::Duration::from_secs(2), "the stubborn pod was removed before its grace period");
+    assert!(
+        before.elapsed() >= std::time::Duration::from_secs(2),
+        "the stubborn pod was removed before its grace period"
+    );
 }
 
 #[tokio::test]

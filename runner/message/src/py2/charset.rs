@@ -104,9 +104,7 @@ impl<'a> HeaderCharset<'a> {
         }
         let target = if to_output { self.output } else { self.input };
         let converts = to_output && self.charset.input_codec != self.charset.output_codec;
-        let plain_ascii = units
-            .iter()
-            .all(|u| matches!(u, Unit::Byte(b) if b.is_ascii()));
+        let plain_ascii = units.iter().all(|u| matches!(u, Unit::Byte(b) if b.is_ascii()));
         let japanese = |c: Codec| matches!(c, Codec::Iso2022Jp | Codec::EucJp | Codec::ShiftJis);
         if converts && !plain_ascii && !(japanese(self.input) && japanese(target)) {
             return Err(problem(
@@ -158,10 +156,7 @@ impl<'a> HeaderCharset<'a> {
         let max_encoded = 76 - cset.len() as i64 - MISC_LEN;
         let max_unencoded = max_encoded * 3 / 4;
         if max_unencoded <= 0 {
-            return Err(problem(
-                self.part,
-                format!("the charset name {cset:?} is too long for an encoded word"),
-            ));
+            return Err(problem(self.part, format!("the charset name {cset:?} is too long for an encoded word")));
         }
         let words: Vec<Vec<u8>> = s
             .chunks(max_unencoded as usize)
@@ -175,10 +170,7 @@ fn codec(name: Option<&str>) -> Codec {
     let Some(name) = name else {
         return Codec::Bytes;
     };
-    let n = name
-        .to_ascii_lowercase()
-        .replace('_', "-")
-        .replace("iso8859-", "iso-8859-");
+    let n = name.to_ascii_lowercase().replace('_', "-").replace("iso8859-", "iso-8859-");
     match n.as_str() {
         // No such Python codec: `LookupError`, and the chunk stays a byte string.
         "8bit" => Codec::Bytes,
@@ -188,12 +180,11 @@ fn codec(name: Option<&str>) -> Codec {
         "euc-jp" | "eucjp" | "ujis" | "u-jis" => Codec::EucJp,
         "shift-jis" | "shiftjis" | "sjis" | "s-jis" | "csshiftjis" => Codec::ShiftJis,
         // Single-byte charsets whose 256 octets all decode.
-        "iso-8859-1" | "iso-8859-2" | "iso-8859-4" | "iso-8859-5" | "iso-8859-9"
-        | "iso-8859-10" | "iso-8859-13" | "iso-8859-14" | "iso-8859-15" | "iso-8859-16"
-        | "latin-1" | "latin1" | "l1" | "koi8-r" | "koi8-u" => Codec::SingleByte { holes: &[] },
-        "windows-1252" | "cp1252" => Codec::SingleByte {
-            holes: &[0x81, 0x8d, 0x8f, 0x90, 0x9d],
-        },
+        "iso-8859-1" | "iso-8859-2" | "iso-8859-4" | "iso-8859-5" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13"
+        | "iso-8859-14" | "iso-8859-15" | "iso-8859-16" | "latin-1" | "latin1" | "l1" | "koi8-r" | "koi8-u" => {
+            Codec::SingleByte { holes: &[] }
+        }
+        "windows-1252" | "cp1252" => Codec::SingleByte { holes: &[0x81, 0x8d, 0x8f, 0x90, 0x9d] },
         _ => Codec::AsciiCompatible,
     }
 }
@@ -201,33 +192,14 @@ fn codec(name: Option<&str>) -> Codec {
 fn decode(codec: Codec, s: &[u8]) -> Option<Vec<Unit>> {
     match codec {
         Codec::Bytes => Some(s.iter().map(|&b| Unit::Byte(b)).collect()),
-        Codec::SingleByte { holes } => Some(
-            s.iter()
-                .map(|&b| {
-                    if holes.contains(&b) {
-                        Unit::Replacement
-                    } else {
-                        Unit::Byte(b)
-                    }
-                })
-                .collect(),
-        ),
-        Codec::Ascii => Some(
-            s.iter()
-                .map(|&b| {
-                    if b.is_ascii() {
-                        Unit::Byte(b)
-                    } else {
-                        Unit::Replacement
-                    }
-                })
-                .collect(),
-        ),
+        Codec::SingleByte { holes } => {
+            Some(s.iter().map(|&b| if holes.contains(&b) { Unit::Replacement } else { Unit::Byte(b) }).collect())
+        }
+        Codec::Ascii => Some(s.iter().map(|&b| if b.is_ascii() { Unit::Byte(b) } else { Unit::Replacement }).collect()),
         // ESC, `+` and `~` start shifts in ASCII-looking codecs (ISO-2022, UTF-7, HZ).
-        Codec::AsciiCompatible => s
-            .iter()
-            .map(|&b| (b.is_ascii() && !matches!(b, 0x1b | b'+' | b'~')).then_some(Unit::Byte(b)))
-            .collect(),
+        Codec::AsciiCompatible => {
+            s.iter().map(|&b| (b.is_ascii() && !matches!(b, 0x1b | b'+' | b'~')).then_some(Unit::Byte(b))).collect()
+        }
         Codec::Utf8 => Some(decode_utf8(s)),
         Codec::Iso2022Jp => decode_iso2022jp(s),
         Codec::EucJp => decode_eucjp(s),
@@ -253,11 +225,7 @@ pub(super) fn decode_utf8(s: &[u8]) -> Vec<Unit> {
             _ => 0,
         };
         if n <= 1 {
-            out.push(if n == 1 {
-                Unit::Byte(c)
-            } else {
-                Unit::Replacement
-            });
+            out.push(if n == 1 { Unit::Byte(c) } else { Unit::Replacement });
             i += 1;
             continue;
         }
@@ -272,18 +240,11 @@ pub(super) fn decode_utf8(s: &[u8]) -> Vec<Unit> {
         if valid {
             let mut bytes = [0u8; 4];
             bytes[..n].copy_from_slice(seq);
-            out.push(Unit::Utf8 {
-                bytes,
-                len: n as u8,
-            });
+            out.push(Unit::Utf8 { bytes, len: n as u8 });
             i += n;
         } else {
             out.push(Unit::Replacement);
-            i += 1 + seq[1..]
-                .iter()
-                .take(n - 2)
-                .take_while(|&&b| is_cont(b))
-                .count();
+            i += 1 + seq[1..].iter().take(n - 2).take_while(|&&b| is_cont(b)).count();
         }
     }
     out
@@ -366,9 +327,7 @@ fn encode(codec: Codec, units: &[Unit]) -> Vec<u8> {
                     Unit::Byte(b) => out.push(b),
                     Unit::Utf8 { bytes, len } => out.extend_from_slice(&bytes[..len as usize]),
                     // Encoding U+FFFD with `errors='replace'`: UTF-8 has it, others write `?`.
-                    Unit::Replacement if codec == Codec::Utf8 => {
-                        out.extend_from_slice("\u{FFFD}".as_bytes())
-                    }
+                    Unit::Replacement if codec == Codec::Utf8 => out.extend_from_slice("\u{FFFD}".as_bytes()),
                     _ => out.push(b'?'),
                 }
             }
@@ -416,11 +375,7 @@ fn sjis_to_jis(s1: u8, s2: u8) -> [u8; 2] {
 
 fn jis_to_sjis([j1, j2]: [u8; 2]) -> [u8; 2] {
     let s1 = ((j1 - 0x21) >> 1) + if j1 <= 0x5e { 0x81 } else { 0xc1 };
-    let s2 = if j1 % 2 == 1 {
-        j2 + if j2 >= 0x60 { 0x20 } else { 0x1f }
-    } else {
-        j2 + 0x7e
-    };
+    let s2 = if j1 % 2 == 1 { j2 + if j2 >= 0x60 { 0x20 } else { 0x1f } } else { j2 + 0x7e };
     [s1, s2]
 }
 
@@ -487,9 +442,7 @@ fn needs_quoting(c: u8) -> bool {
 
 /// `email.quoprimime.header_quopri_len`.
 fn quopri_len(s: &[u8]) -> i64 {
-    s.iter()
-        .map(|&c| if needs_quoting(c) { 3 } else { 1 })
-        .sum()
+    s.iter().map(|&c| if needs_quoting(c) { 3 } else { 1 }).sum()
 }
 
 /// `email.quoprimime.header_encode(s, cset, maxlinelen=None)`.
@@ -512,10 +465,8 @@ fn quopri_words(s: &[u8], cset: &str) -> Vec<u8> {
             _ => words.push(piece),
         }
     }
-    let words: Vec<Vec<u8>> = words
-        .into_iter()
-        .map(|w| [format!("=?{cset}?q?").as_bytes(), &w, b"?="].concat())
-        .collect();
+    let words: Vec<Vec<u8>> =
+        words.into_iter().map(|w| [format!("=?{cset}?q?").as_bytes(), &w, b"?="].concat()).collect();
     words.join(b"\n ".as_slice())
 }
 
@@ -539,10 +490,7 @@ mod tests {
     #[test]
     fn iso2022jp_round_trips_the_way_python_re_encodes() {
         let units = decode_iso2022jp(b"\x1b$@0!\n0!").unwrap();
-        assert_eq!(
-            encode(Codec::Iso2022Jp, &units),
-            b"\x1b$B0!\x1b(B\n\x1b$B0!\x1b(B"
-        );
+        assert_eq!(encode(Codec::Iso2022Jp, &units), b"\x1b$B0!\x1b(B\n\x1b$B0!\x1b(B");
         let units = decode_iso2022jp(b"\x1b(Jab\\~\x1b(B").unwrap();
         assert_eq!(encode(Codec::Iso2022Jp, &units), b"ab\x1b(J\\~\x1b(B");
         assert!(decode_iso2022jp(b"\x1b$B0 \x1b(B").is_none());
@@ -558,10 +506,7 @@ mod tests {
         assert_eq!(decode_utf8(b"\xe2\x82a"), vec![R, Unit::Byte(b'a')]);
         assert_eq!(decode_utf8(b"\xe0\xa0\xe0\xa0\x80")[0], R);
         assert_eq!(decode_utf8(b"\xe0\xa0\xe0\xa0\x80").len(), 2);
-        assert_eq!(
-            encode(Codec::Utf8, &decode_utf8(b"\xed\xa0\x80")),
-            b"\xed\xa0\x80"
-        );
+        assert_eq!(encode(Codec::Utf8, &decode_utf8(b"\xed\xa0\x80")), b"\xed\xa0\x80");
     }
 
     #[test]
@@ -576,9 +521,6 @@ mod tests {
 
     #[test]
     fn quopri_words_escape_like_python() {
-        assert_eq!(
-            quopri_words(b"a b=\xe9\n", "utf-8"),
-            b"=?utf-8?q?a_b=3D=E9=0D=0A?="
-        );
+        assert_eq!(quopri_words(b"a b=\xe9\n", "utf-8"), b"=?utf-8?q?a_b=3D=E9=0D=0A?=");
     }
 }

@@ -116,13 +116,7 @@ pub fn decode(bytes: &[u8], codec: Codec, ignore: bool) -> Result<Vec<Char>, Cod
         Codec::Ascii => bytes
             .iter()
             .filter(|b| !ignore || b.is_ascii())
-            .map(|&b| {
-                if b.is_ascii() {
-                    Ok(Char::Code(u32::from(b)))
-                } else {
-                    Err(CodecProblem::Unicode)
-                }
-            })
+            .map(|&b| if b.is_ascii() { Ok(Char::Code(u32::from(b))) } else { Err(CodecProblem::Unicode) })
             .collect(),
         Codec::Latin1 => Ok(bytes.iter().map(|&b| Char::Code(u32::from(b))).collect()),
         Codec::Utf8 => decode_utf8(bytes, ignore),
@@ -134,9 +128,7 @@ pub fn decode(bytes: &[u8], codec: Codec, ignore: bool) -> Result<Vec<Char>, Cod
                     other => Ok(Char::Jis(other)),
                 })
                 .collect(),
-            None if ignore => Err(CodecProblem::NotCarried(
-                "ISO-2022-JP text with errors ignored".into(),
-            )),
+            None if ignore => Err(CodecProblem::NotCarried("ISO-2022-JP text with errors ignored".into())),
             None => Err(CodecProblem::Unicode),
         },
     }
@@ -161,19 +153,13 @@ fn decode_utf8(s: &[u8], ignore: bool) -> Result<Vec<Char>, CodecProblem> {
 /// bits (fewer the longer the sequence), then six bits per continuation octet.
 fn utf8_code_point(bytes: [u8; 4], len: u8) -> u32 {
     let lead = u32::from(bytes[0] & (0x7F >> len));
-    bytes
-        .iter()
-        .take(usize::from(len))
-        .skip(1)
-        .fold(lead, |cp, &b| cp << 6 | u32::from(b & 0x3F))
+    bytes.iter().take(usize::from(len)).skip(1).fold(lead, |cp, &b| cp << 6 | u32::from(b & 0x3F))
 }
 
 /// `u.encode(codec)` (strict).
 pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
     let jis_elsewhere = || {
-        CodecProblem::NotCarried(
-            "Japanese text converted to another character set (no JIS table is carried)".into(),
-        )
+        CodecProblem::NotCarried("Japanese text converted to another character set (no JIS table is carried)".into())
     };
     match codec {
         Codec::Ascii | Codec::Latin1 => {
@@ -199,17 +185,14 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 })
                 .collect::<Result<Vec<u32>, _>>()?;
             // Python 2 writes lone surrogates as three octets, as WTF-8 does.
-            PyStr::from_code_points(cps)
-                .map(|s| s.as_wtf8().to_vec())
-                .map_err(|_| CodecProblem::Unicode)
+            PyStr::from_code_points(cps).map(|s| s.as_wtf8().to_vec()).map_err(|_| CodecProblem::Unicode)
         }
         Codec::Iso2022Jp => {
             let units = text
                 .iter()
                 .map(|c| match *c {
                     Char::Code(cp) if cp < 0x80 => Ok(Unit::Byte(cp as u8)),
-                    Char::Code(cp) if cp < 0x100 => match JIS_LATIN1.iter().find(|(_, c)| *c == cp)
-                    {
+                    Char::Code(cp) if cp < 0x100 => match JIS_LATIN1.iter().find(|(_, c)| *c == cp) {
                         Some((u, _)) => Ok(*u),
                         // The other Latin-1 characters are in neither JIS set.
                         None => Err(CodecProblem::Unicode),
@@ -696,37 +679,16 @@ mod tests {
         assert_eq!(encode(&text, Codec::Latin1), Ok(b"\xd7\xa5".to_vec()));
         let kanji = decode(b"\x1b$B2q\x1b(B", Codec::Iso2022Jp, false).unwrap();
         assert_eq!(encode(&kanji, Codec::Latin1), Err(CodecProblem::Unicode));
-        assert_eq!(
-            encode(&[Char::Code(0xd7), Char::Code(0x41)], Codec::Iso2022Jp),
-            Ok(b"\x1b$B!_\x1b(BA".to_vec())
-        );
-        assert_eq!(
-            encode(&[Char::Code(0xfc)], Codec::Iso2022Jp),
-            Err(CodecProblem::Unicode)
-        );
+        assert_eq!(encode(&[Char::Code(0xd7), Char::Code(0x41)], Codec::Iso2022Jp), Ok(b"\x1b$B!_\x1b(BA".to_vec()));
+        assert_eq!(encode(&[Char::Code(0xfc)], Codec::Iso2022Jp), Err(CodecProblem::Unicode));
     }
 
     #[test]
     fn utf8_strict_and_ignoring() {
-        assert_eq!(
-            decode(b"a\xc3\xa9", Codec::Utf8, false),
-            Ok(vec![Char::Code(0x61), Char::Code(0xe9)])
-        );
-        assert_eq!(
-            decode(b"a\xff", Codec::Utf8, false),
-            Err(CodecProblem::Unicode)
-        );
-        assert_eq!(
-            decode(b"a\xffb", Codec::Utf8, true),
-            Ok(vec![Char::Code(0x61), Char::Code(0x62)])
-        );
-        assert_eq!(
-            encode(&[Char::Code(0x20ac)], Codec::Utf8),
-            Ok(b"\xe2\x82\xac".to_vec())
-        );
-        assert_eq!(
-            encode(&[Char::Code(0x20ac)], Codec::Latin1),
-            Err(CodecProblem::Unicode)
-        );
+        assert_eq!(decode(b"a\xc3\xa9", Codec::Utf8, false), Ok(vec![Char::Code(0x61), Char::Code(0xe9)]));
+        assert_eq!(decode(b"a\xff", Codec::Utf8, false), Err(CodecProblem::Unicode));
+        assert_eq!(decode(b"a\xffb", Codec::Utf8, true), Ok(vec![Char::Code(0x61), Char::Code(0x62)]));
+        assert_eq!(encode(&[Char::Code(0x20ac)], Codec::Utf8), Ok(b"\xe2\x82\xac".to_vec()));
+        assert_eq!(encode(&[Char::Code(0x20ac)], Codec::Latin1), Err(CodecProblem::Unicode));
     }
 }

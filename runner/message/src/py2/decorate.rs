@@ -43,11 +43,7 @@ pub type Vars = BTreeMap<String, Vec<u8>>;
 /// `TypeError` (Mailman then uses the template as it is). With `safe`, unknown names
 /// stay `%(name)s`; otherwise they are refused (a plain dict raises `KeyError`).
 /// Conversions other than a bare `%(name)s` and `%%` are refused rather than guessed.
-pub fn interpolate(
-    template: &[u8],
-    vars: &Vars,
-    safe: bool,
-) -> Result<Option<Vec<u8>>, DecorateError> {
+pub fn interpolate(template: &[u8], vars: &Vars, safe: bool) -> Result<Option<Vec<u8>>, DecorateError> {
     let mut out = Vec::with_capacity(template.len() + 64);
     let mut i = 0;
     while i < template.len() {
@@ -70,12 +66,7 @@ pub fn interpolate(
             // A conversion without a key formats the whole dict.
             let spec_end = template[i..]
                 .iter()
-                .position(|c| {
-                    !matches!(
-                        c,
-                        b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'h' | b'l' | b'L'
-                    )
-                })
+                .position(|c| !matches!(c, b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'h' | b'l' | b'L'))
                 .map_or(template.len(), |n| i + n);
             match template.get(spec_end) {
                 // `str()`/`repr()` of Mailman's dict: its order is Python's hash order.
@@ -121,22 +112,8 @@ pub fn interpolate(
         match conv {
             b's' => out.extend_from_slice(&value),
             // A number conversion of a string: TypeError.
-            b'd' | b'i' | b'o' | b'u' | b'x' | b'X' | b'e' | b'E' | b'f' | b'F' | b'g' | b'G' => {
-                return Ok(None)
-            }
-            b'-'
-            | b'+'
-            | b' '
-            | b'#'
-            | b'0'..=b'9'
-            | b'.'
-            | b'*'
-            | b'h'
-            | b'l'
-            | b'L'
-            | b'r'
-            | b'c'
-            | b'%' => {
+            b'd' | b'i' | b'o' | b'u' | b'x' | b'X' | b'e' | b'E' | b'f' | b'F' | b'g' | b'G' => return Ok(None),
+            b'-' | b'+' | b' ' | b'#' | b'0'..=b'9' | b'.' | b'*' | b'h' | b'l' | b'L' | b'r' | b'c' | b'%' => {
                 return Err(unsupported(format!(
                     "a template formats %({}) with flags, a width or a conversion other than s",
                     String::from_utf8_lossy(key)
@@ -157,10 +134,7 @@ pub fn dollar_to_percent(template: &[u8]) -> Vec<u8> {
     let s = params::replace(&params::replace(template, b"%", b"%%"), b"$$", b"$");
     let ident_len = |t: &[u8]| match t.first() {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
-            1 + t[1..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-                .count()
+            1 + t[1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count()
         }
         _ => 0,
     };
@@ -207,10 +181,7 @@ pub fn dollar_to_percent(template: &[u8]) -> Vec<u8> {
 /// blanks before a line end removed (but one is kept after a leading `--`), ending in
 /// a newline.
 pub fn expand(template: &[u8], vars: &Vars) -> Result<Vec<u8>, DecorateError> {
-    if template
-        .iter()
-        .all(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-    {
+    if template.iter().all(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
         return Ok(Vec::new());
     }
     let mut text = match interpolate(template, vars, true)? {
@@ -237,10 +208,7 @@ fn trim_line_ends(text: &[u8]) -> Vec<u8> {
             i += 1;
             continue;
         }
-        let run_end = text[i..]
-            .iter()
-            .position(|&c| c != b' ')
-            .map_or(text.len(), |n| i + n);
+        let run_end = text[i..].iter().position(|&c| c != b' ').map_or(text.len(), |n| i + n);
         if text.get(run_end) == Some(&b'\n') {
             // A run right after a line's opening `--` keeps its first blank.
             let keep = usize::from(i == line_start + 2 && &text[line_start..i] == b"--");
@@ -265,11 +233,7 @@ pub struct Decoration {
 /// `Decorate.process()` after the templates are expanded: decorates `msg` in place.
 /// `boundary_token` stands for the random number Python's generator puts in the
 /// boundary of a multipart it has to invent (when the message is wrapped).
-pub fn decorate(
-    msg: &mut Message,
-    d: &Decoration,
-    boundary_token: u64,
-) -> Result<(), DecorateError> {
+pub fn decorate(msg: &mut Message, d: &Decoration, boundary_token: u64) -> Result<(), DecorateError> {
     if d.header.is_empty() && d.footer.is_empty() {
         return Ok(());
     }
@@ -277,12 +241,7 @@ pub fn decorate(
     let lcodec = match codec::lookup(&d.list_charset) {
         Lookup::Found(c) => c,
         // Mailman decodes the header and footer outside its error handling.
-        _ => {
-            return Err(unsupported(format!(
-                "the list's character set {:?} is not carried",
-                d.list_charset
-            )))
-        }
+        _ => return Err(unsupported(format!("the list's character set {:?} is not carried", d.list_charset))),
     };
     let ctype = params::content_type(msg, &part)?;
     let is_multipart = matches!(msg.payload, Payload::Parts(_));
@@ -296,9 +255,7 @@ pub fn decorate(
             Payload::None => Vec::new(),
             other => {
                 msg.payload = other;
-                return Err(unsupported(
-                    "a multipart/mixed message whose body is a single string",
-                ));
+                return Err(unsupported("a multipart/mixed message whose body is a single string"));
             }
         };
         if !d.footer.is_empty() {
@@ -323,9 +280,7 @@ fn decorate_text(msg: &mut Message, d: &Decoration, lcodec: Codec) -> Result<boo
         Lookup::Found(c) => c,
         Lookup::Unknown => return Ok(false),
         Lookup::NotCarried(name) => {
-            return Err(unsupported(format!(
-                "the message's character set {name:?} is not carried"
-            )))
+            return Err(unsupported(format!("the message's character set {name:?} is not carried")))
         }
     };
     let raw = payload_decoded(msg)?;
@@ -347,16 +302,13 @@ fn decorate_text(msg: &mut Message, d: &Decoration, lcodec: Codec) -> Result<boo
     let (payload, newcset) = match codec::encode(&text, lcodec) {
         Ok(b) => (b, d.list_charset.clone()),
         Err(CodecProblem::NotCarried(what)) => return Err(unsupported(what)),
-        Err(CodecProblem::Unicode) if d.list_charset != mcset => match codec::encode(&text, mcodec)
-        {
+        Err(CodecProblem::Unicode) if d.list_charset != mcset => match codec::encode(&text, mcodec) {
             Ok(b) => (b, mcset.clone()),
             Err(CodecProblem::Unicode) => return Ok(false),
             Err(CodecProblem::NotCarried(what)) => return Err(unsupported(what)),
         },
         Err(CodecProblem::Unicode) => {
-            return Err(unsupported(
-                "the decorated text does not fit the list's character set (Mailman fails here)",
-            ))
+            return Err(unsupported("the decorated text does not fit the list's character set (Mailman fails here)"))
         }
     };
     let body_cs = body_charset(&newcset)?;
@@ -385,28 +337,18 @@ fn decode_or(r: Result<Vec<Char>, CodecProblem>) -> Result<Vec<Char>, DecorateEr
 fn payload_decoded(msg: &Message) -> Result<Vec<u8>, DecorateError> {
     let payload = match &msg.payload {
         Payload::Text(Text::Bytes(b)) => b.clone(),
-        Payload::None => {
-            return Err(unsupported(
-                "a text/plain message without a body (Python fails decoding None)",
-            ))
-        }
+        Payload::None => return Err(unsupported("a text/plain message without a body (Python fails decoding None)")),
         _ => return Err(unsupported("a text/plain body that is not a byte string")),
     };
     let cte = match super::get_header(msg, b"content-transfer-encoding") {
         None => Vec::new(),
         Some(HeaderValue::Text(Text::Bytes(b))) => b.to_ascii_lowercase(),
-        Some(_) => {
-            return Err(unsupported(
-                "a Content-Transfer-Encoding that is not a plain string",
-            ))
-        }
+        Some(_) => return Err(unsupported("a Content-Transfer-Encoding that is not a plain string")),
     };
     Ok(match cte.as_slice() {
         b"quoted-printable" => crate::body_codec::qp_decode(&payload),
         b"base64" => base64_decode(&payload).unwrap_or(payload),
-        b"x-uuencode" | b"uuencode" | b"uue" | b"x-uue" => {
-            return Err(unsupported("a uuencoded text/plain body"))
-        }
+        b"x-uuencode" | b"uuencode" | b"uue" | b"x-uue" => return Err(unsupported("a uuencoded text/plain body")),
         _ => payload,
     })
 }
@@ -427,10 +369,7 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
     let mut padded = false;
     for (i, &c) in s.iter().enumerate() {
         if c == b'=' {
-            let next_valid = s[i + 1..]
-                .iter()
-                .copied()
-                .find(|&x| x == b'=' || value(x).is_some());
+            let next_valid = s[i + 1..].iter().copied().find(|&x| x == b'=' || value(x).is_some());
             if quad < 2 || (quad == 2 && next_valid != Some(b'=')) {
                 continue;
             }
@@ -460,9 +399,7 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
 /// `get_content_charset()`: lower-cased; `None` when absent, empty or not ASCII.
 fn content_charset(msg: &Message) -> Result<Option<String>, DecorateError> {
     let cs = params::param(msg, &PartPath::default(), b"charset")?;
-    Ok(cs
-        .filter(|c| !c.is_empty() && c.is_ascii())
-        .map(|c| String::from_utf8_lossy(&c).to_lowercase()))
+    Ok(cs.filter(|c| !c.is_empty() && c.is_ascii()).map(|c| String::from_utf8_lossy(&c).to_lowercase()))
 }
 
 /// An `email.charset.Charset` body text can be set with, from Python 2.7's table.
@@ -484,20 +421,12 @@ enum BodyEncoding {
 fn body_charset(name: &str) -> Result<BodyCharset, DecorateError> {
     let encoding = match name {
         "us-ascii" | "iso-2022-jp" => BodyEncoding::SevenOrEight,
-        "iso-8859-1" | "iso-8859-2" | "iso-8859-3" | "iso-8859-4" | "iso-8859-9"
-        | "iso-8859-10" | "iso-8859-13" | "iso-8859-14" | "iso-8859-15" | "iso-8859-16"
-        | "windows-1252" | "viscii" => BodyEncoding::QuotedPrintable,
+        "iso-8859-1" | "iso-8859-2" | "iso-8859-3" | "iso-8859-4" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13"
+        | "iso-8859-14" | "iso-8859-15" | "iso-8859-16" | "windows-1252" | "viscii" => BodyEncoding::QuotedPrintable,
         "utf-8" => BodyEncoding::Base64,
-        _ => {
-            return Err(unsupported(format!(
-                "setting a body in character set {name:?} is not carried"
-            )))
-        }
+        _ => return Err(unsupported(format!("setting a body in character set {name:?} is not carried"))),
     };
-    Ok(BodyCharset {
-        name: name.to_owned(),
-        encoding,
-    })
+    Ok(BodyCharset { name: name.to_owned(), encoding })
 }
 
 /// `set_payload(payload, charset)` on a message without Content-Type and
@@ -506,18 +435,10 @@ fn set_payload(msg: &mut Message, payload: &[u8], cs: &BodyCharset) {
     if super::get_header(msg, b"mime-version").is_none() {
         push(msg, b"MIME-Version", b"1.0");
     }
-    let ct = [
-        b"text/plain; charset=\"".as_slice(),
-        cs.name.as_bytes(),
-        b"\"",
-    ]
-    .concat();
+    let ct = [b"text/plain; charset=\"".as_slice(), cs.name.as_bytes(), b"\""].concat();
     push(msg, b"Content-Type", &ct);
     let (body, cte): (Vec<u8>, &[u8]) = match cs.encoding {
-        BodyEncoding::Base64 => (
-            crate::body_codec::base64_body(payload).into_bytes(),
-            b"base64",
-        ),
+        BodyEncoding::Base64 => (crate::body_codec::base64_body(payload).into_bytes(), b"base64"),
         BodyEncoding::QuotedPrintable => (qp_body(payload), b"quoted-printable"),
         BodyEncoding::SevenOrEight if payload.is_ascii() || cs.name.starts_with("iso-2022-") => {
             (payload.to_vec(), b"7bit")
@@ -554,15 +475,7 @@ fn append_param(msg: &mut Message, name: &[u8], value: &[u8]) -> Result<(), Deco
         Some(HeaderValue::Text(Text::Bytes(b))) => b.clone(),
         _ => return Err(unsupported("a Content-Type that is not a plain string")),
     };
-    let new = [
-        current.as_slice(),
-        b"; ",
-        name,
-        b"=\"",
-        &params::quote(value),
-        b"\"",
-    ]
-    .concat();
+    let new = [current.as_slice(), b"; ", name, b"=\"", &params::quote(value), b"\""].concat();
     remove(msg, b"content-type");
     push(msg, b"Content-Type", &new);
     Ok(())
@@ -577,9 +490,7 @@ fn qp_body(body: &[u8]) -> Vec<u8> {
     }
     let body = fix_eols(body);
     let lines = split_keepends(&body);
-    let needs_quote = |c: u8| {
-        !(c == b' ' || c == b'\t' || (b'!'..=b'<').contains(&c) || (b'>'..=b'~').contains(&c))
-    };
+    let needs_quote = |c: u8| !(c == b' ' || c == b'\t' || (b'!'..=b'<').contains(&c) || (b'>'..=b'~').contains(&c));
     let mut out = Vec::with_capacity(body.len() * 11 / 10);
     for (lineno, full) in lines.iter().enumerate() {
         let line = full
@@ -669,11 +580,7 @@ fn wrap(msg: &mut Message, d: &Decoration, boundary_token: u64) -> Result<(), De
     inner.headers = msg
         .headers
         .iter()
-        .filter(|(n, _)| {
-            n.to_string_lossy()
-                .to_ascii_lowercase()
-                .starts_with("content-")
-        })
+        .filter(|(n, _)| n.to_string_lossy().to_ascii_lowercase().starts_with("content-"))
         .cloned()
         .collect();
     inner.payload = msg.payload.clone();
@@ -696,19 +603,12 @@ fn wrap(msg: &mut Message, d: &Decoration, boundary_token: u64) -> Result<(), De
         parts.push(mime_text(&d.footer, &d.list_charset)?);
     }
     msg.payload = Payload::Parts(parts);
-    for h in [
-        b"content-type".as_slice(),
-        b"content-transfer-encoding",
-        b"content-disposition",
-    ] {
+    for h in [b"content-type".as_slice(), b"content-transfer-encoding", b"content-disposition"] {
         remove(msg, h);
     }
     // What the generator's `_make_boundary` and `set_boundary` make of it: 19 digits
     // (`sys.maxint`'s width) between 15 and 2 `=`.
-    let ct = format!(
-        "multipart/mixed; boundary=\"==============={:019}==\"",
-        boundary_token % (i64::MAX as u64)
-    );
+    let ct = format!("multipart/mixed; boundary=\"==============={:019}==\"", boundary_token % (i64::MAX as u64));
     push(msg, b"Content-Type", ct.as_bytes());
     Ok(())
 }
@@ -717,23 +617,13 @@ fn wrap(msg: &mut Message, d: &Decoration, boundary_token: u64) -> Result<(), De
 fn mime_text(text: &[u8], lcset: &str) -> Result<Message, DecorateError> {
     let cs = body_charset(lcset)?;
     let mut m = Message::new("email.mime.text.MIMEText", "text/plain");
-    let ct = [
-        b"text/plain; charset=\"".as_slice(),
-        lcset.as_bytes(),
-        b"\"",
-    ]
-    .concat();
+    let ct = [b"text/plain; charset=\"".as_slice(), lcset.as_bytes(), b"\""].concat();
     push(&mut m, b"Content-Type", &ct);
     push(&mut m, b"MIME-Version", b"1.0");
     let (body, cte): (Vec<u8>, &[u8]) = match cs.encoding {
-        BodyEncoding::Base64 => (
-            crate::body_codec::base64_body(text).into_bytes(),
-            b"base64",
-        ),
+        BodyEncoding::Base64 => (crate::body_codec::base64_body(text).into_bytes(), b"base64"),
         BodyEncoding::QuotedPrintable => (qp_body(text), b"quoted-printable"),
-        BodyEncoding::SevenOrEight if text.is_ascii() || lcset.starts_with("iso-2022-") => {
-            (text.to_vec(), b"7bit")
-        }
+        BodyEncoding::SevenOrEight if text.is_ascii() || lcset.starts_with("iso-2022-") => (text.to_vec(), b"7bit"),
         BodyEncoding::SevenOrEight => (text.to_vec(), b"8bit"),
     };
     m.payload = Payload::Text(Text::Bytes(body));
@@ -766,20 +656,15 @@ pub fn personalize_to(
 
 /// `Header(unicode(name, codec, 'replace'), Charset(charset)).encode()`.
 fn encode_name(name: &Text, charset: &str, recipient: &str) -> Result<Vec<u8>, DecorateError> {
-    let cs = if charset == "us-ascii" {
-        "iso-8859-1"
-    } else {
-        charset
-    };
+    let cs = if charset == "us-ascii" { "iso-8859-1" } else { charset };
     let not_carried = || unsupported(format!("the name of {recipient} in character set {cs:?}"));
     let chars: Vec<u32> = match name {
         Text::Str(s) => s.code_points().collect(),
         Text::Bytes(b) => match codec::lookup(cs) {
             Lookup::Found(Codec::Latin1) => b.iter().map(|&c| u32::from(c)).collect(),
-            Lookup::Found(Codec::Ascii) => b
-                .iter()
-                .map(|&c| if c.is_ascii() { u32::from(c) } else { 0xFFFD })
-                .collect(),
+            Lookup::Found(Codec::Ascii) => {
+                b.iter().map(|&c| if c.is_ascii() { u32::from(c) } else { 0xFFFD }).collect()
+            }
             Lookup::Found(Codec::Utf8) if std::str::from_utf8(b).is_ok() => {
                 String::from_utf8_lossy(b).chars().map(u32::from).collect()
             }
@@ -802,10 +687,7 @@ fn encode_name(name: &Text, charset: &str, recipient: &str) -> Result<Vec<u8>, D
     } else if member_codec.is_none() {
         return Err(not_carried());
     } else {
-        (
-            codec::encode(&text, Codec::Utf8).map_err(|_| not_carried())?,
-            header_charset("utf-8"),
-        )
+        (codec::encode(&text, Codec::Utf8).map_err(|_| not_carried())?, header_charset("utf-8"))
     };
     let obj = HeaderObj {
         chunks: vec![(Text::Bytes(bytes), chunk_cs)],
@@ -876,14 +758,7 @@ pub fn errors_to_and_sender(msg: &mut Message, envsender: &str, sender_real_name
     push(msg, b"Errors-To", envsender.as_bytes());
     if let Some(real_name) = sender_real_name {
         remove(msg, b"sender");
-        let v = [
-            b"\"".as_slice(),
-            real_name,
-            b"\" <",
-            envsender.as_bytes(),
-            b">",
-        ]
-        .concat();
+        let v = [b"\"".as_slice(), real_name, b"\" <", envsender.as_bytes(), b">"].concat();
         push(msg, b"Sender", &v);
     }
 }
@@ -891,11 +766,7 @@ pub fn errors_to_and_sender(msg: &mut Message, envsender: &str, sender_real_name
 /// The VERP envelope sender: `VERP_FORMAT % {bounces, mailbox, host}` `@` the bounces
 /// domain, both addresses lower-cased (`Utils.ParseEmail`). `Ok(None)`: the recipient
 /// has no domain, and Mailman skips it.
-pub fn verp_sender(
-    verp_format: &str,
-    envsender: &str,
-    recipient: &str,
-) -> Result<Option<String>, DecorateError> {
+pub fn verp_sender(verp_format: &str, envsender: &str, recipient: &str) -> Result<Option<String>, DecorateError> {
     let parse = |a: &str| {
         let a = a.to_lowercase();
         match a.find('@') {
@@ -906,25 +777,15 @@ pub fn verp_sender(
     let Some((rmailbox, rhost)) = parse(recipient) else {
         return Ok(None);
     };
-    let (bmailbox, bdomain) = parse(envsender).ok_or_else(|| {
-        unsupported(format!(
-            "the envelope sender {envsender:?} has no domain for VERP"
-        ))
-    })?;
-    let vars: Vars = [
-        ("bounces", bmailbox),
-        ("mailbox", rmailbox),
-        ("host", rhost),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.into_bytes()))
-    .collect();
+    let (bmailbox, bdomain) = parse(envsender)
+        .ok_or_else(|| unsupported(format!("the envelope sender {envsender:?} has no domain for VERP")))?;
+    let vars: Vars = [("bounces", bmailbox), ("mailbox", rmailbox), ("host", rhost)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+        .collect();
     let local = interpolate(verp_format.as_bytes(), &vars, false)?
         .ok_or_else(|| unsupported("VERP_FORMAT is not a valid format for Mailman's % operator"))?;
-    Ok(Some(format!(
-        "{}@{bdomain}",
-        String::from_utf8_lossy(&local)
-    )))
+    Ok(Some(format!("{}@{bdomain}", String::from_utf8_lossy(&local))))
 }
 
 /// `urllib.quote(s)`: letters, digits, `_.-` and `/` stay; every other octet is `%XX`.
@@ -941,10 +802,7 @@ pub fn url_quote(s: &[u8]) -> String {
 }
 
 fn push(msg: &mut Message, name: &[u8], value: &[u8]) {
-    msg.headers.push((
-        Text::Bytes(name.to_vec()),
-        HeaderValue::Text(Text::Bytes(value.to_vec())),
-    ));
+    msg.headers.push((Text::Bytes(name.to_vec()), HeaderValue::Text(Text::Bytes(value.to_vec()))));
 }
 
 /// `del msg[name]`: every field of that name.
@@ -957,19 +815,13 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
     }
 
     #[test]
     fn percent_like_python_with_safedict() {
         let v = vars(&[("a", "1")]);
-        assert_eq!(
-            interpolate(b"%(a)s %(b)s 100%%", &v, true),
-            Ok(Some(b"1 %(b)s 100%".to_vec()))
-        );
+        assert_eq!(interpolate(b"%(a)s %(b)s 100%%", &v, true), Ok(Some(b"1 %(b)s 100%".to_vec())));
         assert_eq!(interpolate(b"50%", &v, true), Ok(None));
         assert_eq!(interpolate(b"%(a)d", &v, true), Ok(None));
         assert_eq!(interpolate(b"%(a)y", &v, true), Ok(None));
@@ -993,30 +845,15 @@ mod tests {
     fn expand_trims_like_mailman() {
         let v = vars(&[("x", "X")]);
         assert_eq!(expand(b" \r\n\t", &v).unwrap(), b"");
-        assert_eq!(
-            expand(b"a %(x)s  \r\n--  \n-- \nb", &v).unwrap(),
-            b"a X\n-- \n-- \nb\n"
-        );
+        assert_eq!(expand(b"a %(x)s  \r\n--  \n-- \nb", &v).unwrap(), b"a X\n-- \n-- \nb\n");
         assert_eq!(expand(b"50% off  \r\n", &v).unwrap(), b"50% off  \r\n");
     }
 
     #[test]
     fn qp_body_has_python_27_quirks() {
-        assert_eq!(
-            qp_body(b"caf\xe9 \nx=y \t"),
-            b"caf=E9 =\n\nx=3Dy =09".to_vec()
-        );
+        assert_eq!(qp_body(b"caf\xe9 \nx=y \t"), b"caf=E9 =\n\nx=3Dy =09".to_vec());
         let long = [b"a".repeat(80), b"\n".to_vec()].concat();
-        assert_eq!(
-            qp_body(&long),
-            [
-                b"a".repeat(75),
-                b"=\n".to_vec(),
-                b"a".repeat(5),
-                b"\n".to_vec()
-            ]
-            .concat()
-        );
+        assert_eq!(qp_body(&long), [b"a".repeat(75), b"=\n".to_vec(), b"a".repeat(5), b"\n".to_vec()].concat());
     }
 
     #[test]
@@ -1029,28 +866,18 @@ mod tests {
     #[test]
     fn verp_and_quote() {
         assert_eq!(
-            verp_sender(
-                "%(bounces)s+%(mailbox)s=%(host)s",
-                "L-bounces@Example.COM",
-                "Bob@Example.org"
-            )
-            .unwrap()
-            .as_deref(),
+            verp_sender("%(bounces)s+%(mailbox)s=%(host)s", "L-bounces@Example.COM", "Bob@Example.org")
+                .unwrap()
+                .as_deref(),
             Some("l-bounces+bob=example.org@example.com")
         );
-        assert_eq!(
-            verp_sender("%(bounces)s+%(mailbox)s=%(host)s", "l-bounces@x", "local").unwrap(),
-            None
-        );
+        assert_eq!(verp_sender("%(bounces)s+%(mailbox)s=%(host)s", "l-bounces@x", "local").unwrap(), None);
         assert_eq!(url_quote(b"a+b@c.d"), "a%2Bb%40c.d");
     }
 
     #[test]
     fn formataddr_quotes_specials() {
         assert_eq!(formataddr(b"Bob Smith", "b@x"), b"Bob Smith <b@x>".to_vec());
-        assert_eq!(
-            formataddr(b"Smith, \"Bob\"", "b@x"),
-            b"\"Smith, \\\"Bob\\\"\" <b@x>".to_vec()
-        );
+        assert_eq!(formataddr(b"Smith, \"Bob\"", "b@x"), b"\"Smith, \\\"Bob\\\"\" <b@x>".to_vec());
     }
 }

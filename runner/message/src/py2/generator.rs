@@ -26,18 +26,9 @@ const CHILD: Generator = Generator { maxheaderlen: 0 };
 
 impl Generator {
     /// `_write`: the body first (into a buffer), then the headers, then the body.
-    fn write(
-        &self,
-        msg: &Message,
-        part: &PartPath,
-        depth: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    fn write(&self, msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         if depth > MAX_NESTING {
-            return Err(problem(
-                part,
-                format!("MIME parts are nested more than {MAX_NESTING} deep"),
-            ));
+            return Err(problem(part, format!("MIME parts are nested more than {MAX_NESTING} deep")));
         }
         let mut body = Vec::new();
         super::with_stack(|| self.dispatch(msg, part, depth, &mut body))?;
@@ -48,22 +39,11 @@ impl Generator {
 
     /// `_dispatch`: `_handle_<maintype>_<subtype>`, else `_handle_<maintype>`, else the
     /// text handler, with `-` read as `_` in the names.
-    fn dispatch(
-        &self,
-        msg: &Message,
-        part: &PartPath,
-        depth: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    fn dispatch(&self, msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         let ctype = content_type(msg, part)?;
         let (main, sub) = split_type(&ctype);
-        let name = |parts: &[&[u8]]| {
-            parts
-                .concat()
-                .iter()
-                .map(|&c| if c == b'-' { b'_' } else { c })
-                .collect::<Vec<u8>>()
-        };
+        let name =
+            |parts: &[&[u8]]| parts.concat().iter().map(|&c| if c == b'-' { b'_' } else { c }).collect::<Vec<u8>>();
         let specific = name(&[main, b"_", sub]);
         match specific.as_slice() {
             b"multipart_signed" => return self.handle_multipart(msg, part, depth, out),
@@ -78,30 +58,19 @@ impl Generator {
     }
 
     /// `_write_headers`: `print >> fp, '%s:' % h,` then the value and a newline.
-    fn write_headers(
-        &self,
-        msg: &Message,
-        part: &PartPath,
-        depth: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    fn write_headers(&self, msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         for (name, value) in &msg.headers {
             let name = ascii_bytes(name, part, "a header name")?;
             out.extend_from_slice(&name);
             out.extend_from_slice(b": ");
             let written = match value {
                 HeaderValue::Header(h) => Header::from_obj(h, part)?.encode(part, depth)?,
-                HeaderValue::Text(v) if self.maxheaderlen == 0 => ascii_bytes(
-                    v,
-                    part,
-                    &format!("header {}", String::from_utf8_lossy(&name)),
-                )?
-                .into_owned(),
+                HeaderValue::Text(v) if self.maxheaderlen == 0 => {
+                    ascii_bytes(v, part, &format!("header {}", String::from_utf8_lossy(&name)))?.into_owned()
+                }
                 // Raw 8-bit octets in a byte string are written unsplit.
                 HeaderValue::Text(Text::Bytes(v)) if !v.is_ascii() => v.clone(),
-                HeaderValue::Text(v) => {
-                    Header::for_value(v, name.len(), self.maxheaderlen).encode(part, depth)?
-                }
+                HeaderValue::Text(v) => Header::for_value(v, name.len(), self.maxheaderlen).encode(part, depth)?,
             };
             out.extend_from_slice(&written);
             out.push(b'\n');
@@ -112,13 +81,7 @@ impl Generator {
 
     /// `_handle_multipart` (and `_handle_multipart_signed`, which differs only in the
     /// width its clones get, already 0 here).
-    fn handle_multipart(
-        &self,
-        msg: &Message,
-        part: &PartPath,
-        depth: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    fn handle_multipart(&self, msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
         let subparts: &[Message] = match &msg.payload {
             Payload::None => &[],
             // A multipart whose parts could not be parsed keeps its body as a string.
@@ -128,10 +91,7 @@ impl Generator {
             }
             Payload::Parts(p) => p,
             Payload::Other => {
-                return Err(problem(
-                    part,
-                    "the multipart payload is neither a list of parts nor a string",
-                ))
+                return Err(problem(part, "the multipart payload is neither a list of parts nor a string"))
             }
         };
         let mut texts = Vec::with_capacity(subparts.len());
@@ -140,14 +100,15 @@ impl Generator {
             CHILD.write(sub, &child(part, i), depth + 1, &mut s)?;
             texts.push(s);
         }
-        let boundary =
-            match boundary(msg, part)? {
-                Some(b) if !b.chars.is_empty() => b.to_bytes(part)?,
-                _ => return Err(problem(
+        let boundary = match boundary(msg, part)? {
+            Some(b) if !b.chars.is_empty() => b.to_bytes(part)?,
+            _ => {
+                return Err(problem(
                     part,
                     "the multipart has no boundary parameter; Python 2 would invent a random one",
-                )),
-            };
+                ))
+            }
+        };
         if let Some(preamble) = &msg.preamble {
             out.extend_from_slice(&ascii_bytes(preamble, part, "the preamble")?);
             out.push(b'\n');
@@ -181,30 +142,19 @@ fn handle_text(msg: &Message, part: &PartPath, out: &mut Vec<u8>) -> Result<(), 
             out.extend_from_slice(&ascii_bytes(t, part, "the body")?);
             Ok(())
         }
-        Payload::Parts(_) | Payload::Other => Err(problem(
-            part,
-            "a non-multipart part has a list payload (Python 2's generator expects a string)",
-        )),
+        Payload::Parts(_) | Payload::Other => {
+            Err(problem(part, "a non-multipart part has a list payload (Python 2's generator expects a string)"))
+        }
     }
 }
 
 /// `_handle_message_delivery_status`: each block without its last newline, blocks
 /// joined by one newline.
-fn handle_delivery_status(
-    msg: &Message,
-    part: &PartPath,
-    depth: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
+fn handle_delivery_status(msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
     let blocks: &[Message] = match &msg.payload {
         Payload::Parts(p) => p,
         Payload::Text(t) if t.is_empty() => &[],
-        _ => {
-            return Err(problem(
-                part,
-                "a message/delivery-status part does not hold header blocks",
-            ))
-        }
+        _ => return Err(problem(part, "a message/delivery-status part does not hold header blocks")),
     };
     for (i, block) in blocks.iter().enumerate() {
         let mut s = Vec::new();
@@ -221,25 +171,16 @@ fn handle_delivery_status(
 }
 
 /// `_handle_message`: the attached message (the first list item), or a string body.
-fn handle_message(
-    msg: &Message,
-    part: &PartPath,
-    depth: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
+fn handle_message(msg: &Message, part: &PartPath, depth: usize, out: &mut Vec<u8>) -> Result<(), Error> {
     match &msg.payload {
         Payload::Parts(p) => {
-            let inner = p
-                .first()
-                .ok_or_else(|| problem(part, "a message/* part has an empty list of messages"))?;
+            let inner = p.first().ok_or_else(|| problem(part, "a message/* part has an empty list of messages"))?;
             CHILD.write(inner, &child(part, 0), depth + 1, out)
         }
         Payload::Text(t) => {
             out.extend_from_slice(&ascii_bytes(t, part, "the body")?);
             Ok(())
         }
-        Payload::None | Payload::Other => {
-            Err(problem(part, "a message/* part has no message in it"))
-        }
+        Payload::None | Payload::Other => Err(problem(part, "a message/* part has no message in it")),
     }
 }

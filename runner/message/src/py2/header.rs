@@ -28,19 +28,17 @@ impl Header {
             .iter()
             .map(|(t, cs)| match t {
                 Text::Bytes(b) => Ok((b.clone(), cs.clone())),
-                Text::Str(_) => Err(problem(part, "a pickled Header object holds a unicode chunk, which Python 2's Header never stores")),
+                Text::Str(_) => Err(problem(
+                    part,
+                    "a pickled Header object holds a unicode chunk, which Python 2's Header never stores",
+                )),
             })
             .collect::<Result<_, _>>()?;
         Ok(Header {
             chunks,
             firstlinelen: h.firstlinelen.ok_or_else(|| missing("_firstlinelen"))?,
             maxlinelen: h.maxlinelen.ok_or_else(|| missing("_maxlinelen"))?,
-            continuation_ws: ascii_bytes(
-                &h.continuation_ws,
-                part,
-                "a Header's continuation whitespace",
-            )?
-            .into_owned(),
+            continuation_ws: ascii_bytes(&h.continuation_ws, part, "a Header's continuation whitespace")?.into_owned(),
         })
     }
 
@@ -73,25 +71,15 @@ impl Header {
             if targetlen < cs.encoded_header_len(b"") {
                 targetlen = maxlinelen;
             }
-            newchunks.extend(
-                self.split(s, &cs, targetlen, max_lines, part)?
-                    .into_iter()
-                    .map(|c| (c, charset)),
-            );
-            let (lastchunk, lastcharset) = newchunks.last().ok_or_else(|| {
-                problem(
-                    part,
-                    "a header chunk splits into nothing (Python 2 fails on it)",
-                )
-            })?;
+            newchunks.extend(self.split(s, &cs, targetlen, max_lines, part)?.into_iter().map(|c| (c, charset)));
+            let (lastchunk, lastcharset) = newchunks
+                .last()
+                .ok_or_else(|| problem(part, "a header chunk splits into nothing (Python 2 fails on it)"))?;
             lastlen = HeaderCharset::new(lastcharset, part).encoded_header_len(lastchunk);
         }
         let value = self.encode_chunks(&newchunks, maxlinelen, part)?;
         if has_embedded_header(&value) {
-            return Err(problem(
-                part,
-                "a header value contains what looks like another header after a line break",
-            ));
+            return Err(problem(part, "a header value contains what looks like another header after a line break"));
         }
         Ok(value)
     }
@@ -133,19 +121,8 @@ impl Header {
                 return Ok(out);
             }
             if cs.is("us-ascii") {
-                let lines = split_ascii(
-                    &s,
-                    maxlen,
-                    self.maxlinelen,
-                    &self.continuation_ws,
-                    SPLITCHARS,
-                )
-                .ok_or_else(|| {
-                    problem(
-                        part,
-                        "an ASCII header value cannot be folded (Python 2 fails on it)",
-                    )
-                })?;
+                let lines = split_ascii(&s, maxlen, self.maxlinelen, &self.continuation_ws, SPLITCHARS)
+                    .ok_or_else(|| problem(part, "an ASCII header value cannot be folded (Python 2 fails on it)"))?;
                 out.extend(lines);
                 return Ok(out);
             }
@@ -157,18 +134,12 @@ impl Header {
             }
             let (first, last) = if elen == s.len() as i64 {
                 let at = py_slice_index(maxlen, splittable.len());
-                (
-                    cs.write_chars(&splittable[..at], false)?,
-                    cs.write_chars(&splittable[at..], false)?,
-                )
+                (cs.write_chars(&splittable[..at], false)?, cs.write_chars(&splittable[at..], false)?)
             } else {
                 binsplit(&splittable, cs, maxlen)?
             };
             if first.is_empty() && maxlen == self.maxlinelen {
-                return Err(problem(
-                    part,
-                    "a header character does not fit on a line (Python 2 recurses without end)",
-                ));
+                return Err(problem(part, "a header character does not fit on a line (Python 2 recurses without end)"));
             }
             let fencoded = cs.write_chars(&cs.read_chars(&first)?, true)?;
             out.push(fencoded);
@@ -190,16 +161,8 @@ impl Header {
                 continue;
             }
             let cs = HeaderCharset::new(charset, part);
-            let s = if cs.leaves_text_alone() {
-                header.clone()
-            } else {
-                cs.header_encode(header)?
-            };
-            let extra: &[u8] = if lines.last().is_some_and(|l| l.ends_with(b" ")) {
-                b""
-            } else {
-                b" "
-            };
+            let s = if cs.leaves_text_alone() { header.clone() } else { cs.header_encode(header)? };
+            let extra: &[u8] = if lines.last().is_some_and(|l| l.ends_with(b" ")) { b"" } else { b" " };
             max_append(&mut lines, &s, maxlinelen, extra);
         }
         let joiner = [b"\n".as_slice(), &self.continuation_ws].concat();
@@ -220,11 +183,7 @@ fn max_append(lines: &mut Vec<Vec<u8>>, s: &[u8], maxlen: i64, extra: &[u8]) {
 }
 
 /// `_binsplit`: the longest prefix whose encoded form fits.
-fn binsplit(
-    splittable: &[Unit],
-    cs: &HeaderCharset,
-    maxlinelen: i64,
-) -> Result<(Vec<u8>, Vec<u8>), Error> {
+fn binsplit(splittable: &[Unit], cs: &HeaderCharset, maxlinelen: i64) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let (mut i, mut j) = (0, splittable.len());
     while i < j {
         let m = (i + j + 1) >> 1;
@@ -235,10 +194,7 @@ fn binsplit(
             j = m - 1;
         }
     }
-    Ok((
-        cs.write_chars(&splittable[..i], false)?,
-        cs.write_chars(&splittable[i..], false)?,
-    ))
+    Ok((cs.write_chars(&splittable[..i], false)?, cs.write_chars(&splittable[i..], false)?))
 }
 
 /// Where Python's `seq[:n]` ends for a possibly negative `n`.
@@ -252,16 +208,9 @@ fn py_slice_index(n: i64, len: usize) -> usize {
 
 /// `_embeded_header = re.compile(r'\n[^ \t]+:')`.
 fn has_embedded_header(v: &[u8]) -> bool {
-    v.iter()
-        .enumerate()
-        .filter(|&(_, &c)| c == b'\n')
-        .any(|(p, _)| {
-            v[p + 1..]
-                .iter()
-                .take_while(|&&c| c != b' ' && c != b'\t')
-                .enumerate()
-                .any(|(k, &c)| k >= 1 && c == b':')
-        })
+    v.iter().enumerate().filter(|&(_, &c)| c == b'\n').any(|(p, _)| {
+        v[p + 1..].iter().take_while(|&&c| c != b' ' && c != b'\t').enumerate().any(|(k, &c)| k >= 1 && c == b':')
+    })
 }
 
 /// Python 2 `str.splitlines()` (no ends kept): breaks at CRLF, LF and CR.
@@ -326,10 +275,7 @@ fn split_ascii(
 ) -> Option<Vec<Vec<u8>>> {
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let mut maxlen = firstlen;
-    let wslen = continuation_ws
-        .iter()
-        .map(|&c| if c == b'\t' { 8 } else { 1 })
-        .sum::<i64>();
+    let wslen = continuation_ws.iter().map(|&c| if c == b'\t' { 8 } else { 1 }).sum::<i64>();
     for line in splitlines(s) {
         let line = lstrip(line);
         if (line.len() as i64) < maxlen {
@@ -342,11 +288,7 @@ fn split_ascii(
             maxlen = restlen;
             continue;
         };
-        let eol: &[u8] = if ch == b';' || ch == b',' {
-            std::slice::from_ref(&ch)
-        } else {
-            b""
-        };
+        let eol: &[u8] = if ch == b';' || ch == b',' { std::slice::from_ref(&ch) } else { b"" };
         let joiner = [eol, b" "].concat();
         let joinlen = joiner.len() as i64;
         let mut this: Vec<Vec<u8>> = Vec::new();

@@ -40,10 +40,8 @@ pub fn flatten(msg: &Message) -> Result<Vec<u8>, Error> {
 fn with_errors_to(msg: &Message, envsender: &str) -> Message {
     let mut out = msg.clone();
     out.headers.retain(|(name, _)| !name_is(name, b"errors-to"));
-    out.headers.push((
-        Text::Bytes(b"Errors-To".to_vec()),
-        HeaderValue::Text(Text::Bytes(envsender.as_bytes().to_vec())),
-    ));
+    out.headers
+        .push((Text::Bytes(b"Errors-To".to_vec()), HeaderValue::Text(Text::Bytes(envsender.as_bytes().to_vec()))));
     out
 }
 
@@ -84,10 +82,7 @@ fn name_is(name: &Text, lowered: &[u8]) -> bool {
 
 /// The first header called `name` (any case), as `Message.get` finds it.
 fn get_header<'a>(msg: &'a Message, lowered: &[u8]) -> Option<&'a HeaderValue> {
-    msg.headers
-        .iter()
-        .find(|(k, _)| name_is(k, lowered))
-        .map(|(_, v)| v)
+    msg.headers.iter().find(|(k, _)| name_is(k, lowered)).map(|(_, v)| v)
 }
 
 /// A Python 2 string where the email package needs a byte string: `str` as it is,
@@ -96,12 +91,9 @@ fn ascii_bytes<'a>(t: &'a Text, part: &PartPath, what: &str) -> Result<Cow<'a, [
     match t {
         Text::Bytes(b) => Ok(Cow::Borrowed(b)),
         Text::Str(s) if s.as_wtf8().is_ascii() => Ok(Cow::Borrowed(s.as_wtf8())),
-        Text::Str(_) => Err(problem(
-            part,
-            format!(
-                "{what} is a non-ASCII unicode string, which Python 2's generator cannot write"
-            ),
-        )),
+        Text::Str(_) => {
+            Err(problem(part, format!("{what} is a non-ASCII unicode string, which Python 2's generator cannot write")))
+        }
     }
 }
 
@@ -112,10 +104,7 @@ fn with_stack<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn problem(part: &PartPath, text: impl Into<String>) -> Error {
-    Error::Unrepresentable {
-        part: part.clone(),
-        problem: text.into(),
-    }
+    Error::Unrepresentable { part: part.clone(), problem: text.into() }
 }
 
 fn child(part: &PartPath, index: usize) -> PartPath {
@@ -139,10 +128,7 @@ fn lstrip(s: &[u8]) -> &[u8] {
 }
 
 fn rstrip(s: &[u8]) -> &[u8] {
-    let end = s
-        .iter()
-        .rposition(|&c| !is_py2_space(c))
-        .map_or(0, |i| i + 1);
+    let end = s.iter().rposition(|&c| !is_py2_space(c)).map_or(0, |i| i + 1);
     &s[..end]
 }
 

@@ -18,13 +18,9 @@ impl Boundary {
     /// The boundary as the generator writes it (cStringIO accepts unicode only as ASCII).
     pub fn to_bytes(&self, part: &PartPath) -> Result<Vec<u8>, crate::model::Error> {
         let limit = if self.unicode { 0x80 } else { 0x100 };
-        self.chars
-            .iter()
-            .map(|&c| u8::try_from(c).ok().filter(|_| c < limit))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| {
-                problem(part, "the multipart boundary is non-ASCII text (RFC 2231), which Python 2 cannot write")
-            })
+        self.chars.iter().map(|&c| u8::try_from(c).ok().filter(|_| c < limit)).collect::<Option<Vec<u8>>>().ok_or_else(
+            || problem(part, "the multipart boundary is non-ASCII text (RFC 2231), which Python 2 cannot write"),
+        )
     }
 }
 
@@ -32,11 +28,7 @@ impl Boundary {
 /// there is no Content-Type, `text/plain` when the value is not one `/`-separated pair.
 pub(super) fn content_type(msg: &Message, part: &PartPath) -> Result<Vec<u8>, crate::model::Error> {
     let value = match content_type_value(msg, part)? {
-        None => {
-            return Ok(
-                ascii_bytes(&msg.default_type, part, "the default content type")?.into_owned(),
-            )
-        }
+        None => return Ok(ascii_bytes(&msg.default_type, part, "the default content type")?.into_owned()),
         Some(v) => v,
     };
     let main = value.split(|&c| c == b';').next().unwrap_or_default();
@@ -55,15 +47,10 @@ pub(super) fn split_type(ctype: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn content_type_value(
-    msg: &Message,
-    part: &PartPath,
-) -> Result<Option<Vec<u8>>, crate::model::Error> {
+fn content_type_value(msg: &Message, part: &PartPath) -> Result<Option<Vec<u8>>, crate::model::Error> {
     match get_header(msg, b"content-type") {
         None => Ok(None),
-        Some(HeaderValue::Text(t)) => Ok(Some(
-            ascii_bytes(t, part, "the Content-Type header")?.into_owned(),
-        )),
+        Some(HeaderValue::Text(t)) => Ok(Some(ascii_bytes(t, part, "the Content-Type header")?.into_owned())),
         Some(HeaderValue::Header(_)) => Err(problem(
             part,
             "the Content-Type header is an email.header.Header object, which Python 2's \
@@ -76,31 +63,19 @@ fn content_type_value(
 /// `(charset, language, value)`.
 enum ParamValue {
     Plain(Vec<u8>),
-    Rfc2231 {
-        charset: Option<Vec<u8>>,
-        value: Vec<u8>,
-    },
+    Rfc2231 { charset: Option<Vec<u8>>, value: Vec<u8> },
 }
 
 /// `msg.get_boundary()`: `None` without a Content-Type or boundary parameter.
-pub(super) fn boundary(
-    msg: &Message,
-    part: &PartPath,
-) -> Result<Option<Boundary>, crate::model::Error> {
+pub(super) fn boundary(msg: &Message, part: &PartPath) -> Result<Option<Boundary>, crate::model::Error> {
     let Some(found) = content_type_param(msg, part, b"boundary")? else {
         return Ok(None);
     };
     let collapsed = match found {
-        ParamValue::Plain(v) => Boundary {
-            chars: unquote(&v).iter().map(|&c| c as u32).collect(),
-            unicode: false,
-        },
+        ParamValue::Plain(v) => Boundary { chars: unquote(&v).iter().map(|&c| c as u32).collect(), unicode: false },
         ParamValue::Rfc2231 { charset, value } => {
             let raw = unquote(&value);
-            Boundary {
-                chars: decode_2231(charset.as_deref(), &raw, part)?,
-                unicode: true,
-            }
+            Boundary { chars: decode_2231(charset.as_deref(), &raw, part)?, unicode: true }
         }
     };
     Ok(Some(rstrip_boundary(collapsed)))
@@ -108,29 +83,18 @@ pub(super) fn boundary(
 
 /// `msg.get_param(name)` on Content-Type as a byte string (unquoted); RFC 2231 values
 /// are refused (Python hands back a tuple the callers here do not expect).
-pub(super) fn param(
-    msg: &Message,
-    part: &PartPath,
-    name: &[u8],
-) -> Result<Option<Vec<u8>>, crate::model::Error> {
+pub(super) fn param(msg: &Message, part: &PartPath, name: &[u8]) -> Result<Option<Vec<u8>>, crate::model::Error> {
     match content_type_param(msg, part, name)? {
         None => Ok(None),
         Some(ParamValue::Plain(v)) => Ok(Some(v)),
         Some(ParamValue::Rfc2231 { .. }) => Err(problem(
             part,
-            format!(
-                "the Content-Type {} parameter is RFC 2231 encoded",
-                String::from_utf8_lossy(name)
-            ),
+            format!("the Content-Type {} parameter is RFC 2231 encoded", String::from_utf8_lossy(name)),
         )),
     }
 }
 
-fn content_type_param(
-    msg: &Message,
-    part: &PartPath,
-    name: &[u8],
-) -> Result<Option<ParamValue>, crate::model::Error> {
+fn content_type_param(msg: &Message, part: &PartPath, name: &[u8]) -> Result<Option<ParamValue>, crate::model::Error> {
     let Some(value) = content_type_value(msg, part)? else {
         return Ok(None);
     };
@@ -161,9 +125,7 @@ fn find_param(raw: Vec<(Vec<u8>, Vec<u8>)>, wanted: &[u8]) -> Option<ParamValue>
         let encoded = name.ends_with(b"*");
         let value = unquote(&value);
         match rfc2231_name(&name) {
-            Some((base, num)) if base.eq_ignore_ascii_case(wanted) => {
-                continuations.push((num, value, encoded))
-            }
+            Some((base, num)) if base.eq_ignore_ascii_case(wanted) => continuations.push((num, value, encoded)),
             Some(_) => {}
             None if name.eq_ignore_ascii_case(wanted) => {
                 let quoted = [b"\"".as_slice(), &quote(&value), b"\""].concat();
@@ -192,14 +154,8 @@ fn find_param(raw: Vec<(Vec<u8>, Vec<u8>)>, wanted: &[u8]) -> Option<ParamValue>
     let pv = if extended {
         let parts: Vec<&[u8]> = value.splitn(3, |&c| c == b'\'').collect();
         match parts.as_slice() {
-            [charset, _language, v] => ParamValue::Rfc2231 {
-                charset: Some(charset.to_vec()),
-                value: quoted(v),
-            },
-            _ => ParamValue::Rfc2231 {
-                charset: None,
-                value: quoted(&value),
-            },
+            [charset, _language, v] => ParamValue::Rfc2231 { charset: Some(charset.to_vec()), value: quoted(v) },
+            _ => ParamValue::Rfc2231 { charset: None, value: quoted(&value) },
         }
     } else {
         ParamValue::Plain(quoted(&value))
@@ -211,10 +167,7 @@ fn find_param(raw: Vec<(Vec<u8>, Vec<u8>)>, wanted: &[u8]) -> Option<ParamValue>
 fn unquote_value(v: ParamValue) -> ParamValue {
     match v {
         ParamValue::Plain(s) => ParamValue::Plain(unquote(&s)),
-        ParamValue::Rfc2231 { charset, value } => ParamValue::Rfc2231 {
-            charset,
-            value: unquote(&value),
-        },
+        ParamValue::Rfc2231 { charset, value } => ParamValue::Rfc2231 { charset, value: unquote(&value) },
     }
 }
 
@@ -233,39 +186,25 @@ fn rfc2231_name(name: &[u8]) -> Option<(&[u8], Option<u64>)> {
         return None;
     }
     // A number too large for u64 is still a number to Python; it sorts last.
-    let num = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(u64::MAX);
+    let num = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
     Some((base, Some(num)))
 }
 
 /// `collapse_rfc2231_value`'s `unicode(rawval, charset or 'us-ascii', 'replace')`.
-fn decode_2231(
-    charset: Option<&[u8]>,
-    raw: &[u8],
-    part: &PartPath,
-) -> Result<Vec<u32>, crate::model::Error> {
+fn decode_2231(charset: Option<&[u8]>, raw: &[u8], part: &PartPath) -> Result<Vec<u32>, crate::model::Error> {
     if raw.is_ascii() {
         return Ok(raw.iter().map(|&c| c as u32).collect());
     }
-    let name = String::from_utf8_lossy(charset.unwrap_or_default())
-        .to_ascii_lowercase()
-        .replace('_', "-");
+    let name = String::from_utf8_lossy(charset.unwrap_or_default()).to_ascii_lowercase().replace('_', "-");
     match name.as_str() {
-        "" | "us-ascii" | "ascii" => Ok(raw
-            .iter()
-            .map(|&c| if c < 0x80 { c as u32 } else { 0xFFFD })
-            .collect()),
+        "" | "us-ascii" | "ascii" => Ok(raw.iter().map(|&c| if c < 0x80 { c as u32 } else { 0xFFFD }).collect()),
         "iso-8859-1" | "latin-1" | "latin1" | "l1" => Ok(raw.iter().map(|&c| c as u32).collect()),
         "utf-8" | "utf8" => std::str::from_utf8(raw)
             .map(|s| s.chars().map(|c| c as u32).collect())
             .map_err(|_| problem(part, "the RFC 2231 multipart boundary is not valid UTF-8")),
         _ => Err(problem(
             part,
-            format!(
-                "the RFC 2231 multipart boundary is in charset {name:?}, which is not supported"
-            ),
+            format!("the RFC 2231 multipart boundary is in charset {name:?}, which is not supported"),
         )),
     }
 }
@@ -304,12 +243,7 @@ fn parse_params(s: &[u8]) -> Vec<Vec<u8>> {
         let end = end.unwrap_or(s.len());
         let f = &s[..end];
         let f = match f.iter().position(|&c| c == b'=') {
-            Some(i) => [
-                strip(&f[..i]).to_ascii_lowercase().as_slice(),
-                b"=",
-                strip(&f[i + 1..]),
-            ]
-            .concat(),
+            Some(i) => [strip(&f[..i]).to_ascii_lowercase().as_slice(), b"=", strip(&f[i + 1..])].concat(),
             None => f.to_vec(),
         };
         out.push(strip(&f).to_vec());
@@ -319,10 +253,7 @@ fn parse_params(s: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn find_from(s: &[u8], c: u8, from: usize) -> Option<usize> {
-    s.get(from..)?
-        .iter()
-        .position(|&x| x == c)
-        .map(|i| i + from)
+    s.get(from..)?.iter().position(|&x| x == c).map(|i| i + from)
 }
 
 /// Python's `str.count`: non-overlapping occurrences.
@@ -381,10 +312,7 @@ fn url_unquote(s: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                s.get(i + 1).and_then(|&c| hex(c)),
-                s.get(i + 2).and_then(|&c| hex(c)),
-            ) {
+            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(|&c| hex(c)), s.get(i + 2).and_then(|&c| hex(c))) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;
@@ -403,54 +331,31 @@ mod tests {
 
     fn msg_with(ct: &[u8]) -> Message {
         let mut m = Message::new("Mailman.Message.Message", "text/plain");
-        m.headers.push((
-            Text::Bytes(b"Content-Type".to_vec()),
-            HeaderValue::Text(Text::Bytes(ct.to_vec())),
-        ));
+        m.headers.push((Text::Bytes(b"Content-Type".to_vec()), HeaderValue::Text(Text::Bytes(ct.to_vec()))));
         m
     }
 
     fn b(ct: &[u8]) -> Option<Vec<u8>> {
-        boundary(&msg_with(ct), &PartPath::default())
-            .unwrap()
-            .map(|b| b.to_bytes(&PartPath::default()).unwrap())
+        boundary(&msg_with(ct), &PartPath::default()).unwrap().map(|b| b.to_bytes(&PartPath::default()).unwrap())
     }
 
     #[test]
     fn content_types_as_python_2_reads_them() {
         let p = PartPath::default();
-        assert_eq!(
-            content_type(&msg_with(b" Multipart/Mixed ; boundary=x"), &p).unwrap(),
-            b"multipart/mixed"
-        );
+        assert_eq!(content_type(&msg_with(b" Multipart/Mixed ; boundary=x"), &p).unwrap(), b"multipart/mixed");
         assert_eq!(content_type(&msg_with(b"text"), &p).unwrap(), b"text/plain");
-        assert_eq!(
-            content_type(&msg_with(b"a/b/c"), &p).unwrap(),
-            b"text/plain"
-        );
-        assert_eq!(
-            content_type(&Message::new("M", "message/rfc822"), &p).unwrap(),
-            b"message/rfc822"
-        );
+        assert_eq!(content_type(&msg_with(b"a/b/c"), &p).unwrap(), b"text/plain");
+        assert_eq!(content_type(&Message::new("M", "message/rfc822"), &p).unwrap(), b"message/rfc822");
     }
 
     #[test]
     fn boundaries_as_python_2_unquotes_them() {
-        assert_eq!(
-            b(b"multipart/mixed; boundary=\"abc def\"").unwrap(),
-            b"abc def"
-        );
+        assert_eq!(b(b"multipart/mixed; boundary=\"abc def\"").unwrap(), b"abc def");
         assert_eq!(b(b"multipart/mixed; BOUNDARY=abc  ").unwrap(), b"abc");
         assert_eq!(b(b"multipart/mixed; boundary=\"<abc>\"").unwrap(), b"abc");
         assert_eq!(b(b"multipart/mixed; x=\"a;b\"; boundary=q").unwrap(), b"q");
-        assert_eq!(
-            b(b"multipart/mixed; boundary*0=ab; boundary*1*=%41c").unwrap(),
-            b"abAc"
-        );
-        assert_eq!(
-            b(b"multipart/mixed; boundary*=us-ascii''x%2Dy").unwrap(),
-            b"x-y"
-        );
+        assert_eq!(b(b"multipart/mixed; boundary*0=ab; boundary*1*=%41c").unwrap(), b"abAc");
+        assert_eq!(b(b"multipart/mixed; boundary*=us-ascii''x%2Dy").unwrap(), b"x-y");
         assert_eq!(b(b"multipart/mixed"), None);
     }
 }

@@ -13,10 +13,7 @@ const CLASS: &str = "Mailman.Message.Message";
 pub fn parse(text: &[u8]) -> Result<Message, Error> {
     let mut lines = splitlines_keepends(text);
     lines.reverse();
-    let mut parser = Parser {
-        lines,
-        eof: Vec::new(),
-    };
+    let mut parser = Parser { lines, eof: Vec::new() };
     Ok(parser.parsegen(false, &PartPath::default())?.0)
 }
 
@@ -70,31 +67,16 @@ impl<'a> Parser<'a> {
     /// `FeedParser._parsegen` for one message. Returns it and the path from it to the
     /// last message created inside it (the parser's `_last`), which the enclosing
     /// multipart trims.
-    fn parsegen(
-        &mut self,
-        in_digest: bool,
-        part: &PartPath,
-    ) -> Result<(Message, Vec<usize>), Error> {
+    fn parsegen(&mut self, in_digest: bool, part: &PartPath) -> Result<(Message, Vec<usize>), Error> {
         super::with_stack(|| self.parsegen_level(in_digest, part))
     }
 
-    fn parsegen_level(
-        &mut self,
-        in_digest: bool,
-        part: &PartPath,
-    ) -> Result<(Message, Vec<usize>), Error> {
+    fn parsegen_level(&mut self, in_digest: bool, part: &PartPath) -> Result<(Message, Vec<usize>), Error> {
         if part.0.len() > MAX_NESTING {
-            return Err(problem(
-                part,
-                format!("MIME parts are nested more than {MAX_NESTING} deep"),
-            ));
+            return Err(problem(part, format!("MIME parts are nested more than {MAX_NESTING} deep")));
         }
         let mut msg = Message::new(CLASS, "text/plain");
-        msg.default_type = Text::Bytes(if in_digest {
-            b"message/rfc822".to_vec()
-        } else {
-            b"text/plain".to_vec()
-        });
+        msg.default_type = Text::Bytes(if in_digest { b"message/rfc822".to_vec() } else { b"text/plain".to_vec() });
         let mut headers = Vec::new();
         loop {
             let line = self.readline();
@@ -129,11 +111,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Blocks of headers separated by empty lines.
-    fn delivery_status(
-        &mut self,
-        mut msg: Message,
-        part: &PartPath,
-    ) -> Result<(Message, Vec<usize>), Error> {
+    fn delivery_status(&mut self, mut msg: Message, part: &PartPath) -> Result<(Message, Vec<usize>), Error> {
         let mut blocks = Vec::new();
         let last = loop {
             self.eof.push(EndOfPart::BlankLine);
@@ -154,12 +132,7 @@ impl<'a> Parser<'a> {
         Ok((msg, last))
     }
 
-    fn multipart(
-        &mut self,
-        msg: &mut Message,
-        is_digest: bool,
-        part: &PartPath,
-    ) -> Result<(), Error> {
+    fn multipart(&mut self, msg: &mut Message, is_digest: bool, part: &PartPath) -> Result<(), Error> {
         let Some(boundary) = boundary(msg, part)? else {
             // NoBoundaryInMultipartDefect: the body stays one string.
             msg.payload = Payload::Text(Text::Bytes(self.rest()));
@@ -176,10 +149,7 @@ impl<'a> Parser<'a> {
             }
             let Some(close) = match_boundary(&boundary, line) else {
                 if !capturing_preamble {
-                    return Err(problem(
-                        part,
-                        "the parser met a line outside any part (Python 2 asserts here)",
-                    ));
+                    return Err(problem(part, "the parser met a line outside any part (Python 2 asserts here)"));
                 }
                 preamble.push(line);
                 continue;
@@ -229,11 +199,7 @@ impl<'a> Parser<'a> {
             epilogue.drain(..cut);
         }
         msg.epilogue = Some(Text::Bytes(epilogue));
-        msg.payload = if parts.is_empty() {
-            Payload::None
-        } else {
-            Payload::Parts(parts)
-        };
+        msg.payload = if parts.is_empty() { Payload::None } else { Payload::Parts(parts) };
         Ok(())
     }
 
@@ -274,10 +240,7 @@ impl<'a> Parser<'a> {
 }
 
 fn push_header(msg: &mut Message, name: &[u8], value: &[u8]) {
-    msg.headers.push((
-        Text::Bytes(name.to_vec()),
-        HeaderValue::Text(Text::Bytes(value.to_vec())),
-    ));
+    msg.headers.push((Text::Bytes(name.to_vec()), HeaderValue::Text(Text::Bytes(value.to_vec()))));
 }
 
 /// What the enclosing multipart does to the last message its sub-part created: a
@@ -315,12 +278,7 @@ fn match_boundary(b: &Boundary, line: &[u8]) -> Option<Option<bool>> {
     if line.len() < sep_len || &line[..2] != b"--" {
         return None;
     }
-    if !b
-        .chars
-        .iter()
-        .zip(&line[2..sep_len])
-        .all(|(&c, &o)| c == o as u32)
-    {
+    if !b.chars.iter().zip(&line[2..sep_len]).all(|(&c, &o)| c == o as u32) {
         return None;
     }
     let rest = &line[sep_len..];
@@ -334,10 +292,7 @@ fn match_boundary(b: &Boundary, line: &[u8]) -> Option<Option<bool>> {
 
 /// `(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$`: whether it matches, and with a line ending.
 fn tail(s: &[u8]) -> Option<bool> {
-    let rest = &s[s
-        .iter()
-        .position(|&c| c != b' ' && c != b'\t')
-        .unwrap_or(s.len())..];
+    let rest = &s[s.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(s.len())..];
     match rest {
         b"" => Some(false),
         b"\r\n" | b"\r" | b"\n" => Some(true),
@@ -350,10 +305,7 @@ fn is_header_line(line: &[u8]) -> bool {
     if line.starts_with(b"From ") || line.starts_with(b" ") || line.starts_with(b"\t") {
         return true;
     }
-    let name_len = line
-        .iter()
-        .take_while(|&&c| (0x21..=0x7e).contains(&c) && c != b':')
-        .count();
+    let name_len = line.iter().take_while(|&&c| (0x21..=0x7e).contains(&c) && c != b':').count();
     name_len > 0 && line.get(name_len) == Some(&b':')
 }
 
@@ -385,10 +337,7 @@ fn leading_eol_len(s: &[u8]) -> usize {
 
 /// `s.rstrip('\r\n')`.
 fn rstrip_newlines(s: &[u8]) -> &[u8] {
-    let end = s
-        .iter()
-        .rposition(|&c| c != b'\r' && c != b'\n')
-        .map_or(0, |i| i + 1);
+    let end = s.iter().rposition(|&c| c != b'\r' && c != b'\n').map_or(0, |i| i + 1);
     &s[..end]
 }
 

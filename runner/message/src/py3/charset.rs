@@ -96,11 +96,7 @@ impl Encoder {
         match charset.header_encoding {
             Some(BASE64) => Some(Encoder::Base64),
             Some(QP) => Some(Encoder::Qp),
-            Some(SHORTEST) => Some(if base64_len(bytes.len()) < qp_len(bytes) {
-                Encoder::Base64
-            } else {
-                Encoder::Qp
-            }),
+            Some(SHORTEST) => Some(if base64_len(bytes.len()) < qp_len(bytes) { Encoder::Base64 } else { Encoder::Qp }),
             _ => None,
         }
     }

@@ -357,7 +357,10 @@ fn mime_text(text: &str, lcset: &str) -> Result<Message, DecorateError> {
     let cs = transfer::body_charset(lcset)?;
     let mut m = Message::new("email.mime.text.MIMEText", "text/plain");
     m.policy = Some(COMPAT32.to_owned());
-    m.headers.push((Text::from("Content-Type"), HeaderValue::Text(Text::from(format!("text/plain; charset=\"{lcset}\"").as_str()))));
+    m.headers.push((
+        Text::from("Content-Type"),
+        HeaderValue::Text(Text::from(format!("text/plain; charset=\"{lcset}\"").as_str())),
+    ));
     m.headers.push((Text::from("MIME-Version"), HeaderValue::Text(Text::from("1.0"))));
     set_payload(&mut m, &bytes, cs)?;
     m.headers.push((Text::from("Content-Disposition"), HeaderValue::Text(Text::from("inline"))));

@@ -26,7 +26,8 @@ pub fn flatten(
     // The body is rendered first: a multipart without a boundary gets one there, and
     // its Content-Type is rewritten before the headers are written.
     let mut body = Vec::new();
-    let new_content_type = dispatch(msg, part, maxlen, &mut body)?.map(|v| HeaderValue::Text(Text::Str(PyStr::from(v))));
+    let new_content_type =
+        dispatch(msg, part, maxlen, &mut body)?.map(|v| HeaderValue::Text(Text::Str(PyStr::from(v))));
     let mut head = Vec::new();
     for (name, value) in msg.headers.iter().filter(|(n, _)| !skip_header(n)) {
         let value = match &new_content_type {
@@ -49,7 +50,13 @@ pub fn flatten(
 
 /// compat32 `fold_binary`: `Name: value` refolded, or written as is when the value holds
 /// 8-bit octets (surrogates), which compat32 never splits.
-fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath, out: &mut Vec<u8>) -> Result<(), Error> {
+fn fold_binary(
+    name: &Text,
+    value: &HeaderValue,
+    maxlen: usize,
+    part: &PartPath,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
     let name_s = py3_str(name, part, "a header name")?;
     let field = name_s.to_string_lossy();
     let mut line = Vec::new();
@@ -69,9 +76,8 @@ fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath,
         HeaderValue::Header(h) => Some(Header::from_obj(h)),
     };
     if let Some(h) = header {
-        let encoded = h
-            .and_then(|h| h.encode(maxlen, "\r\n"))
-            .map_err(|e| bad(part, format!("header {field}: {e}")))?;
+        let encoded =
+            h.and_then(|h| h.encode(maxlen, "\r\n")).map_err(|e| bad(part, format!("header {field}: {e}")))?;
         let bytes = super::header::raw_bytes(&encoded).map_err(|c| {
             bad(part, format!("header {field}: the character U+{:04X} cannot be written as bytes", c as u32))
         })?;
@@ -86,9 +92,8 @@ fn fold_binary(name: &Text, value: &HeaderValue, maxlen: usize, part: &PartPath,
 /// `Content-Type` value when the part had to be given a boundary.
 fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) -> Result<Option<String>, Error> {
     let ctype = params::content_type(msg);
-    let (main, sub) = ctype
-        .split_once('/')
-        .ok_or_else(|| bad(part, format!("default content type {ctype:?} has no subtype")))?;
+    let (main, sub) =
+        ctype.split_once('/').ok_or_else(|| bad(part, format!("default content type {ctype:?} has no subtype")))?;
     let specific = format!("{main}_{sub}").replace('-', "_");
     let generic = main.replace('-', "_");
     for name in [specific.as_str(), generic.as_str()] {
@@ -109,9 +114,7 @@ fn dispatch(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec<u8>) ->
 fn handle_text(msg: &Message, part: &PartPath, out: &mut Vec<u8>) -> Result<(), Error> {
     match &msg.payload {
         Payload::None => Ok(()),
-        Payload::Text(t) => {
-            write_body_lines(py3_str_ref(t, part, "the body")?, part, "the body", out)
-        }
+        Payload::Text(t) => write_body_lines(py3_str_ref(t, part, "the body")?, part, "the body", out),
         Payload::Parts(_) => Err(bad(part, "a non-multipart part holds sub-parts (Python: string payload expected)")),
         Payload::Other => Err(bad(part, "the body is neither text nor a list of parts")),
     }
@@ -126,7 +129,10 @@ fn handle_multipart(msg: &Message, part: &PartPath, maxlen: usize, out: &mut Vec
             if s.has_surrogates() {
                 // get_payload() decodes 8-bit octets with the charset (errors replaced),
                 // and the generator then cannot write the non-ASCII result.
-                return Err(bad(part, "an unparsed multipart body holds 8-bit octets, which Python's generator cannot write"));
+                return Err(bad(
+                    part,
+                    "an unparsed multipart body holds 8-bit octets, which Python's generator cannot write",
+                ));
             }
             out.extend_from_slice(&encode_ascii(&s, part, "the body")?);
             return Ok(None);
@@ -203,9 +209,7 @@ fn invent_boundary(texts: &[Vec<u8>]) -> String {
 /// at LF only, so a CRLF line never matches (as in Python).
 fn has_boundary_line(text: &[u8], b: &[u8]) -> bool {
     text.split(|&c| c == b'\n').any(|line| {
-        line.strip_prefix(b"--")
-            .and_then(|r| r.strip_prefix(b))
-            .is_some_and(|r| r.is_empty() || r == b"--")
+        line.strip_prefix(b"--").and_then(|r| r.strip_prefix(b)).is_some_and(|r| r.is_empty() || r == b"--")
     })
 }
 

@@ -45,7 +45,11 @@ impl Header {
     pub fn from_str(value: &str, name: &str) -> Result<Header, HeaderError> {
         let ascii = Charset::us_ascii();
         let cs = if charset::can_encode(&ascii, value)? { ascii } else { Charset::utf8() };
-        Ok(Header { chunks: vec![(value.to_owned(), cs)], headerlen: pystr::len(name) + 2, continuation_ws: " ".into() })
+        Ok(Header {
+            chunks: vec![(value.to_owned(), cs)],
+            headerlen: pystr::len(name) + 2,
+            continuation_ws: " ".into(),
+        })
     }
 
     /// `Header(value)` without a field name (nothing reserved on the first line).
@@ -258,7 +262,12 @@ struct Formatter<'a> {
 
 impl<'a> Formatter<'a> {
     fn new(headerlen: usize, maxlen: usize, continuation_ws: &'a str) -> Self {
-        Formatter { maxlen, continuation_ws, lines: Vec::new(), current: Accumulator { initial_size: headerlen, parts: Vec::new() } }
+        Formatter {
+            maxlen,
+            continuation_ws,
+            lines: Vec::new(),
+            current: Accumulator { initial_size: headerlen, parts: Vec::new() },
+        }
     }
 
     fn finish(mut self, linesep: &str) -> String {

@@ -47,4 +47,3 @@ pub fn delivery_bytes(msg: &Message) -> Result<Vec<u8>, Error> {
     }
     Ok(out)
 }
-

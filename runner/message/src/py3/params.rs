@@ -8,10 +8,7 @@ use crate::model::{HeaderValue, Message, Text};
 
 /// `msg.get(name)` turned into text as `str()` would: the first field of that name.
 fn get(msg: &Message, name: &str) -> Option<String> {
-    msg.headers
-        .iter()
-        .find(|(k, _)| k.to_string_lossy().to_lowercase() == name)
-        .map(|(_, v)| value_text(v))
+    msg.headers.iter().find(|(k, _)| k.to_string_lossy().to_lowercase() == name).map(|(_, v)| value_text(v))
 }
 
 /// `str(value)` after compat32's `header_fetch_parse`: a value with 8-bit octets becomes
@@ -186,10 +183,8 @@ fn decode_params(params: Vec<(String, String)>) -> Vec<(String, ParamValue)> {
     for (name, mut segs) in continued {
         segs.sort();
         let extended = segs.iter().any(|s| s.2);
-        let joined: String = segs
-            .into_iter()
-            .map(|(_, s, enc)| if enc { percent_decode_latin1(&s) } else { s })
-            .collect();
+        let joined: String =
+            segs.into_iter().map(|(_, s, enc)| if enc { percent_decode_latin1(&s) } else { s }).collect();
         let value = quote(&joined);
         if extended {
             let parts: Vec<&str> = value.splitn(3, '\'').collect();

@@ -16,7 +16,14 @@ const MAX_DEPTH: usize = 300;
 /// Parses a text entry into a message tree, exactly as Mailman 3 does.
 pub fn parse(text: &PyStr) -> Result<Message, Error> {
     let data = text.as_wtf8();
-    let mut p = Parser { lines: split_lines(data), eofstack: Vec::new(), nodes: Vec::new(), stack: Vec::new(), cur: None, last: None };
+    let mut p = Parser {
+        lines: split_lines(data),
+        eofstack: Vec::new(),
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        cur: None,
+        last: None,
+    };
     p.parsegen(0)?;
     let root = p.stack.pop().ok_or_else(|| bad("the parser produced no message"))?;
     p.build(root, 0)

@@ -15,7 +15,8 @@ pub fn formataddr(name: Option<&str>, address: &str) -> Result<String, DecorateE
     }
     let Some(name) = name.filter(|n| !n.is_empty()) else { return Ok(address.to_owned()) };
     if !name.is_ascii() {
-        let encoded = charset::header_encode(&Charset::utf8(), name).map_err(|e| DecorateError::Member(e.to_string()))?;
+        let encoded =
+            charset::header_encode(&Charset::utf8(), name).map_err(|e| DecorateError::Member(e.to_string()))?;
         return Ok(format!("{encoded} <{address}>"));
     }
     let quotes = if name.contains(|c| "][\\()<>@,:;\".".contains(c)) { "\"" } else { "" };
@@ -35,7 +36,11 @@ pub fn avoid_duplicates(msg: &mut Message, add_dup_header: bool) {
 /// `personalize_to` for a fully personalized list: `To` becomes the recipient, with
 /// the display name of the user owning the address (`None`: the address has no user;
 /// a user without a name is `""`).
-pub fn personalize_to(msg: &mut Message, user_display_name: Option<&str>, recipient: &str) -> Result<(), DecorateError> {
+pub fn personalize_to(
+    msg: &mut Message,
+    user_display_name: Option<&str>,
+    recipient: &str,
+) -> Result<(), DecorateError> {
     let value = match user_display_name {
         None => recipient.to_owned(),
         Some(name) => {
@@ -70,6 +75,9 @@ mod tests {
         assert_eq!(formataddr(Some("Bob Smith"), "b@x").unwrap(), "Bob Smith <b@x>");
         assert_eq!(formataddr(Some("Smith, Bob"), "b@x").unwrap(), "\"Smith, Bob\" <b@x>");
         assert_eq!(formataddr(None, "b@x").unwrap(), "b@x");
-        assert_eq!(formataddr(Some("Dave \u{d8}deg\u{e5}rd"), "d@x").unwrap(), "=?utf-8?b?RGF2ZSDDmGRlZ8OlcmQ=?= <d@x>");
+        assert_eq!(
+            formataddr(Some("Dave \u{d8}deg\u{e5}rd"), "d@x").unwrap(),
+            "=?utf-8?b?RGF2ZSDDmGRlZ8OlcmQ=?= <d@x>"
+        );
     }
 }

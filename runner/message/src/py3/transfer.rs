@@ -86,7 +86,9 @@ pub enum BodyEncoding {
 /// `Charset(name)` (after `ALIASES`), for the names whose table entry is carried.
 pub fn body_charset(name: &str) -> Result<BodyCharset, CodecProblem> {
     match name.to_lowercase().as_str() {
-        "us-ascii" | "ascii" => Ok(BodyCharset { name: "us-ascii", codec: Codec::Ascii, encoding: BodyEncoding::SevenOrEight }),
+        "us-ascii" | "ascii" => {
+            Ok(BodyCharset { name: "us-ascii", codec: Codec::Ascii, encoding: BodyEncoding::SevenOrEight })
+        }
         "iso-8859-1" | "latin-1" | "latin_1" => {
             Ok(BodyCharset { name: "iso-8859-1", codec: Codec::Latin1, encoding: BodyEncoding::QuotedPrintable })
         }

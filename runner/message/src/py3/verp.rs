@@ -25,6 +25,9 @@ mod tests {
         let list = ListVars::default();
         let s = verp_sender("${bounces}+${local}=${domain}", &list, "l-bounces@example.com", "bob.smith@example.org");
         assert_eq!(s, "l-bounces+bob.smith=example.org@example.com");
-        assert_eq!(verp_sender("${bounces}+${local}=${domain}", &list, "l-bounces@example.com", "local"), "l-bounces@example.com");
+        assert_eq!(
+            verp_sender("${bounces}+${local}=${domain}", &list, "l-bounces@example.com", "local"),
+            "l-bounces@example.com"
+        );
     }
 }

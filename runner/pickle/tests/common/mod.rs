@@ -20,26 +20,18 @@ pub fn manifest() -> Vec<Json> {
 
 /// Every vector file with its manifest entry.
 pub fn vector_files() -> Vec<(PathBuf, Json)> {
-    manifest()
-        .into_iter()
-        .map(|v| (vectors_dir().join(v["path"].as_str().unwrap()), v))
-        .collect()
+    manifest().into_iter().map(|v| (vectors_dir().join(v["path"].as_str().unwrap()), v)).collect()
 }
 
 /// The interpreters from `tests/tools/python-env.sh`: (`MQ_PY2`, `MQ_PY3`), or `None`
 /// (with a loud message) when the script cannot provide them.
 pub fn pythons() -> Option<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("tests/tools/python-env.sh"))
-        .output();
+    let out = Command::new("bash").arg(root.join("tests/tools/python-env.sh")).output();
     let out = match out {
         Ok(out) if out.status.success() => out,
         Ok(out) => {
-            eprintln!(
-                "!!! SKIPPED: tests/tools/python-env.sh failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            eprintln!("!!! SKIPPED: tests/tools/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
         Err(e) => {
@@ -48,11 +40,8 @@ pub fn pythons() -> Option<(String, String)> {
         }
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let var = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-            .map(|v| v.trim().to_owned())
-    };
+    let var =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("export {name}="))).map(|v| v.trim().to_owned());
     Some((var("MQ_PY2")?, var("MQ_PY3")?))
 }
 
@@ -76,20 +65,13 @@ impl Rng {
 /// floats must come back bit for bit.
 pub fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Float(x), Value::Float(y)) => {
-            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
-        }
+        (Value::Float(x), Value::Float(y)) => (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits(),
         (Value::List(x), Value::List(y))
         | (Value::Tuple(x), Value::Tuple(y))
         | (Value::Set(x), Value::Set(y))
-        | (Value::FrozenSet(x), Value::FrozenSet(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
+        | (Value::FrozenSet(x), Value::FrozenSet(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
         (Value::Dict(x), Value::Dict(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+            x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
         }
         _ => a == b,
     }

@@ -128,12 +128,18 @@ impl Compact<'_> {
         let old = fs::metadata(self.aside_dir()).map_err(Error::io("reading", self.aside_dir()))?;
         fs::DirBuilder::new().mode(old.mode() & 0o7777).create(&dir).map_err(Error::io("creating", &dir))?;
         // The umask may have taken bits off.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(old.mode() & 0o7777)).map_err(Error::io("setting the mode of", &dir))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(old.mode() & 0o7777))
+            .map_err(Error::io("setting the mode of", &dir))?;
         let new = fs::metadata(&dir).map_err(Error::io("reading", &dir))?;
         if new.uid() != old.uid() || new.gid() != old.gid() {
-            std::os::unix::fs::chown(&dir, Some(old.uid()), Some(old.gid())).map_err(Error::io("changing the owner of", &dir))?;
+            std::os::unix::fs::chown(&dir, Some(old.uid()), Some(old.gid()))
+                .map_err(Error::io("changing the owner of", &dir))?;
         }
-        tracing::info!(queue = self.queue, mode = format!("{:o}", old.mode() & 0o7777), "queue directory recreated empty");
+        tracing::info!(
+            queue = self.queue,
+            mode = format!("{:o}", old.mode() & 0o7777),
+            "queue directory recreated empty"
+        );
         Ok(())
     }
 

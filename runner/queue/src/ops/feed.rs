@@ -53,7 +53,13 @@ const MIN_WAIT: Duration = Duration::from_millis(100);
 impl Feed<'_> {
     /// Moves `names` (in this order) from `from` into `queue_dir` as `.pck`, adding to
     /// `tally` (`matched` included). A dry run only counts them.
-    pub fn run(&mut self, from: &Path, names: &[EntryName], queue_dir: &Path, tally: &mut Tally) -> Result<(), OpsError> {
+    pub fn run(
+        &mut self,
+        from: &Path,
+        names: &[EntryName],
+        queue_dir: &Path,
+        tally: &mut Tally,
+    ) -> Result<(), OpsError> {
         if self.batching.batch == 0 {
             return Err(OpsError::ZeroBatch);
         }

@@ -48,7 +48,13 @@ pub fn hold(qfiles: &Path, queue: &str, select: &Select, dry_run: bool) -> Resul
 }
 
 /// Feeds the selected held entries of `queue` back into it.
-pub fn release(qfiles: &Path, queue: &str, select: &Select, feed: &mut Feed<'_>, dry_run: bool) -> Result<Tally, OpsError> {
+pub fn release(
+    qfiles: &Path,
+    queue: &str,
+    select: &Select,
+    feed: &mut Feed<'_>,
+    dry_run: bool,
+) -> Result<Tally, OpsError> {
     select.check()?;
     let sb = Switchboard::open(qfiles, queue)?;
     let from = Area::Hold.dir(qfiles, queue);

@@ -36,9 +36,13 @@ pub enum OpsError {
     Owned { queue: String, owners: String, action: &'static str },
     #[error("queue {queue}: entry {entry} is still in flight; wait for the drain to finish (or stop the runner) and run compact again")]
     InFlight { queue: String, entry: String },
-    #[error("compact must run as root or as the owner (uid {uid}) of {path}: the new directory gets the old one's owner")]
+    #[error(
+        "compact must run as root or as the owner (uid {uid}) of {path}: the new directory gets the old one's owner"
+    )]
     NotOwner { path: PathBuf, uid: u32 },
-    #[error("{path} is a symbolic link: compact would move the link, not the queue; compact the directory it points to")]
+    #[error(
+        "{path} is a symbolic link: compact would move the link, not the queue; compact the directory it points to"
+    )]
     Symlink { path: PathBuf },
     #[error("reading the compact journal {path}: {reason}")]
     Journal { path: PathBuf, reason: String },

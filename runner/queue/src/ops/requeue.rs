@@ -61,7 +61,13 @@ impl Source {
 }
 
 /// Feeds every entry of `from` into `queue`, oldest first.
-pub fn requeue(qfiles: &Path, from: &Source, queue: &str, feed: &mut Feed<'_>, dry_run: bool) -> Result<Tally, OpsError> {
+pub fn requeue(
+    qfiles: &Path,
+    from: &Source,
+    queue: &str,
+    feed: &mut Feed<'_>,
+    dry_run: bool,
+) -> Result<Tally, OpsError> {
     let sb = Switchboard::open(qfiles, queue)?;
     let dir = from.dir(qfiles, queue);
     requeue_dir(&dir, &sb, feed, dry_run)

@@ -52,16 +52,13 @@ impl Select {
     fn by_name(&self, name: &EntryName, now: f64) -> bool {
         self.slice.is_none_or(|s| s.contains(name))
             && self.older_than.is_none_or(|d| now - name.timestamp() > d.as_secs_f64())
-            && (self.names.is_empty()
-                || self.names.iter().any(|n| *n == name.base() || *n == name.to_string()))
+            && (self.names.is_empty() || self.names.iter().any(|n| *n == name.base() || *n == name.to_string()))
     }
 
     fn by_content(&self, entry: &QueueEntry) -> bool {
         let list_ok = self.list.as_ref().is_none_or(|l| entry.list_key().is_some_and(|k| k.eq_ignore_ascii_case(l)));
-        let sender_ok = self
-            .sender_domain
-            .as_ref()
-            .is_none_or(|d| entry.envelope_sender().is_ok_and(|s| in_domain(&s, d)));
+        let sender_ok =
+            self.sender_domain.as_ref().is_none_or(|d| entry.envelope_sender().is_ok_and(|s| in_domain(&s, d)));
         let rcpt_ok = self
             .recipient_domain
             .as_ref()
@@ -89,7 +86,8 @@ impl Select {
 
 /// `addr` is `...@domain` (case-insensitive).
 fn in_domain(addr: &str, domain: &str) -> bool {
-    addr.rsplit_once('@').is_some_and(|(_, d)| d.trim_end_matches('>').eq_ignore_ascii_case(domain.trim_start_matches('@')))
+    addr.rsplit_once('@')
+        .is_some_and(|(_, d)| d.trim_end_matches('>').eq_ignore_ascii_case(domain.trim_start_matches('@')))
 }
 
 #[cfg(test)]

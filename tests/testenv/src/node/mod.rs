@@ -131,9 +131,8 @@ impl Node {
             config: plane.admin_config(),
             host,
         };
-        let pause = tokio::task::spawn_blocking(crate::images::pause)
-            .await
-            .map_err(|e| Error::Image(e.to_string()))??;
+        let pause =
+            tokio::task::spawn_blocking(crate::images::pause).await.map_err(|e| Error::Image(e.to_string()))??;
         node.start_containerd().await?;
         node.load(&pause).await?;
         for image in images {
@@ -284,8 +283,12 @@ impl Node {
     }
 
     async fn start_containerd(&self) -> Result<()> {
-        let process =
-            Process::spawn("containerd", Path::new("/usr/bin/containerd"), &self.containerd_args, &self.log_path("containerd"))?;
+        let process = Process::spawn(
+            "containerd",
+            Path::new("/usr/bin/containerd"),
+            &self.containerd_args,
+            &self.log_path("containerd"),
+        )?;
         self.processes().containerd = Some(process);
         self.wait("containerd", CONTAINERD_START, || async {
             let mut ctr = self.ctr();
@@ -296,8 +299,12 @@ impl Node {
     }
 
     fn start_kubelet(&self, plane: &ControlPlane) -> Result<()> {
-        let process =
-            Process::spawn("kubelet", &plane.binaries().path("kubelet"), &self.kubelet_args, &self.log_path("kubelet"))?;
+        let process = Process::spawn(
+            "kubelet",
+            &plane.binaries().path("kubelet"),
+            &self.kubelet_args,
+            &self.log_path("kubelet"),
+        )?;
         self.processes().kubelet = Some(process);
         Ok(())
     }
@@ -344,7 +351,11 @@ impl Node {
                 return Err(err);
             }
             if Instant::now() > deadline {
-                return Err(Error::NotReady { what: what.to_owned(), seconds: limit.as_secs(), log_tail: self.log_tails(20) });
+                return Err(Error::NotReady {
+                    what: what.to_owned(),
+                    seconds: limit.as_secs(),
+                    log_tail: self.log_tails(20),
+                });
             }
             tokio::time::sleep(POLL).await;
         }
