@@ -2,7 +2,8 @@
 //!
 //! The operator names the Lease (`--lease-name`) and asks for a drain through an annotation
 //! on it; the runner holds it, renews it every third of its duration with the slice's
-//! counters as the heartbeat, and releases it on stop. Renewal runs in a background task; the
+//! counters as the heartbeat (the disk's counts refreshed less often as the backlog grows:
+//! see `slice_counters`), and releases it on stop. Renewal runs in a background task; the
 //! checks the runner makes before every claim only read atomics. Ownership ends for good when a
 //! renewal fails for as long as the Lease lasts, or another holder shows up: from then on
 //! `still_owned` is false and the runner stops claiming (it must restart to own again).
@@ -31,7 +32,7 @@ use mailqueue_queue::Slice;
 use tokio::sync::Notify;
 
 use crate::ownership::{HeldSlice, Ownership, OwnershipError, SliceCounters, Standalone};
-use crate::slice_counters::{DiskCounters, SliceScan};
+use crate::slice_counters::{DiskCounters, Schedule, SliceScan};
 
 /// Field manager of the runner's writes to its Lease.
 const FIELD_MANAGER: &str = "mailqueue-runner";
@@ -323,7 +324,14 @@ impl Drop for ClusterLease {
 async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
     let period = lock.duration() / 3;
     let mut disk = DiskCounters::default();
-    let mut counted = None::<Instant>;
+    // Counts are spaced by their cost (see `slice_counters`), so a renewal's cost does not grow
+    // with the backlog; an urgent renewal (a drain acknowledged) reuses the last count.
+    let mut schedule = Schedule::new(period);
+    // A count of a big queue takes a second or more: it runs beside the renewals, which send
+    // the last finished count, rather than delaying them towards the Lease's expiry. Only the
+    // first one is waited for, so the first heartbeat already holds the disk's counts.
+    let mut counting = None::<tokio::task::JoinHandle<mailqueue_queue::Result<DiskCounters>>>;
+    let mut first = true;
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => {}
@@ -332,17 +340,21 @@ async fn renew(lock: LeaseLock, scan: SliceScan, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        // Once per period: an urgent renewal (a drain acknowledged) reuses the last count.
-        if counted.is_none_or(|at| at.elapsed() >= period) {
+        if counting.is_none() && schedule.due(Instant::now()) {
             let scan = scan.clone();
-            match tokio::task::spawn_blocking(move || scan.count(std::time::SystemTime::now())).await {
+            counting = Some(tokio::task::spawn_blocking(move || scan.count(std::time::SystemTime::now())));
+        }
+        if let Some(task) = counting.take_if(|task| first || task.is_finished()) {
+            first = false;
+            match task.await {
                 Ok(Ok(now)) => disk = now,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "cannot count the slice's entries; the heartbeat keeps the last counts")
                 }
                 Err(error) => tracing::warn!(%error, "counting the slice's entries failed"),
             }
-            counted = Some(Instant::now());
+            // A failed count is retried as late as the last good one would have been.
+            schedule.counted(Instant::now(), &disk);
         }
         let mut heartbeat = shared.heartbeat.lock().map(|h| h.clone()).unwrap_or_default();
         with_disk(&mut heartbeat, &disk);

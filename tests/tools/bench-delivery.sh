@@ -9,7 +9,8 @@
 # Env: MQ_BENCH_DIR (work dir, default /tmp/mq-bench), MQ_BENCH_MAILMAN_LIMIT (seconds
 # Mailman 3 is given per size, default 120: at its rate a 100,000-entry queue would take
 # over an hour, so its entries/s is measured over that window), MQ_BENCH_CONNECTIONS
-# (SMTP sessions per slice, default 4), MQ_BENCH_SEED (default 1).
+# (SMTP sessions per slice, default 4), MQ_BENCH_SEED (default 1), MQ_BENCH_RUNNER (another
+# binary; no build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -21,17 +22,7 @@ conns=${MQ_BENCH_CONNECTIONS:-4}
 seed=${MQ_BENCH_SEED:-1}
 mkdir -p "$work"
 
-eval "$(tests/tools/python-env.sh)"
-sink=$(tests/tools/smtp-sink.sh)
-cargo build --release --quiet -p mailqueue-runner
-runner=target/release/mailqueue-runner
-
-port=$("$MQ_PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sink_user=()
-[ "$(id -u)" -ne 0 ] || sink_user=(-u nobody)
-"$sink" "${sink_user[@]}" "127.0.0.1:$port" 1024 &
-sink_pid=$!
-trap 'kill $sink_pid 2>/dev/null || true' EXIT
+. tests/tools/bench-setup.sh
 
 # peak RSS in MiB from a `/usr/bin/time -v` report
 rss_mib() { awk -F: '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }

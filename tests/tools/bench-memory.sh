@@ -17,21 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 work=${MQ_BENCH_DIR:-/tmp/mq-bench-mem}
 rm -rf "$work"
 mkdir -p "$work"
-eval "$(tests/tools/python-env.sh)"
-sink=$(tests/tools/smtp-sink.sh)
-if [ -n "${MQ_BENCH_RUNNER:-}" ]; then
-    runner=$(realpath "$MQ_BENCH_RUNNER")
-else
-    cargo build --release --quiet -p mailqueue-runner
-    runner=$PWD/target/release/mailqueue-runner
-fi
-
-port=$("$MQ_PY3" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sink_user=()
-[ "$(id -u)" -ne 0 ] || sink_user=(-u nobody)
-"$sink" "${sink_user[@]}" "127.0.0.1:$port" 1024 &
-sink_pid=$!
-trap 'kill $sink_pid 2>/dev/null || true' EXIT
+. tests/tools/bench-setup.sh
 
 # A Mailman 3 entry of about $2 bytes, named after $3 (its FIFO time), in dir $1.
 mm3_entry() {
