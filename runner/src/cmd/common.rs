@@ -104,6 +104,17 @@ pub struct OutputArgs {
     pub result_file: Option<PathBuf>,
 }
 
+/// What every command that moves entries takes besides its selection: `--dry-run` and the
+/// output switches.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MoveArgs {
+    /// Count and report what would be moved; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// Starts the log (on stderr) for an operation.
 pub fn start_logs() {
     logging::init(logging::Format::Text);

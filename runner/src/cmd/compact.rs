@@ -3,7 +3,7 @@
 //! moves the directory aside, recreates it empty with the same mode and owner, and
 //! feeds the old entries back in batches. Run it again after any interruption or crash
 //! and it finishes the job.
-use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, MoveArgs, QueueArgs};
 use super::drain;
 use anyhow::bail;
 use mailqueue_contract::duration;
@@ -24,11 +24,8 @@ pub struct Args {
     pub drain_timeout: Duration,
     #[command(flatten)]
     pub batch: BatchArgs,
-    /// Say what would happen; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub act: MoveArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,13 +37,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(queue = %queue, aside = %op.aside_dir().display(), "a compact is under way: carrying on");
     }
     let stopped = interrupted();
-    if !args.dry_run {
+    if !args.act.dry_run {
         swap(&args, &op, &stopped)?;
     }
-    let report = if args.dry_run && !resumed {
+    let report = if args.act.dry_run && !resumed {
         dry_run_report(&args, &op)?
     } else {
-        with_feed("compact", &args.batch, false, &args.output, &stopped, |feed| op.refeed(feed, args.dry_run))?
+        with_feed("compact", &args.batch, false, &args.act.output, &stopped, |feed| op.refeed(feed, args.act.dry_run))?
     };
     let state = if report.done { "done" } else { "not finished: run the same command again to carry on" };
     let mut summary = format!("compact {queue}: {}; {state}", report.tally);
@@ -54,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.push_str(&format!("\n  files that are not entries were left in {}", dir.display()));
     }
     let details = serde_json::json!({ "action": "compact", "queue": queue, "resumed": resumed, "result": &report });
-    finish(&args.output, &summary, &report.tally, &details)
+    finish(&args.act.output, &summary, &report.tally, &details)
 }
 
 /// Moves the queue aside, draining its live runners around the swap when asked.

@@ -1,6 +1,6 @@
 //! `mailqueue-runner hold`: move chosen queued entries out of the live queue into its
 //! hold area, where they are neither delivered nor expired until released.
-use super::common::{finish, start_logs, OutputArgs, QueueArgs, SelectArgs};
+use super::common::{finish, start_logs, MoveArgs, QueueArgs, SelectArgs};
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::hold;
 use std::process::ExitCode;
@@ -11,19 +11,16 @@ pub struct Args {
     pub target: QueueArgs,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Count what would be held; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub act: MoveArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
     let QueueArgs { qfiles, queue } = &args.target;
-    let tally = hold::hold(qfiles, queue, &args.select.select()?, args.dry_run)?;
+    let tally = hold::hold(qfiles, queue, &args.select.select()?, args.act.dry_run)?;
     let to = Area::Hold.dir(qfiles, queue);
     let summary = format!("hold {queue}: {tally} (to {})", to.display());
     let details = serde_json::json!({ "action": "hold", "queue": queue, "to": to, "result": &tally });
-    finish(&args.output, &summary, &tally, &details)
+    finish(&args.act.output, &summary, &tally, &details)
 }

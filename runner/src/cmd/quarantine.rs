@@ -1,6 +1,6 @@
 //! `mailqueue-runner quarantine`: set aside `.bak` entries stuck longer than a
 //! threshold, never one a live runner has in flight.
-use super::common::{finish, start_logs, OutputArgs, QueueArgs};
+use super::common::{finish, start_logs, MoveArgs, QueueArgs};
 use mailqueue_contract::duration;
 use mailqueue_queue::area::Area;
 use mailqueue_queue::ops::quarantine::Quarantine;
@@ -15,20 +15,17 @@ pub struct Args {
     /// became `.bak`, not their enqueue time), e.g. 30m.
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub older_than: Duration,
-    /// Count what would be moved; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub act: MoveArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
     let QueueArgs { qfiles, queue } = &args.target;
-    let op = Quarantine { qfiles, queue, older_than: args.older_than, dry_run: args.dry_run };
+    let op = Quarantine { qfiles, queue, older_than: args.older_than, dry_run: args.act.dry_run };
     let tally = op.run()?;
     let to = Area::Quarantine.dir(qfiles, queue);
     let summary = format!("quarantine {queue}: {tally} (to {})", to.display());
     let details = serde_json::json!({ "action": "quarantine", "queue": queue, "to": to, "result": &tally });
-    finish(&args.output, &summary, &tally, &details)
+    finish(&args.act.output, &summary, &tally, &details)
 }

@@ -1,6 +1,6 @@
 //! `mailqueue-runner requeue`: feed entries back into a live queue from quarantine,
 //! hold, shunt, bad or a directory, in batches, never over `--max-depth`.
-use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, OutputArgs, QueueArgs};
+use super::common::{finish, interrupted, start_logs, with_feed, BatchArgs, MoveArgs, QueueArgs};
 use mailqueue_queue::ops::requeue::{requeue, Source};
 use std::process::ExitCode;
 
@@ -20,22 +20,19 @@ pub struct Args {
     /// straight back to bad/ at its next failure).
     #[arg(long)]
     pub reset_count: bool,
-    /// Count what would be moved; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub act: MoveArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     start_logs();
     let QueueArgs { qfiles, queue } = &args.target;
     let from = &args.from;
-    let tally = with_feed("requeue", &args.batch, args.reset_count, &args.output, &interrupted(), |feed| {
-        requeue(qfiles, from, queue, feed, args.dry_run)
+    let tally = with_feed("requeue", &args.batch, args.reset_count, &args.act.output, &interrupted(), |feed| {
+        requeue(qfiles, from, queue, feed, args.act.dry_run)
     })?;
     let dir = from.dir(qfiles, queue);
     let summary = format!("requeue {} -> {queue}: {tally}", dir.display());
     let details = serde_json::json!({ "action": "requeue", "from": dir, "queue": queue, "result": &tally });
-    finish(&args.output, &summary, &tally, &details)
+    finish(&args.act.output, &summary, &tally, &details)
 }
