@@ -198,12 +198,7 @@ mod tests {
         s.smtp.host = host.into();
         let valid = validate("lists", &s).expect("valid");
         let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
-        let template = RunnerTemplate {
-            image: "i".into(),
-            service_account: "sa".into(),
-            grace_period_seconds: 30,
-            lease_duration_seconds: 15,
-        };
+        let template = RunnerTemplate::for_tests();
         desired_slices("lists", "mail", &owner, &valid, &template)
     }
 

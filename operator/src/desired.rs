@@ -54,6 +54,19 @@ pub struct RunnerTemplate {
     pub lease_duration_seconds: u32,
 }
 
+#[cfg(test)]
+impl RunnerTemplate {
+    /// The settings the unit tests of every reconcile step build their slices with.
+    pub fn for_tests() -> RunnerTemplate {
+        RunnerTemplate {
+            image: "mailqueue-runner:test".into(),
+            service_account: "mailqueue-runner".into(),
+            grace_period_seconds: 60,
+            lease_duration_seconds: 15,
+        }
+    }
+}
+
 /// Everything one slice needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredSlice {
@@ -321,18 +334,9 @@ mod tests {
         }
     }
 
-    fn template() -> RunnerTemplate {
-        RunnerTemplate {
-            image: "mailqueue-runner:test".into(),
-            service_account: "mailqueue-runner".into(),
-            grace_period_seconds: 60,
-            lease_duration_seconds: 15,
-        }
-    }
-
     fn slices_of(queues: &[(&str, i32)]) -> Vec<DesiredSlice> {
         let valid = validate("lists", &spec(queues)).expect("valid");
-        desired_slices("lists", "mail", &owner(), &valid, &template())
+        desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests())
     }
 
     #[test]
@@ -367,7 +371,7 @@ mod tests {
         changed.smtp.host = "other.relay".into();
         changed.drain = true;
         let valid = validate("lists", &changed).expect("valid");
-        let after = desired_slices("lists", "mail", &owner(), &valid, &template());
+        let after = desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests());
         let hash =
             |s: &DesiredSlice| s.pod.metadata.annotations.as_ref().and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned());
         assert_ne!(hash(&before[0]), hash(&after[0]));
@@ -404,7 +408,7 @@ mod tests {
             ..RunnerSettings::default()
         });
         let valid = validate("lists", &s).expect("valid");
-        let pod = &desired_slices("lists", "mail", &owner(), &valid, &template())[0].pod;
+        let pod = &desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests())[0].pod;
         let spec = pod.spec.as_ref().expect("spec");
         let c = &spec.containers[0];
         assert_eq!(c.image.as_deref(), Some("registry.example/runner@sha256:ab"));
@@ -438,7 +442,7 @@ mod tests {
         let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
         assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_UID", "POD_IP"]);
         // The Lease carries the app labels too.
-        let lease = &desired_slices("lists", "mail", &owner(), &valid, &template())[0].lease;
+        let lease = &desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests())[0].lease;
         assert!(lease.metadata.labels.as_ref().is_some_and(|l| l.contains_key("app.kubernetes.io/name")));
     }
 
@@ -452,7 +456,7 @@ mod tests {
             password_key: "p".into(),
         });
         let valid = validate("lists", &s).expect("valid");
-        let pod = &desired_slices("lists", "mail", &owner(), &valid, &template())[0].pod;
+        let pod = &desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests())[0].pod;
         let spec = pod.spec.as_ref().expect("spec");
         let c = &spec.containers[0];
         let args = c.args.clone().unwrap_or_default().join(" ");
@@ -470,7 +474,7 @@ mod tests {
         s.storage.queue_dir = None;
         let args = |s: &MailQueueSpec| {
             let valid = validate("lists", s).expect("valid");
-            let pod = desired_slices("lists", "mail", &owner(), &valid, &template()).remove(0).pod;
+            let pod = desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests()).remove(0).pod;
             pod.spec.map(|p| p.containers[0].args.clone().unwrap_or_default().join(" ")).unwrap_or_default()
         };
         assert!(args(&s).starts_with("run --qfiles /var/lib/mailman/var/queue "), "{}", args(&s));
@@ -487,7 +491,7 @@ mod tests {
         let mut policy = spec(&[("out", 1)]);
         policy.bak_policy = Some(mailqueue_contract::crd::BakPolicy { quarantine_after: "2m".into() });
         let valid = validate("lists", &policy).expect("valid");
-        let set = desired_slices("lists", "mail", &owner(), &valid, &template());
+        let set = desired_slices("lists", "mail", &owner(), &valid, &RunnerTemplate::for_tests());
         assert!(args(&set[0]).is_some_and(|a| a.contains("--stale-bak-after 120")), "{:?}", args(&set[0]));
     }
 }

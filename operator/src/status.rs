@@ -424,12 +424,7 @@ mod tests {
         s.drain = drain;
         let valid = validate("lists", &s).expect("valid");
         let owner = OwnerReference { name: "lists".into(), uid: "1".into(), ..OwnerReference::default() };
-        let template = RunnerTemplate {
-            image: "i".into(),
-            service_account: "sa".into(),
-            grace_period_seconds: 30,
-            lease_duration_seconds: 15,
-        };
+        let template = RunnerTemplate::for_tests();
         let desired = desired_slices("lists", "mail", &owner, &valid, &template);
         (valid, desired)
     }
