@@ -32,6 +32,11 @@ echo "python3: $MQ_PY3; python2: $MQ_PY2; k8s: $MQ_K8S_BIN; smtp-sink: ${MQ_SMTP
 step "style: rustfmt and clippy"
 cargo fmt --all --check || { echo "formatting differs from rustfmt.toml: run 'cargo fmt --all'" >&2; exit 1; }
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The runner shares only the contract crate with the operator (ARCHITECTURE.md).
+if cargo tree --locked -p mailqueue-runner -e normal,build | grep -q 'mailqueue-operator '; then
+    echo "mailqueue-runner depends on mailqueue-operator: share through operator/contract instead" >&2
+    exit 1
+fi
 
 step "build"
 cargo build --workspace --all-targets --locked
