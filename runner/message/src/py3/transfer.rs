@@ -1,11 +1,13 @@
 //! Body text as Mailman 3's decoration handles it: `get_payload(decode=True)`, the
-//! few Python codecs this emulation carries, and `set_payload(bytes, charset)`'s body
+//! Python codecs this emulation carries (ASCII, UTF-8 and the single-byte ones), and `set_payload(bytes, charset)`'s body
 //! encodings (`email.base64mime.body_encode`, `email.quoprimime.body_encode`).
 
+use super::codec_names;
 use super::pystr;
 use crate::body_codec::{base64_body, qp_decode};
 use base64::Engine;
 use mailqueue_pickle::PyStr;
+use std::sync::OnceLock;
 
 /// A Python codec this emulation carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +15,247 @@ pub enum Codec {
     Ascii,
     Latin1,
     Utf8,
+    SingleByte(&'static SingleByte),
+}
+
+/// A single-byte Python codec (a charmap in `encodings`): encoding_rs's WHATWG mapping
+/// where it equals Python's, with Python's own value at the bytes where it does not
+/// (py3_codecs_differential proves the result over every byte and BMP code point).
+#[derive(Debug)]
+pub struct SingleByte {
+    /// The `encodings` module, as `codec_names::module` names it.
+    pub module: &'static str,
+    whatwg: &'static encoding_rs::Encoding,
+    /// Bytes 0x80..=0xFF that Python decodes otherwise (`None`: undefined there).
+    differences: &'static [(u8, Option<char>)],
+    table: OnceLock<Table>,
+}
+
+impl PartialEq for SingleByte {
+    fn eq(&self, other: &Self) -> bool {
+        self.module == other.module
+    }
+}
+
+impl Eq for SingleByte {}
+
+/// Both directions of a single-byte codec's upper half (the lower half is ASCII).
+#[derive(Debug)]
+struct Table {
+    decode: [Option<char>; 128],
+    /// Sorted by character, for `str.encode`.
+    encode: Vec<(char, u8)>,
+}
+
+impl SingleByte {
+    const fn new(
+        module: &'static str,
+        whatwg: &'static encoding_rs::Encoding,
+        differences: &'static [(u8, Option<char>)],
+    ) -> Self {
+        SingleByte { module, whatwg, differences, table: OnceLock::new() }
+    }
+
+    fn table(&self) -> &Table {
+        self.table.get_or_init(|| {
+            let upper: Vec<u8> = (0x80..=0xFF).collect();
+            // A single-byte decoder gives one character per byte, U+FFFD where unmapped
+            // (no WHATWG single-byte index maps a byte to U+FFFD itself).
+            let (text, _) = self.whatwg.decode_without_bom_handling(&upper);
+            let mut decode = [None; 128];
+            for (slot, c) in decode.iter_mut().zip(text.chars()) {
+                *slot = (c != char::REPLACEMENT_CHARACTER).then_some(c);
+            }
+            for &(byte, c) in self.differences {
+                decode[usize::from(byte - 0x80)] = c;
+            }
+            let mut encode: Vec<(char, u8)> =
+                decode.iter().zip(0x80u8..=0xFF).filter_map(|(c, b)| c.map(|c| (c, b))).collect();
+            encode.sort_unstable();
+            Table { decode, encode }
+        })
+    }
+
+    fn decode_byte(&self, b: u8) -> Option<char> {
+        if b.is_ascii() {
+            Some(char::from(b))
+        } else {
+            self.table().decode[usize::from(b - 0x80)]
+        }
+    }
+
+    fn encode_char(&self, c: char) -> Option<u8> {
+        if c.is_ascii() {
+            return Some(c as u8);
+        }
+        let encode = &self.table().encode;
+        encode.binary_search_by(|(k, _)| k.cmp(&c)).ok().map(|i| encode[i].1)
+    }
+}
+
+/// ISO-8859-9 is not in WHATWG (its labels name windows-1254, the same above 0x9F):
+/// Python's C1 controls where windows-1254 has punctuation.
+const ISO8859_9: &[(u8, Option<char>)] = &[
+    (0x80, Some('\u{80}')),
+    (0x82, Some('\u{82}')),
+    (0x83, Some('\u{83}')),
+    (0x84, Some('\u{84}')),
+    (0x85, Some('\u{85}')),
+    (0x86, Some('\u{86}')),
+    (0x87, Some('\u{87}')),
+    (0x88, Some('\u{88}')),
+    (0x89, Some('\u{89}')),
+    (0x8A, Some('\u{8A}')),
+    (0x8B, Some('\u{8B}')),
+    (0x8C, Some('\u{8C}')),
+    (0x91, Some('\u{91}')),
+    (0x92, Some('\u{92}')),
+    (0x93, Some('\u{93}')),
+    (0x94, Some('\u{94}')),
+    (0x95, Some('\u{95}')),
+    (0x96, Some('\u{96}')),
+    (0x97, Some('\u{97}')),
+    (0x98, Some('\u{98}')),
+    (0x99, Some('\u{99}')),
+    (0x9A, Some('\u{9A}')),
+    (0x9B, Some('\u{9B}')),
+    (0x9C, Some('\u{9C}')),
+    (0x9F, Some('\u{9F}')),
+];
+
+/// ISO-8859-11 is not in WHATWG (its labels name windows-874, the same above 0x9F):
+/// Python's C1 controls where windows-874 has punctuation.
+const ISO8859_11: &[(u8, Option<char>)] = &[
+    (0x80, Some('\u{80}')),
+    (0x85, Some('\u{85}')),
+    (0x91, Some('\u{91}')),
+    (0x92, Some('\u{92}')),
+    (0x93, Some('\u{93}')),
+    (0x94, Some('\u{94}')),
+    (0x95, Some('\u{95}')),
+    (0x96, Some('\u{96}')),
+    (0x97, Some('\u{97}')),
+];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1250: &[(u8, Option<char>)] = &[(0x81, None), (0x83, None), (0x88, None), (0x90, None), (0x98, None)];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1251: &[(u8, Option<char>)] = &[(0x98, None)];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1252: &[(u8, Option<char>)] = &[(0x81, None), (0x8D, None), (0x8F, None), (0x90, None), (0x9D, None)];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1253: &[(u8, Option<char>)] = &[
+    (0x81, None),
+    (0x88, None),
+    (0x8A, None),
+    (0x8C, None),
+    (0x8D, None),
+    (0x8E, None),
+    (0x8F, None),
+    (0x90, None),
+    (0x98, None),
+    (0x9A, None),
+    (0x9C, None),
+    (0x9D, None),
+    (0x9E, None),
+    (0x9F, None),
+];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1254: &[(u8, Option<char>)] =
+    &[(0x81, None), (0x8D, None), (0x8E, None), (0x8F, None), (0x90, None), (0x9D, None), (0x9E, None)];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls (0xCA: to a Hebrew point).
+const CP1255: &[(u8, Option<char>)] = &[
+    (0x81, None),
+    (0x8A, None),
+    (0x8C, None),
+    (0x8D, None),
+    (0x8E, None),
+    (0x8F, None),
+    (0x90, None),
+    (0x9A, None),
+    (0x9C, None),
+    (0x9D, None),
+    (0x9E, None),
+    (0x9F, None),
+    (0xCA, None),
+];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1257: &[(u8, Option<char>)] = &[
+    (0x81, None),
+    (0x83, None),
+    (0x88, None),
+    (0x8A, None),
+    (0x8C, None),
+    (0x90, None),
+    (0x98, None),
+    (0x9A, None),
+    (0x9C, None),
+    (0x9F, None),
+];
+
+/// Bytes Python's table leaves undefined (strict decoding fails) where WHATWG maps
+/// them to C1 controls.
+const CP1258: &[(u8, Option<char>)] = &[
+    (0x81, None),
+    (0x8A, None),
+    (0x8D, None),
+    (0x8E, None),
+    (0x8F, None),
+    (0x90, None),
+    (0x9A, None),
+    (0x9D, None),
+    (0x9E, None),
+];
+
+/// WHATWG's KOI8-U is KOI8-RU: Python's box drawing where it has Belarusian short U.
+const KOI8_U: &[(u8, Option<char>)] = &[(0xAE, Some('\u{255D}')), (0xBE, Some('\u{256C}'))];
+
+/// The single-byte codecs carried, by Python module.
+static SINGLE_BYTE: [SingleByte; 25] = [
+    SingleByte::new("iso8859_2", encoding_rs::ISO_8859_2, &[]),
+    SingleByte::new("iso8859_3", encoding_rs::ISO_8859_3, &[]),
+    SingleByte::new("iso8859_4", encoding_rs::ISO_8859_4, &[]),
+    SingleByte::new("iso8859_5", encoding_rs::ISO_8859_5, &[]),
+    SingleByte::new("iso8859_6", encoding_rs::ISO_8859_6, &[]),
+    SingleByte::new("iso8859_7", encoding_rs::ISO_8859_7, &[]),
+    SingleByte::new("iso8859_8", encoding_rs::ISO_8859_8, &[]),
+    SingleByte::new("iso8859_9", encoding_rs::WINDOWS_1254, ISO8859_9),
+    SingleByte::new("iso8859_10", encoding_rs::ISO_8859_10, &[]),
+    SingleByte::new("iso8859_11", encoding_rs::WINDOWS_874, ISO8859_11),
+    SingleByte::new("iso8859_13", encoding_rs::ISO_8859_13, &[]),
+    SingleByte::new("iso8859_14", encoding_rs::ISO_8859_14, &[]),
+    SingleByte::new("iso8859_15", encoding_rs::ISO_8859_15, &[]),
+    SingleByte::new("iso8859_16", encoding_rs::ISO_8859_16, &[]),
+    SingleByte::new("cp1250", encoding_rs::WINDOWS_1250, CP1250),
+    SingleByte::new("cp1251", encoding_rs::WINDOWS_1251, CP1251),
+    SingleByte::new("cp1252", encoding_rs::WINDOWS_1252, CP1252),
+    SingleByte::new("cp1253", encoding_rs::WINDOWS_1253, CP1253),
+    SingleByte::new("cp1254", encoding_rs::WINDOWS_1254, CP1254),
+    SingleByte::new("cp1255", encoding_rs::WINDOWS_1255, CP1255),
+    SingleByte::new("cp1256", encoding_rs::WINDOWS_1256, &[]),
+    SingleByte::new("cp1257", encoding_rs::WINDOWS_1257, CP1257),
+    SingleByte::new("cp1258", encoding_rs::WINDOWS_1258, CP1258),
+    SingleByte::new("koi8_r", encoding_rs::KOI8_R, &[]),
+    SingleByte::new("koi8_u", encoding_rs::KOI8_U, KOI8_U),
+];
+
+/// The `encodings` modules this emulation carries besides UTF-8 (whose mapping is
+/// Unicode's own), for the differential tests that prove them.
+pub fn carried_modules() -> impl Iterator<Item = &'static str> {
+    ["ascii", "latin_1"].into_iter().chain(SINGLE_BYTE.iter().map(|s| s.module))
 }
 
 /// Why text could not be converted.
@@ -24,14 +267,14 @@ pub enum CodecProblem {
     Unsupported(String),
 }
 
-/// Python's codec lookup (`codecs.lookup`) for the names mail uses for these codecs.
+/// Python's codec lookup (`codecs.lookup`, through `encodings.aliases`).
 pub fn codec(name: &str) -> Result<Codec, CodecProblem> {
-    let norm: String = name.trim().to_lowercase().chars().map(|c| if c == '-' || c == ' ' { '_' } else { c }).collect();
-    match norm.as_str() {
-        "ascii" | "us_ascii" | "646" | "us" | "ansi_x3.4_1968" | "iso646_us" => Ok(Codec::Ascii),
-        "latin_1" | "latin1" | "iso_8859_1" | "iso8859_1" | "8859" | "cp819" | "l1" | "latin" => Ok(Codec::Latin1),
-        "utf_8" | "utf8" | "u8" | "utf" => Ok(Codec::Utf8),
-        _ => Err(CodecProblem::Unsupported(name.to_owned())),
+    let unsupported = || CodecProblem::Unsupported(name.to_owned());
+    match codec_names::module(name).ok_or_else(unsupported)? {
+        "ascii" => Ok(Codec::Ascii),
+        "latin_1" => Ok(Codec::Latin1),
+        "utf_8" => Ok(Codec::Utf8),
+        module => SINGLE_BYTE.iter().find(|s| s.module == module).map(Codec::SingleByte).ok_or_else(unsupported),
     }
 }
 
@@ -42,6 +285,18 @@ pub fn decode(bytes: &[u8], codec: Codec) -> Result<String, CodecProblem> {
         Codec::Ascii => Err(CodecProblem::Unicode),
         Codec::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
         Codec::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|_| CodecProblem::Unicode),
+        Codec::SingleByte(sb) => bytes.iter().map(|&b| sb.decode_byte(b).ok_or(CodecProblem::Unicode)).collect(),
+    }
+}
+
+/// One character in a codec that is not UTF-8, or `None` where Python's strict
+/// encoder fails.
+fn encode_char(c: char, codec: Codec) -> Option<u8> {
+    match codec {
+        Codec::Ascii => c.is_ascii().then_some(c as u8),
+        Codec::Latin1 => u8::try_from(c).ok(),
+        Codec::SingleByte(sb) => sb.encode_char(c),
+        Codec::Utf8 => None,
     }
 }
 
@@ -49,10 +304,7 @@ pub fn decode(bytes: &[u8], codec: Codec) -> Result<String, CodecProblem> {
 pub fn encode(s: &str, codec: Codec) -> Result<Vec<u8>, CodecProblem> {
     match codec {
         Codec::Utf8 => Ok(s.as_bytes().to_vec()),
-        Codec::Ascii | Codec::Latin1 => {
-            let limit = if codec == Codec::Ascii { 0x80 } else { 0x100 };
-            s.chars().map(|c| if (c as u32) < limit { Ok(c as u8) } else { Err(CodecProblem::Unicode) }).collect()
-        }
+        _ => s.chars().map(|c| encode_char(c, codec).ok_or(CodecProblem::Unicode)).collect(),
     }
 }
 
@@ -60,20 +312,21 @@ pub fn encode(s: &str, codec: Codec) -> Result<Vec<u8>, CodecProblem> {
 pub fn encode_replace(s: &str, codec: Codec) -> Vec<u8> {
     match codec {
         Codec::Utf8 => s.as_bytes().to_vec(),
-        Codec::Ascii | Codec::Latin1 => {
-            let limit = if codec == Codec::Ascii { 0x80 } else { 0x100 };
-            s.chars().map(|c| if (c as u32) < limit { c as u8 } else { b'?' }).collect()
-        }
+        _ => s.chars().map(|c| encode_char(c, codec).unwrap_or(b'?')).collect(),
     }
 }
 
-/// An `email.charset.Charset` that body text can be set with: its output name and
-/// body encoding. Only the email package's own entries for the carried codecs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An `email.charset.Charset` that body text can be set with: the email package's
+/// table entry for the name (`ALIASES`, `CHARSETS`, `CODEC_MAP`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BodyCharset {
-    pub name: &'static str,
-    pub codec: Codec,
+    /// The input and output charset (the ones with an output conversion are refused).
+    pub name: String,
+    /// `header_encoding`: 1 quoted-printable, 2 base64, 3 the shorter (`SHORTEST`).
+    pub header_encoding: Option<u8>,
     pub encoding: BodyEncoding,
+    /// `CODEC_MAP`'s codec name (`None` for us-ascii).
+    pub codec: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,18 +336,49 @@ pub enum BodyEncoding {
     Base64,
 }
 
-/// `Charset(name)` (after `ALIASES`), for the names whose table entry is carried.
+/// `Charset(name)`: Python lower-cases the name and maps it through `ALIASES`; a name
+/// outside `CHARSETS` gets base64 bodies and the shorter encoding in headers.
 pub fn body_charset(name: &str) -> Result<BodyCharset, CodecProblem> {
-    match name.to_lowercase().as_str() {
-        "us-ascii" | "ascii" => {
-            Ok(BodyCharset { name: "us-ascii", codec: Codec::Ascii, encoding: BodyEncoding::SevenOrEight })
-        }
-        "iso-8859-1" | "latin-1" | "latin_1" => {
-            Ok(BodyCharset { name: "iso-8859-1", codec: Codec::Latin1, encoding: BodyEncoding::QuotedPrintable })
-        }
-        "utf-8" => Ok(BodyCharset { name: "utf-8", codec: Codec::Utf8, encoding: BodyEncoding::Base64 }),
-        _ => Err(CodecProblem::Unsupported(name.to_owned())),
+    use BodyEncoding::{Base64, QuotedPrintable, SevenOrEight};
+    if !name.is_ascii() {
+        // Python raises CharsetError; no text reaching here is decorated with it.
+        return Err(CodecProblem::Unsupported(name.to_owned()));
     }
+    let lower = name.to_lowercase();
+    let input = match lower.as_str() {
+        "latin_1" | "latin-1" => "iso-8859-1",
+        "latin_2" | "latin-2" => "iso-8859-2",
+        "latin_3" | "latin-3" => "iso-8859-3",
+        "latin_4" | "latin-4" => "iso-8859-4",
+        "latin_5" | "latin-5" => "iso-8859-9",
+        "latin_6" | "latin-6" => "iso-8859-10",
+        "latin_7" | "latin-7" => "iso-8859-13",
+        "latin_8" | "latin-8" => "iso-8859-14",
+        "latin_9" | "latin-9" => "iso-8859-15",
+        "latin_10" | "latin-10" => "iso-8859-16",
+        "cp949" => "ks_c_5601-1987",
+        "euc_jp" => "euc-jp",
+        "euc_kr" => "euc-kr",
+        "ascii" => "us-ascii",
+        other => other,
+    };
+    let (header_encoding, encoding) = match input {
+        "iso-8859-1" | "iso-8859-2" | "iso-8859-3" | "iso-8859-4" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13"
+        | "iso-8859-14" | "iso-8859-15" | "iso-8859-16" | "windows-1252" | "viscii" => (Some(1), QuotedPrintable),
+        "us-ascii" => (None, SevenOrEight),
+        "big5" | "gb2312" | "koi8-r" => (Some(2), Base64),
+        // Their bodies are converted to iso-2022-jp, which this emulation does not do.
+        "euc-jp" | "shift_jis" => return Err(CodecProblem::Unsupported(name.to_owned())),
+        "iso-2022-jp" => (Some(2), SevenOrEight),
+        _ => (Some(3), Base64),
+    };
+    let codec = match input {
+        "us-ascii" => None,
+        "gb2312" => Some("eucgb2312_cn".to_owned()),
+        "big5" => Some("big5_tw".to_owned()),
+        other => Some(other.to_owned()),
+    };
+    Ok(BodyCharset { name: input.to_owned(), header_encoding, encoding, codec })
 }
 
 /// What `get_payload(decode=True)` hands back for a text payload.
@@ -166,7 +450,7 @@ fn base64_decode(b: &[u8]) -> Option<Vec<u8>> {
 /// `set_payload(bytes, charset)` for a charset whose body encoding is base64 or
 /// quoted-printable: the encoded text (the new payload) and the transfer encoding.
 /// For 7bit/8bit charsets the octets stay as they are.
-pub fn body_encode(bytes: &[u8], cs: BodyCharset) -> (PyStr, &'static str) {
+pub fn body_encode(bytes: &[u8], cs: &BodyCharset) -> (PyStr, &'static str) {
     match cs.encoding {
         BodyEncoding::Base64 => (PyStr::from(base64_body(bytes).as_str()), "base64"),
         BodyEncoding::QuotedPrintable => (PyStr::from(qp_body(bytes).as_str()), "quoted-printable"),
