@@ -71,7 +71,11 @@ MESSAGES = {
     'latin2_qp': HEAD + b'Content-Type: text/plain; charset=latin2\nContent-Transfer-Encoding: quoted-printable\n\n=A9koda =BE=E1k\n',
     'latin9_euro': HEAD + b'Content-Type: text/plain; charset=iso-8859-15\nContent-Transfer-Encoding: 8bit\n\n5 \xa4\n',
     'iso8859_9_c1': HEAD + b'Content-Type: text/plain; charset=iso-8859-9\nContent-Transfer-Encoding: 8bit\n\n\x80 \xdd\n',
+    'gb18030_8bit': HEAD + b'Content-Type: text/plain; charset=GB18030\nContent-Transfer-Encoding: 8bit\n\n\xc4\xe3\xba\xc3 \x81\x35\xf4\x37\n',
+    'cp949_8bit': HEAD + b'Content-Type: text/plain; charset=cp949\nContent-Transfer-Encoding: 8bit\n\n\xbe\xc8\xb3\xe7\n',
     # A charset Python knows but whose codec is not carried: refusing (shunt) is expected.
+    'unsupported_ks_c_5601': HEAD + b'Content-Type: text/plain; charset="ks_c_5601-1987"\nContent-Transfer-Encoding: base64\n\nvsiz5wo=\n',
+    'unsupported_euckr': HEAD + b'Content-Type: text/plain; charset=euc-kr\nContent-Transfer-Encoding: 8bit\n\n\xbe\xc8\xb3\xe7\n',
     'unsupported_iso2022jp': HEAD + b'Content-Type: text/plain; charset=iso-2022-jp\nContent-Transfer-Encoding: 7bit\n\n\x1b$B$3$s\x1b(B\n',
     'plain_disposition': HEAD + b'Content-Type: text/plain; charset=utf-8\nContent-Disposition: attachment; filename="x.txt"\nContent-Transfer-Encoding: quoted-printable\n\nline=3D1=\n\n',
 }
@@ -81,8 +85,9 @@ DECORATIONS = {
     'both_nonascii': ('Gr\u00fc\u00dfe \u2014 head\n', '-- \nFu\u00df \u00e9t\u00e9\n'),
     'both_no_newlines': ('head', 'foot'),
     'cyrillic_footer': ('', '-- \n\u0421\u043f\u0438\u0441\u043e\u043a \u0491\n'),
+    'cjk_header': ('\u4f60\u597d \uc548\ub155 \u1e3f', ''),
 }
-CHARSETS = ['us-ascii', 'utf-8', 'iso-8859-1', 'iso-8859-2', 'windows-1251', 'koi8-r', 'koi8-u', 'cp1252']
+CHARSETS = ['us-ascii', 'utf-8', 'iso-8859-1', 'iso-8859-2', 'windows-1251', 'koi8-r', 'koi8-u', 'cp1252', 'gb18030', 'cp949']
 
 
 class Language:

@@ -16,6 +16,7 @@ pub enum Codec {
     Latin1,
     Utf8,
     SingleByte(&'static SingleByte),
+    MultiByte(&'static MultiByte),
 }
 
 /// A single-byte Python codec (a charmap in `encodings`): encoding_rs's WHATWG mapping
@@ -255,8 +256,154 @@ static SINGLE_BYTE: [SingleByte; 25] = [
 /// The `encodings` modules this emulation carries besides UTF-8 (whose mapping is
 /// Unicode's own), for the differential tests that prove them.
 pub fn carried_modules() -> impl Iterator<Item = &'static str> {
-    ["ascii", "latin_1"].into_iter().chain(SINGLE_BYTE.iter().map(|s| s.module))
+    ["ascii", "latin_1"]
+        .into_iter()
+        .chain(SINGLE_BYTE.iter().map(|s| s.module))
+        .chain(MULTI_BYTE.iter().map(|m| m.module))
 }
+
+/// A multi-byte Python codec (CJKCodecs) whose units are an ASCII byte, or a byte from
+/// 0x80 followed by one more (four in all for gb18030 when the second is a digit):
+/// each unit decodes on its own, by encoding_rs's WHATWG index where it equals Python's
+/// and by Python's own value where it does not (py3_codecs_differential proves every
+/// unit and code point).
+#[derive(Debug, PartialEq, Eq)]
+pub struct MultiByte {
+    /// The `encodings` module, as `codec_names::module` names it.
+    pub module: &'static str,
+    whatwg: &'static encoding_rs::Encoding,
+    /// gb18030's four-byte units.
+    pub four_byte: bool,
+    /// Units Python decodes otherwise (`None`: an error there).
+    decode_differences: &'static [(&'static [u8], Option<char>)],
+    /// Characters Python encodes otherwise (`None`: an error there).
+    encode_differences: &'static [(char, Option<&'static [u8]>)],
+}
+
+impl MultiByte {
+    /// Python's strict decoder: every non-ASCII unit must map (a unit cut short by the
+    /// end of the input is an error too).
+    fn decode(&self, bytes: &[u8]) -> Option<String> {
+        let mut out = String::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii() {
+                out.push(char::from(bytes[i]));
+                i += 1;
+                continue;
+            }
+            let four = self.four_byte && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            let unit = bytes.get(i..i + if four { 4 } else { 2 })?;
+            out.push(self.decode_unit(unit)?);
+            i += unit.len();
+        }
+        Some(out)
+    }
+
+    fn decode_unit(&self, unit: &[u8]) -> Option<char> {
+        if let Some((_, c)) = self.decode_differences.iter().find(|(u, _)| *u == unit) {
+            return *c;
+        }
+        // A unit is one character in Python; WHATWG reading it as more (0x80 as the
+        // euro sign, then the next byte) is not a match.
+        let text = self.whatwg.decode_without_bom_handling_and_without_replacement(unit)?;
+        let mut chars = text.chars();
+        let c = chars.next()?;
+        chars.next().is_none().then_some(c)
+    }
+
+    fn encode_char(&self, c: char, out: &mut Vec<u8>) -> Option<()> {
+        if c.is_ascii() {
+            out.push(c as u8);
+            return Some(());
+        }
+        if let Some((_, bytes)) = self.encode_differences.iter().find(|(d, _)| *d == c) {
+            out.extend_from_slice((*bytes)?);
+            return Some(());
+        }
+        let mut buf = [0u8; 4];
+        let (bytes, _, unmappable) = self.whatwg.encode(c.encode_utf8(&mut buf));
+        if unmappable {
+            return None;
+        }
+        out.extend_from_slice(&bytes);
+        Some(())
+    }
+}
+
+/// GB18030 codes where Python (GB18030-2000) keeps the private-use code points
+/// that later editions, and WHATWG, moved to standard characters.
+const GB18030_DECODE: &[(&[u8], Option<char>)] = &[
+    // WHATWG's one four-byte swap the other way: Python keeps U+1E3F here.
+    (&[0x81, 0x35, 0xF4, 0x37], Some('\u{1E3F}')),
+    (&[0xA3, 0xA0], Some('\u{E5E5}')),
+    (&[0xA6, 0xD9], Some('\u{E78D}')),
+    (&[0xA6, 0xDA], Some('\u{E78E}')),
+    (&[0xA6, 0xDB], Some('\u{E78F}')),
+    (&[0xA6, 0xDC], Some('\u{E790}')),
+    (&[0xA6, 0xDD], Some('\u{E791}')),
+    (&[0xA6, 0xDE], Some('\u{E792}')),
+    (&[0xA6, 0xDF], Some('\u{E793}')),
+    (&[0xA6, 0xEC], Some('\u{E794}')),
+    (&[0xA6, 0xED], Some('\u{E795}')),
+    (&[0xA6, 0xF3], Some('\u{E796}')),
+    (&[0xA8, 0xBC], Some('\u{E7C7}')),
+    (&[0xFE, 0x59], Some('\u{E81E}')),
+    (&[0xFE, 0x61], Some('\u{E826}')),
+    (&[0xFE, 0x66], Some('\u{E82B}')),
+    (&[0xFE, 0x67], Some('\u{E82C}')),
+    (&[0xFE, 0x6D], Some('\u{E832}')),
+    (&[0xFE, 0x7E], Some('\u{E843}')),
+    (&[0xFE, 0x90], Some('\u{E854}')),
+    (&[0xFE, 0xA0], Some('\u{E864}')),
+];
+
+/// The other direction of `GB18030_DECODE`: those standard characters go to four-byte
+/// codes in Python, the private-use ones back to the two-byte codes.
+const GB18030_ENCODE: &[(char, Option<&[u8]>)] = &[
+    ('\u{1E3F}', Some(&[0x81, 0x35, 0xF4, 0x37])),
+    ('\u{9FB4}', Some(&[0x82, 0x35, 0x90, 0x37])),
+    ('\u{9FB5}', Some(&[0x82, 0x35, 0x90, 0x38])),
+    ('\u{9FB6}', Some(&[0x82, 0x35, 0x90, 0x39])),
+    ('\u{9FB7}', Some(&[0x82, 0x35, 0x91, 0x30])),
+    ('\u{9FB8}', Some(&[0x82, 0x35, 0x91, 0x31])),
+    ('\u{9FB9}', Some(&[0x82, 0x35, 0x91, 0x32])),
+    ('\u{9FBA}', Some(&[0x82, 0x35, 0x91, 0x33])),
+    ('\u{9FBB}', Some(&[0x82, 0x35, 0x91, 0x34])),
+    ('\u{E5E5}', Some(&[0xA3, 0xA0])),
+    ('\u{E7C7}', Some(&[0xA8, 0xBC])),
+    ('\u{FE10}', Some(&[0x84, 0x31, 0x82, 0x36])),
+    ('\u{FE11}', Some(&[0x84, 0x31, 0x82, 0x37])),
+    ('\u{FE12}', Some(&[0x84, 0x31, 0x82, 0x38])),
+    ('\u{FE13}', Some(&[0x84, 0x31, 0x82, 0x39])),
+    ('\u{FE14}', Some(&[0x84, 0x31, 0x83, 0x30])),
+    ('\u{FE15}', Some(&[0x84, 0x31, 0x83, 0x31])),
+    ('\u{FE16}', Some(&[0x84, 0x31, 0x83, 0x32])),
+    ('\u{FE17}', Some(&[0x84, 0x31, 0x83, 0x33])),
+    ('\u{FE18}', Some(&[0x84, 0x31, 0x83, 0x34])),
+    ('\u{FE19}', Some(&[0x84, 0x31, 0x83, 0x35])),
+];
+
+/// The multi-byte codecs carried, by Python module. cp949 (Unified Hangul Code:
+/// `cp949`, `uhc`, `ms949`) is WHATWG's EUC-KR exactly; Python's euc_kr (also
+/// `ks_c_5601-1987`) is not: it has no UHC extension and spells the syllables outside
+/// KS X 1001 as eight-byte jamo sequences, so it is not carried.
+static MULTI_BYTE: [MultiByte; 2] = [
+    MultiByte {
+        module: "cp949",
+        whatwg: encoding_rs::EUC_KR,
+        four_byte: false,
+        decode_differences: &[],
+        encode_differences: &[],
+    },
+    MultiByte {
+        module: "gb18030",
+        whatwg: encoding_rs::GB18030,
+        four_byte: true,
+        decode_differences: GB18030_DECODE,
+        encode_differences: GB18030_ENCODE,
+    },
+];
 
 /// Why text could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +421,12 @@ pub fn codec(name: &str) -> Result<Codec, CodecProblem> {
         "ascii" => Ok(Codec::Ascii),
         "latin_1" => Ok(Codec::Latin1),
         "utf_8" => Ok(Codec::Utf8),
-        module => SINGLE_BYTE.iter().find(|s| s.module == module).map(Codec::SingleByte).ok_or_else(unsupported),
+        module => SINGLE_BYTE
+            .iter()
+            .find(|s| s.module == module)
+            .map(Codec::SingleByte)
+            .or_else(|| MULTI_BYTE.iter().find(|m| m.module == module).map(Codec::MultiByte))
+            .ok_or_else(unsupported),
     }
 }
 
@@ -286,34 +438,48 @@ pub fn decode(bytes: &[u8], codec: Codec) -> Result<String, CodecProblem> {
         Codec::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
         Codec::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|_| CodecProblem::Unicode),
         Codec::SingleByte(sb) => bytes.iter().map(|&b| sb.decode_byte(b).ok_or(CodecProblem::Unicode)).collect(),
+        Codec::MultiByte(mb) => mb.decode(bytes).ok_or(CodecProblem::Unicode),
     }
 }
 
-/// One character in a codec that is not UTF-8, or `None` where Python's strict
-/// encoder fails.
-fn encode_char(c: char, codec: Codec) -> Option<u8> {
-    match codec {
+/// One character appended in a codec other than UTF-8, or `None` where Python's
+/// strict encoder fails.
+fn encode_char(c: char, codec: Codec, out: &mut Vec<u8>) -> Option<()> {
+    let byte = match codec {
         Codec::Ascii => c.is_ascii().then_some(c as u8),
         Codec::Latin1 => u8::try_from(c).ok(),
         Codec::SingleByte(sb) => sb.encode_char(c),
+        Codec::MultiByte(mb) => return mb.encode_char(c, out),
         Codec::Utf8 => None,
-    }
+    };
+    out.push(byte?);
+    Some(())
 }
 
 /// `str.encode(codec)` (strict).
 pub fn encode(s: &str, codec: Codec) -> Result<Vec<u8>, CodecProblem> {
-    match codec {
-        Codec::Utf8 => Ok(s.as_bytes().to_vec()),
-        _ => s.chars().map(|c| encode_char(c, codec).ok_or(CodecProblem::Unicode)).collect(),
+    if codec == Codec::Utf8 {
+        return Ok(s.as_bytes().to_vec());
     }
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        encode_char(c, codec, &mut out).ok_or(CodecProblem::Unicode)?;
+    }
+    Ok(out)
 }
 
 /// `str.encode(codec, 'replace')`: what the codec lacks becomes `?`.
 pub fn encode_replace(s: &str, codec: Codec) -> Vec<u8> {
-    match codec {
-        Codec::Utf8 => s.as_bytes().to_vec(),
-        _ => s.chars().map(|c| encode_char(c, codec).unwrap_or(b'?')).collect(),
+    if codec == Codec::Utf8 {
+        return s.as_bytes().to_vec();
     }
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        if encode_char(c, codec, &mut out).is_none() {
+            out.push(b'?');
+        }
+    }
+    out
 }
 
 /// An `email.charset.Charset` that body text can be set with: the email package's
