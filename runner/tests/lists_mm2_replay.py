@@ -377,6 +377,15 @@ SHAPES = [
     ('latin1-base64', 'MIME-Version: 1.0\nContent-Type: text/plain; charset="ISO-8859-1"\nContent-Transfer-Encoding: base64\n\n'
      + base64.encodestring('na\xefve r\xe9sum\xe9 \n')),
     ('empty-charset', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=""\n\nplain\n'),
+    # Single-byte charsets: Python 2.7 renames those outside email.charset's table to
+    # their codec's name (windows-1251 becomes cp1251, latin2 iso8859-2, with base64).
+    ('cp1251-8bit', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=windows-1251\nContent-Transfer-Encoding: 8bit\n\n\xcf\xf0\xe8\xe2\xe5\xf2\n'),
+    ('koi8r-8bit', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=koi8-r\nContent-Transfer-Encoding: 8bit\n\n\xf0\xd2\xc9\xd7\xc5\xd4\n'),
+    ('koi8u-box', 'MIME-Version: 1.0\nContent-Type: text/plain; charset="KOI8-U"\n\n\xae\xbe \xa4\xa6\n'),
+    ('latin2-qp', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=latin2\nContent-Transfer-Encoding: quoted-printable\n\n=A9koda =BE=E1k\n'),
+    ('iso8859-2-8bit', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=iso-8859-2\nContent-Transfer-Encoding: 8bit\n\n\xa9koda\n'),
+    ('latin1-label', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=latin1\nContent-Transfer-Encoding: 8bit\n\ncaf\xe9\n'),
+    ('cp1252-undefined', 'MIME-Version: 1.0\nContent-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: 8bit\n\na\x81b \x93q\x94\n'),
     ('mixed-preamble-8bit', 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b1"\n\nThis is a preamble.\n'
      '--b1\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9\n--b1--\n'),
     ('no-mime-8bit', '\nraw \xe9\xe8 octets without any MIME header\n'),

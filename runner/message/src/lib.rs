@@ -4,6 +4,7 @@ mod body_codec;
 pub mod model;
 pub mod py2;
 pub mod py3;
+mod single_byte;
 pub mod unpickle;
 
 pub use model::{Charset, Error, HeaderObj, HeaderValue, Message, PartPath, Payload, Text, Version};

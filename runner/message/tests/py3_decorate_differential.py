@@ -62,8 +62,21 @@ MESSAGES = {
     'rfc822': HEAD + b'MIME-Version: 1.0\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n',
     'qp_long_lines': HEAD + b'Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n' + b'=E9' * 40 + b'=\n' + b'a ' * 50 + b'\nend =20\n',
     'unknown_charset': HEAD + b'Content-Type: text/plain; charset=x-unknown\nContent-Transfer-Encoding: 7bit\n\nbody\n',
+    'cp1252_quotes': HEAD + b'Content-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: 8bit\n\n\x93q\x94\n',
+    # 0x81 is undefined in Python's cp1252: decoding fails and the message is wrapped.
+    'cp1252_undefined': HEAD + b'Content-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: 8bit\n\na\x81b\n',
+    'koi8r_8bit': HEAD + b'Content-Type: text/plain; charset=koi8-r\nContent-Transfer-Encoding: 8bit\n\n\xf0\xd2\xc9\xd7\xc5\xd4\n',
+    'koi8u_box': HEAD + b'Content-Type: text/plain; charset="KOI8-U"\n\n\xae\xbe \xa4\xa6\n',
+    'cp1251_base64': HEAD + b'Content-Type: text/plain; charset=cp1251\nContent-Transfer-Encoding: base64\n\n7/Do4uXyCg==\n',
+    'latin2_qp': HEAD + b'Content-Type: text/plain; charset=latin2\nContent-Transfer-Encoding: quoted-printable\n\n=A9koda =BE=E1k\n',
+    'latin9_euro': HEAD + b'Content-Type: text/plain; charset=iso-8859-15\nContent-Transfer-Encoding: 8bit\n\n5 \xa4\n',
+    'iso8859_9_c1': HEAD + b'Content-Type: text/plain; charset=iso-8859-9\nContent-Transfer-Encoding: 8bit\n\n\x80 \xdd\n',
+    'gb18030_8bit': HEAD + b'Content-Type: text/plain; charset=GB18030\nContent-Transfer-Encoding: 8bit\n\n\xc4\xe3\xba\xc3 \x81\x35\xf4\x37\n',
+    'cp949_8bit': HEAD + b'Content-Type: text/plain; charset=cp949\nContent-Transfer-Encoding: 8bit\n\n\xbe\xc8\xb3\xe7\n',
     # A charset Python knows but whose codec is not carried: refusing (shunt) is expected.
-    'unsupported_cp1252': HEAD + b'Content-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: 8bit\n\n\x93q\x94\n',
+    'unsupported_ks_c_5601': HEAD + b'Content-Type: text/plain; charset="ks_c_5601-1987"\nContent-Transfer-Encoding: base64\n\nvsiz5wo=\n',
+    'unsupported_euckr': HEAD + b'Content-Type: text/plain; charset=euc-kr\nContent-Transfer-Encoding: 8bit\n\n\xbe\xc8\xb3\xe7\n',
+    'unsupported_iso2022jp': HEAD + b'Content-Type: text/plain; charset=iso-2022-jp\nContent-Transfer-Encoding: 7bit\n\n\x1b$B$3$s\x1b(B\n',
     'plain_disposition': HEAD + b'Content-Type: text/plain; charset=utf-8\nContent-Disposition: attachment; filename="x.txt"\nContent-Transfer-Encoding: quoted-printable\n\nline=3D1=\n\n',
 }
 DECORATIONS = {
@@ -71,8 +84,10 @@ DECORATIONS = {
     'header': ('Header line', ''),
     'both_nonascii': ('Gr\u00fc\u00dfe \u2014 head\n', '-- \nFu\u00df \u00e9t\u00e9\n'),
     'both_no_newlines': ('head', 'foot'),
+    'cyrillic_footer': ('', '-- \n\u0421\u043f\u0438\u0441\u043e\u043a \u0491\n'),
+    'cjk_header': ('\u4f60\u597d \uc548\ub155 \u1e3f', ''),
 }
-CHARSETS = ['us-ascii', 'utf-8', 'iso-8859-1']
+CHARSETS = ['us-ascii', 'utf-8', 'iso-8859-1', 'iso-8859-2', 'windows-1251', 'koi8-r', 'koi8-u', 'cp1252', 'gb18030', 'cp949']
 
 
 class Language:

@@ -1,9 +1,11 @@
 //! The Python 2.7 codecs Mailman 2.1's decoration converts text with
 //! (`unicode(s, charset)`, `u.encode(charset)`): `codecs.lookup`'s name handling, and
-//! the few codecs carried here (ASCII, Latin-1, UTF-8, ISO-2022-JP). A name Python
-//! knows but this emulation does not carry is reported as such, never guessed.
+//! the codecs carried here (ASCII, Latin-1, UTF-8, ISO-2022-JP and the single-byte
+//! ones). A name Python knows but this emulation does not carry is reported as such,
+//! never guessed.
 
 use super::charset::{self, decode_iso2022jp, encode_iso2022jp, Unit};
+use crate::single_byte::{self, SingleByte};
 use mailqueue_pickle::PyStr;
 
 /// A codec carried here.
@@ -13,6 +15,7 @@ pub enum Codec {
     Latin1,
     Utf8,
     Iso2022Jp,
+    SingleByte(&'static SingleByte),
 }
 
 /// What `codecs.lookup(name)` gives.
@@ -88,8 +91,49 @@ pub fn lookup(name: &str) -> Lookup {
         Lookup::Found(Codec::Utf8)
     } else if is(&["iso2022_jp", "csiso2022jp", "iso2022jp", "iso_2022_jp"]) {
         Lookup::Found(Codec::Iso2022Jp)
+    } else if let Some(sb) = single_byte_module(&norm, &under).and_then(single_byte::by_module) {
+        Lookup::Found(Codec::SingleByte(sb))
     } else {
         Lookup::NotCarried(name.to_owned())
+    }
+}
+
+/// The `encodings` modules of the single-byte codecs carried, for the differential
+/// test that proves them against Python 2.7 (with the three functions below).
+pub fn carried_single_byte() -> impl Iterator<Item = &'static str> {
+    single_byte::modules()
+}
+
+/// The carried single-byte module `codecs.lookup(name)` finds.
+pub fn single_byte_lookup(name: &str) -> Option<&'static str> {
+    match lookup(name) {
+        Lookup::Found(Codec::SingleByte(sb)) => Some(sb.module),
+        _ => None,
+    }
+}
+
+/// `unicode(bytes, name[, 'ignore'])` as code points, for a carried single-byte codec.
+pub fn single_byte_decode(name: &str, bytes: &[u8], ignore: bool) -> Option<Vec<u32>> {
+    let Lookup::Found(c @ Codec::SingleByte(_)) = lookup(name) else { return None };
+    let text = decode(bytes, c, ignore).ok()?;
+    // A single-byte codec gives code points only, never JIS units.
+    text.into_iter().map(|ch| if let Char::Code(cp) = ch { Some(cp) } else { None }).collect()
+}
+
+/// `u.encode(name)` of code points, for a carried single-byte codec.
+pub fn single_byte_encode(name: &str, code_points: &[u32]) -> Option<Vec<u8>> {
+    let Lookup::Found(c @ Codec::SingleByte(_)) = lookup(name) else { return None };
+    let text: Vec<Char> = code_points.iter().map(|&cp| Char::Code(cp)).collect();
+    encode(&text, c).ok()
+}
+
+/// The module Python 2.7's `encodings.search_function` loads for a carried
+/// single-byte codec: the alias (also with `.` read as `_`), else the name itself.
+fn single_byte_module(norm: &str, under: &str) -> Option<&'static str> {
+    let alias = |n: &str| SINGLE_BYTE_ALIASES.binary_search_by(|(a, _)| (*a).cmp(n)).ok();
+    match alias(norm).or_else(|| alias(under)) {
+        Some(i) => Some(SINGLE_BYTE_ALIASES[i].1),
+        None => single_byte::modules().find(|m| *m == norm),
     }
 }
 
@@ -119,6 +163,14 @@ pub fn decode(bytes: &[u8], codec: Codec, ignore: bool) -> Result<Vec<Char>, Cod
             .map(|&b| if b.is_ascii() { Ok(Char::Code(u32::from(b))) } else { Err(CodecProblem::Unicode) })
             .collect(),
         Codec::Latin1 => Ok(bytes.iter().map(|&b| Char::Code(u32::from(b))).collect()),
+        Codec::SingleByte(sb) => bytes
+            .iter()
+            .filter_map(|&b| match sb.decode_byte(b) {
+                Some(c) => Some(Ok(Char::Code(u32::from(c)))),
+                None if ignore => None,
+                None => Some(Err(CodecProblem::Unicode)),
+            })
+            .collect(),
         Codec::Utf8 => decode_utf8(bytes, ignore),
         Codec::Iso2022Jp => match decode_iso2022jp(bytes) {
             Some(units) => units
@@ -176,6 +228,17 @@ pub fn encode(text: &[Char], codec: Codec) -> Result<Vec<u8>, CodecProblem> {
                 })
                 .collect()
         }
+        Codec::SingleByte(sb) => text
+            .iter()
+            .map(|c| {
+                let cp = match *c {
+                    Char::Code(cp) => cp,
+                    Char::Jis(u) => jis_latin1(u).ok_or_else(jis_elsewhere)?,
+                };
+                // A lone surrogate is in no charmap.
+                char::from_u32(cp).and_then(|c| sb.encode_char(c)).ok_or(CodecProblem::Unicode)
+            })
+            .collect(),
         Codec::Utf8 => {
             let cps = text
                 .iter()
@@ -231,6 +294,104 @@ const JIS_LATIN1: [(Unit, u32); 13] = [
 fn jis_latin1(u: Unit) -> Option<u32> {
     JIS_LATIN1.iter().find(|(j, _)| *j == u).map(|(_, cp)| *cp)
 }
+
+/// Python 2.7's `encodings.aliases.aliases` entries for the carried single-byte codecs.
+const SINGLE_BYTE_ALIASES: [(&str, &str); 94] = [
+    ("1250", "cp1250"),
+    ("1251", "cp1251"),
+    ("1252", "cp1252"),
+    ("1253", "cp1253"),
+    ("1254", "cp1254"),
+    ("1255", "cp1255"),
+    ("1256", "cp1256"),
+    ("1257", "cp1257"),
+    ("1258", "cp1258"),
+    ("arabic", "iso8859_6"),
+    ("asmo_708", "iso8859_6"),
+    ("csisolatin2", "iso8859_2"),
+    ("csisolatin3", "iso8859_3"),
+    ("csisolatin4", "iso8859_4"),
+    ("csisolatin5", "iso8859_9"),
+    ("csisolatin6", "iso8859_10"),
+    ("csisolatinarabic", "iso8859_6"),
+    ("csisolatincyrillic", "iso8859_5"),
+    ("csisolatingreek", "iso8859_7"),
+    ("csisolatinhebrew", "iso8859_8"),
+    ("cskoi8r", "koi8_r"),
+    ("cyrillic", "iso8859_5"),
+    ("ecma_114", "iso8859_6"),
+    ("ecma_118", "iso8859_7"),
+    ("elot_928", "iso8859_7"),
+    ("greek", "iso8859_7"),
+    ("greek8", "iso8859_7"),
+    ("hebrew", "iso8859_8"),
+    ("iso_8859_10", "iso8859_10"),
+    ("iso_8859_10_1992", "iso8859_10"),
+    ("iso_8859_11", "iso8859_11"),
+    ("iso_8859_11_2001", "iso8859_11"),
+    ("iso_8859_13", "iso8859_13"),
+    ("iso_8859_14", "iso8859_14"),
+    ("iso_8859_14_1998", "iso8859_14"),
+    ("iso_8859_15", "iso8859_15"),
+    ("iso_8859_16", "iso8859_16"),
+    ("iso_8859_16_2001", "iso8859_16"),
+    ("iso_8859_2", "iso8859_2"),
+    ("iso_8859_2_1987", "iso8859_2"),
+    ("iso_8859_3", "iso8859_3"),
+    ("iso_8859_3_1988", "iso8859_3"),
+    ("iso_8859_4", "iso8859_4"),
+    ("iso_8859_4_1988", "iso8859_4"),
+    ("iso_8859_5", "iso8859_5"),
+    ("iso_8859_5_1988", "iso8859_5"),
+    ("iso_8859_6", "iso8859_6"),
+    ("iso_8859_6_1987", "iso8859_6"),
+    ("iso_8859_7", "iso8859_7"),
+    ("iso_8859_7_1987", "iso8859_7"),
+    ("iso_8859_8", "iso8859_8"),
+    ("iso_8859_8_1988", "iso8859_8"),
+    ("iso_8859_9", "iso8859_9"),
+    ("iso_8859_9_1989", "iso8859_9"),
+    ("iso_celtic", "iso8859_14"),
+    ("iso_ir_101", "iso8859_2"),
+    ("iso_ir_109", "iso8859_3"),
+    ("iso_ir_110", "iso8859_4"),
+    ("iso_ir_126", "iso8859_7"),
+    ("iso_ir_127", "iso8859_6"),
+    ("iso_ir_138", "iso8859_8"),
+    ("iso_ir_144", "iso8859_5"),
+    ("iso_ir_148", "iso8859_9"),
+    ("iso_ir_157", "iso8859_10"),
+    ("iso_ir_199", "iso8859_14"),
+    ("iso_ir_226", "iso8859_16"),
+    ("l10", "iso8859_16"),
+    ("l2", "iso8859_2"),
+    ("l3", "iso8859_3"),
+    ("l4", "iso8859_4"),
+    ("l5", "iso8859_9"),
+    ("l6", "iso8859_10"),
+    ("l7", "iso8859_13"),
+    ("l8", "iso8859_14"),
+    ("l9", "iso8859_15"),
+    ("latin10", "iso8859_16"),
+    ("latin2", "iso8859_2"),
+    ("latin3", "iso8859_3"),
+    ("latin4", "iso8859_4"),
+    ("latin5", "iso8859_9"),
+    ("latin6", "iso8859_10"),
+    ("latin7", "iso8859_13"),
+    ("latin8", "iso8859_14"),
+    ("latin9", "iso8859_15"),
+    ("thai", "iso8859_11"),
+    ("windows_1250", "cp1250"),
+    ("windows_1251", "cp1251"),
+    ("windows_1252", "cp1252"),
+    ("windows_1253", "cp1253"),
+    ("windows_1254", "cp1254"),
+    ("windows_1255", "cp1255"),
+    ("windows_1256", "cp1256"),
+    ("windows_1257", "cp1257"),
+    ("windows_1258", "cp1258"),
+];
 
 /// Every name Python 2.7.18's `codecs.lookup` accepts after normalization: the
 /// `encodings` package's modules and `encodings.aliases` (generated with that Python).
@@ -669,8 +830,10 @@ mod tests {
         assert_eq!(lookup("iso-2022-jp"), Lookup::Found(Codec::Iso2022Jp));
         assert_eq!(lookup("x-unknown"), Lookup::Unknown);
         assert_eq!(lookup("unknown-8bit"), Lookup::Unknown);
-        assert_eq!(lookup("koi8-r"), Lookup::NotCarried("koi8-r".into()));
+        assert!(matches!(lookup("koi8-r"), Lookup::Found(Codec::SingleByte(sb)) if sb.module == "koi8_r"));
+        assert_eq!(lookup("big5"), Lookup::NotCarried("big5".into()));
         assert!(PYTHON_27_CODECS.windows(2).all(|w| w[0] < w[1]));
+        assert!(SINGLE_BYTE_ALIASES.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]

@@ -405,7 +405,10 @@ fn content_charset(msg: &Message) -> Result<Option<String>, DecorateError> {
 /// An `email.charset.Charset` body text can be set with, from Python 2.7's table.
 #[derive(Clone, Debug)]
 struct BodyCharset {
+    /// The input and output charset.
     name: String,
+    /// `header_encoding`: 1 quoted-printable, 2 base64, 3 the shorter.
+    header_encoding: Option<u8>,
     encoding: BodyEncoding,
 }
 
@@ -416,17 +419,64 @@ enum BodyEncoding {
     Base64,
 }
 
-/// `Charset(name)` for the names whose table entry is carried (no conversion between
-/// input and output charsets).
+/// `Charset(name)` in Python 2.7: lower-cased and mapped through `ALIASES`; a name in
+/// neither `ALIASES` nor `CHARSETS` becomes its codec's own name
+/// (`codecs.lookup(name).name`, e.g. windows-1251 becomes cp1251), then `CHARSETS`
+/// gives the encodings (quoted-printable for the ISO-8859 names it lists, base64
+/// bodies otherwise). Names with an output conversion, and codecs whose name is not
+/// carried, are refused.
 fn body_charset(name: &str) -> Result<BodyCharset, DecorateError> {
-    let encoding = match name {
-        "us-ascii" | "iso-2022-jp" => BodyEncoding::SevenOrEight,
-        "iso-8859-1" | "iso-8859-2" | "iso-8859-3" | "iso-8859-4" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13"
-        | "iso-8859-14" | "iso-8859-15" | "iso-8859-16" | "windows-1252" | "viscii" => BodyEncoding::QuotedPrintable,
-        "utf-8" => BodyEncoding::Base64,
-        _ => return Err(unsupported(format!("setting a body in character set {name:?} is not carried"))),
+    let lower = name.to_lowercase();
+    let aliased = match lower.as_str() {
+        "latin_1" | "latin-1" => Some("iso-8859-1"),
+        "latin_2" | "latin-2" => Some("iso-8859-2"),
+        "latin_3" | "latin-3" => Some("iso-8859-3"),
+        "latin_4" | "latin-4" => Some("iso-8859-4"),
+        "latin_5" | "latin-5" => Some("iso-8859-9"),
+        "latin_6" | "latin-6" => Some("iso-8859-10"),
+        "latin_7" | "latin-7" => Some("iso-8859-13"),
+        "latin_8" | "latin-8" => Some("iso-8859-14"),
+        "latin_9" | "latin-9" => Some("iso-8859-15"),
+        "latin_10" | "latin-10" => Some("iso-8859-16"),
+        "ascii" => Some("us-ascii"),
+        "cp949" | "euc_jp" | "euc_kr" => {
+            return Err(unsupported(format!("setting a body in character set {name:?} is not carried")))
+        }
+        _ => None,
     };
-    Ok(BodyCharset { name: name.to_owned(), encoding })
+    use BodyEncoding::{Base64, QuotedPrintable, SevenOrEight};
+    let table = |n: &str| match n {
+        "us-ascii" => Some((None, SevenOrEight)),
+        "iso-2022-jp" => Some((Some(2), SevenOrEight)),
+        "iso-8859-1" | "iso-8859-2" | "iso-8859-3" | "iso-8859-4" | "iso-8859-9" | "iso-8859-10" | "iso-8859-13"
+        | "iso-8859-14" | "iso-8859-15" | "iso-8859-16" | "windows-1252" | "viscii" => Some((Some(1), QuotedPrintable)),
+        "koi8-r" => Some((Some(2), Base64)),
+        "utf-8" => Some((Some(3), Base64)),
+        _ => None,
+    };
+    let input = match aliased {
+        Some(a) => a.to_owned(),
+        None if table(&lower).is_some() => lower,
+        None => codec_name(&lower)
+            .ok_or_else(|| unsupported(format!("setting a body in character set {name:?} is not carried")))?,
+    };
+    let (header_encoding, encoding) = table(&input).unwrap_or((Some(3), Base64));
+    Ok(BodyCharset { name: input, header_encoding, encoding })
+}
+
+/// `codecs.lookup(name).name` for the codecs carried whose table entry is not listed
+/// (the ones with an output conversion, euc-jp and shift_jis, are not carried).
+fn codec_name(name: &str) -> Option<String> {
+    match codec::lookup(name) {
+        // "ascii", which `ALIASES` then makes us-ascii.
+        Lookup::Found(Codec::Ascii) => Some("us-ascii".to_owned()),
+        Lookup::Found(Codec::Latin1) => Some("iso8859-1".to_owned()),
+        Lookup::Found(Codec::Utf8) => Some("utf-8".to_owned()),
+        // Python 2.7's charmap modules name themselves with a hyphen for the underscore
+        // (iso8859_2 is "iso8859-2", koi8_r "koi8-r"); the cp ones have none.
+        Lookup::Found(Codec::SingleByte(sb)) => Some(sb.module.replace('_', "-")),
+        _ => None,
+    }
 }
 
 /// `set_payload(payload, charset)` on a message without Content-Type and
@@ -451,17 +501,16 @@ fn set_payload(msg: &mut Message, payload: &[u8], cs: &BodyCharset) {
 }
 
 fn model_charset(cs: &BodyCharset) -> Charset {
-    let (header, body) = match cs.encoding {
-        BodyEncoding::SevenOrEight if cs.name == "us-ascii" => (None, None),
-        BodyEncoding::SevenOrEight => (Some(2), None),
-        BodyEncoding::QuotedPrintable => (Some(1), Some(1)),
-        BodyEncoding::Base64 => (Some(3), Some(2)),
+    let body = match cs.encoding {
+        BodyEncoding::SevenOrEight => None,
+        BodyEncoding::QuotedPrintable => Some(1),
+        BodyEncoding::Base64 => Some(2),
     };
     let codec = (cs.name != "us-ascii").then(|| cs.name.clone());
     Charset {
         input_charset: cs.name.clone(),
         output_charset: Some(cs.name.clone()),
-        header_encoding: header,
+        header_encoding: cs.header_encoding,
         body_encoding: body,
         input_codec: codec.clone(),
         output_codec: codec,
@@ -617,9 +666,16 @@ fn wrap(msg: &mut Message, d: &Decoration, boundary_token: u64) -> Result<(), De
 fn mime_text(text: &[u8], lcset: &str) -> Result<Message, DecorateError> {
     let cs = body_charset(lcset)?;
     let mut m = Message::new("email.mime.text.MIMEText", "text/plain");
-    let ct = [b"text/plain; charset=\"".as_slice(), lcset.as_bytes(), b"\""].concat();
-    push(&mut m, b"Content-Type", &ct);
-    push(&mut m, b"MIME-Version", b"1.0");
+    let ct = |name: &str| [b"text/plain; charset=\"".as_slice(), name.as_bytes(), b"\""].concat();
+    if cs.name == lcset {
+        push(&mut m, b"Content-Type", &ct(lcset));
+        push(&mut m, b"MIME-Version", b"1.0");
+    } else {
+        // `set_charset`'s `set_param('charset', output charset)` changed the field, so
+        // it was deleted and added again, after MIME-Version.
+        push(&mut m, b"MIME-Version", b"1.0");
+        push(&mut m, b"Content-Type", &ct(&cs.name));
+    }
     let (body, cte): (Vec<u8>, &[u8]) = match cs.encoding {
         BodyEncoding::Base64 => (crate::body_codec::base64_body(text).into_bytes(), b"base64"),
         BodyEncoding::QuotedPrintable => (qp_body(text), b"quoted-printable"),

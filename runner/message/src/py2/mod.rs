@@ -4,6 +4,7 @@
 
 mod charset;
 mod codec;
+pub use codec::{carried_single_byte, single_byte_decode, single_byte_encode, single_byte_lookup};
 pub mod decorate;
 mod generator;
 mod header;

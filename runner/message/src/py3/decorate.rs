@@ -308,7 +308,7 @@ fn decorate_text(msg: &mut Message, d: &Decoration) -> Result<bool, DecorateErro
             Err(CodecProblem::Unicode) => continue,
             Err(e) => return Err(e.into()),
         };
-        set_payload(msg, &bytes, transfer::body_charset(cset)?)?;
+        set_payload(msg, &bytes, &transfer::body_charset(cset)?)?;
         if let Some(f) = format_param.filter(|f| !f.is_empty()) {
             set_param(msg, "format", &f)?;
         }
@@ -362,13 +362,13 @@ fn mime_text(text: &str, lcset: &str) -> Result<Message, DecorateError> {
         HeaderValue::Text(Text::from(format!("text/plain; charset=\"{lcset}\"").as_str())),
     ));
     m.headers.push((Text::from("MIME-Version"), HeaderValue::Text(Text::from("1.0"))));
-    set_payload(&mut m, &bytes, cs)?;
+    set_payload(&mut m, &bytes, &cs)?;
     m.headers.push((Text::from("Content-Disposition"), HeaderValue::Text(Text::from("inline"))));
     Ok(m)
 }
 
 /// `set_payload(bytes, charset)` on a part without `Content-Transfer-Encoding`.
-fn set_payload(msg: &mut Message, bytes: &[u8], cs: BodyCharset) -> Result<(), DecorateError> {
+fn set_payload(msg: &mut Message, bytes: &[u8], cs: &BodyCharset) -> Result<(), DecorateError> {
     let (payload, cte) = transfer::body_encode(bytes, cs);
     msg.payload = Payload::Text(Text::Str(payload));
     msg.charset = Some(model_charset(cs));
@@ -379,26 +379,25 @@ fn set_payload(msg: &mut Message, bytes: &[u8], cs: BodyCharset) -> Result<(), D
         let ct = format!("text/plain; charset=\"{}\"", cs.name);
         msg.headers.push((Text::from("Content-Type"), HeaderValue::Text(Text::from(ct.as_str()))));
     } else {
-        set_param(msg, "charset", cs.name)?;
+        set_param(msg, "charset", &cs.name)?;
     }
     msg.headers.push((Text::from("Content-Transfer-Encoding"), HeaderValue::Text(Text::from(cte))));
     Ok(())
 }
 
-fn model_charset(cs: BodyCharset) -> Charset {
-    let (header, body) = match cs.encoding {
-        transfer::BodyEncoding::SevenOrEight => (None, None),
-        transfer::BodyEncoding::QuotedPrintable => (Some(1), Some(1)),
-        transfer::BodyEncoding::Base64 => (Some(3), Some(2)),
+fn model_charset(cs: &BodyCharset) -> Charset {
+    let body = match cs.encoding {
+        transfer::BodyEncoding::SevenOrEight => None,
+        transfer::BodyEncoding::QuotedPrintable => Some(1),
+        transfer::BodyEncoding::Base64 => Some(2),
     };
-    let codec = (cs.codec == transfer::Codec::Utf8).then(|| "utf-8".to_owned());
     Charset {
-        input_charset: cs.name.to_owned(),
-        output_charset: Some(cs.name.to_owned()),
-        header_encoding: header,
+        input_charset: cs.name.clone(),
+        output_charset: Some(cs.name.clone()),
+        header_encoding: cs.header_encoding,
         body_encoding: body,
-        input_codec: codec.clone(),
-        output_codec: codec,
+        input_codec: cs.codec.clone(),
+        output_codec: cs.codec.clone(),
     }
 }
 

@@ -10,7 +10,7 @@ mod params;
 pub mod parser;
 pub mod personalize;
 mod pystr;
-pub(crate) mod transfer;
+pub mod transfer;
 pub mod verp;
 
 use crate::model::{Error, Message, PartPath, Text};
