@@ -40,6 +40,9 @@ sink_pid=$!
 say "the backlog (mailqueue-runner status)"
 "$runner" status --qfiles "$work/qfiles" --slices 4
 
+say "where it is going (mailqueue-runner qshape: recipients per domain and age, top 5)"
+"$runner" qshape --qfiles "$work/qfiles" --queue out --top 5
+
 say "draining: 4 slices, 4 SMTP sessions each, into smtp-sink on 127.0.0.1:$port"
 start=$(date +%s.%N)
 # One log line per entry is what an admin wants in production; the demo shows the summary.
