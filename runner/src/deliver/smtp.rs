@@ -492,6 +492,15 @@ impl Iterator for StuffChunks<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_connect_error_names_its_cause_once_in_a_chain() {
+        let e = ConnectError::Tcp { addr: "mta:25".into(), error: std::io::Error::other("connection refused") };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "cannot connect to the SMTP relay mta:25: connection refused"
+        );
+    }
+
     fn stuff_like_smtplib(data: &[u8]) -> Vec<u8> {
         StuffChunks::new(data).flatten().collect()
     }
