@@ -11,6 +11,7 @@ use crate::status::bucket_of;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// One entry as read from its file.
@@ -33,9 +34,15 @@ pub struct EntryRow {
 }
 
 /// Calls `visit` for every entry of `queue`, first in first out, as Mailman would take
-/// them. An entry gone since the listing (delivered meanwhile) is skipped; one that
-/// cannot be read is reported in its row, not as an error of the whole listing.
-pub fn list_entries(qfiles: &Path, queue: &str, now: f64, mut visit: impl FnMut(EntryRow)) -> Result<()> {
+/// them, until it returns `ControlFlow::Break` (so a `--limit` reads only what it shows). An
+/// entry gone since the listing (delivered meanwhile) is skipped; one that cannot be read is
+/// reported in its row, not as an error of the whole listing.
+pub fn list_entries(
+    qfiles: &Path,
+    queue: &str,
+    now: f64,
+    mut visit: impl FnMut(EntryRow) -> ControlFlow<()>,
+) -> Result<()> {
     let dir = qfiles.join(queue);
     for name in entry_names(&dir)? {
         let path = dir.join(name.to_string());
@@ -68,7 +75,9 @@ pub fn list_entries(qfiles: &Path, queue: &str, now: f64, mut visit: impl FnMut(
             Err(e) if gone(&e) => continue,
             Err(e) => row.error = Some(e.to_string()),
         }
-        visit(row);
+        if visit(row).is_break() {
+            break;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use super::table::human_age;
 use anyhow::Context;
 use mailqueue_queue::listing::{list_entries, EntryRow};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,13 +35,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "file", "state", "age", "size", "recipients", "list"
         )?;
     }
+    let full = |shown: usize| args.limit.is_some_and(|limit| shown >= limit);
     list_entries(&args.target.qfiles, &args.target.queue, now, |row| {
-        if result.is_err() || args.limit.is_some_and(|limit| shown >= limit) {
-            return;
+        if full(shown) {
+            return ControlFlow::Break(());
         }
         shown += 1;
         unreadable += usize::from(row.error.is_some());
         result = if args.json { writeln_json(&mut out, &row) } else { writeln_text(&mut out, &row) };
+        if result.is_err() || full(shown) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })
     .with_context(|| format!("listing {}", args.target.qfiles.join(&args.target.queue).display()))?;
     // A closed pipe (`list | head`) is the reader's choice, not a failure.
